@@ -1,0 +1,202 @@
+//! Wiring: builds the agent from resolved settings and runs it until SIGTERM/SIGINT. On a signal
+//! the agent stops promptly and leaves pods running, as the kubelet does; a restarted agent
+//! adopts them.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use tokio::sync::mpsc;
+
+use crate::cm::CgroupManager;
+use crate::config::KubeletSettings;
+use crate::health::Health;
+use crate::images::ImageManager;
+use crate::kubelet::{run_sync_loop, Kubelet, KubeletOptions, SyncLoopInputs};
+use crate::kuberuntime::RuntimeService;
+use crate::metrics::Metrics;
+use crate::objects::MemoryObjects;
+use crate::pleg::Pleg;
+use crate::server;
+use crate::sources::{file::spawn_file_source, FILE_SOURCE};
+
+/// The cgroup filesystem mount point.
+pub const CGROUP_MOUNT: &str = "/sys/fs/cgroup";
+/// The PLEG relist period.
+pub const RELIST_PERIOD: Duration = Duration::from_secs(1);
+/// The housekeeping period (the kubelet's 2 s).
+pub const HOUSEKEEPING_PERIOD: Duration = Duration::from_secs(2);
+
+/// Everything the running agent holds, for tests that drive it in-process.
+pub struct Agent {
+    pub kubelet: Arc<Kubelet>,
+    pub healthz_addr: Option<SocketAddr>,
+    pub read_only_addr: Option<SocketAddr>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+async fn bind(addr: SocketAddr, router: axum::Router, tasks: &mut Vec<tokio::task::JoinHandle<()>>) -> anyhow::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener.local_addr()?;
+    tracing::info!(addr = %local, "serving HTTP");
+    tasks.push(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            tracing::error!(addr = %local, error = %e, "HTTP server stopped");
+        }
+    }));
+    Ok(local)
+}
+
+/// Starts every part of the agent and returns once they are running.
+pub async fn start(settings: &KubeletSettings) -> anyhow::Result<Agent> {
+    if settings.kubeconfig.is_some() {
+        bail!("--kubeconfig: API-server mode is not implemented yet; run standalone with --pod-manifest-path");
+    }
+    if settings.manifest_url.is_some() {
+        bail!("--manifest-url: the HTTP manifest source is not implemented yet");
+    }
+    let node = settings.node_name.clone();
+    let metrics = Metrics::new(&node);
+    let health = Health::new();
+    let socket = proto::cri::socket_path(&settings.container_runtime_endpoint)
+        .with_context(|| "--container-runtime-endpoint".to_string())?;
+    let channel = proto::cri::lazy_channel(&socket);
+    let runtime = RuntimeService::new(channel, settings.runtime_request_timeout, metrics.clone(), &node);
+    let images = ImageManager::new(runtime.clone(), settings.serialize_image_pulls);
+    let cgroups = CgroupManager::new(Path::new(CGROUP_MOUNT), &settings.cgroup_root)
+        .with_context(|| format!("--cgroup-root {}", settings.cgroup_root))?;
+    let proc_root = Path::new("/proc");
+    let (cpu_milli, memory) = crate::nodeinfo::capacity(proc_root);
+    let opts = KubeletOptions {
+        node_name: node.clone(),
+        root_dir: settings.root_dir.clone(),
+        log_root: settings.pod_logs_dir.clone(),
+        resolv_conf: settings.resolv_conf.clone().unwrap_or_default(),
+        sync_frequency: settings.sync_frequency,
+        housekeeping_period: HOUSEKEEPING_PERIOD,
+        pod_pids_limit: settings.pod_pids_limit,
+        max_pods: settings.max_pods as usize,
+        host_ips: crate::nodeinfo::host_ips(settings.node_ip, proc_root),
+        node_cpu_milli: cpu_milli,
+        node_memory: memory,
+        pod_infra_container_image: settings.pod_infra_container_image.clone(),
+    };
+    std::fs::create_dir_all(&settings.root_dir)
+        .with_context(|| format!("cannot create --root-dir {}", settings.root_dir.display()))?;
+    let kl = Kubelet::new(
+        opts,
+        runtime.clone(),
+        images,
+        cgroups,
+        metrics.clone(),
+        health.clone(),
+        Arc::new(MemoryObjects::default()),
+    );
+    kl.initialize().await.map_err(anyhow::Error::msg)?;
+
+    let mut tasks = Vec::new();
+    let (updates_tx, updates_rx) = mpsc::channel(64);
+    let mut expected = Vec::new();
+    if let Some(path) = &settings.pod_manifest_path {
+        tasks.push(spawn_file_source(
+            path.clone(),
+            node.clone(),
+            settings.file_check_frequency,
+            updates_tx.clone(),
+        ));
+        expected.push(FILE_SOURCE);
+    } else {
+        tracing::warn!("no pod source configured (--pod-manifest-path): the node runs no pods");
+    }
+    let (pleg_tx, pleg_rx) = mpsc::channel(4096);
+    tasks.push(tokio::spawn(
+        Pleg::new(runtime.clone(), metrics.clone(), health.clone(), RELIST_PERIOD, pleg_tx).run(),
+    ));
+    tasks.push(tokio::spawn(runtime_status_loop(runtime.clone(), health.clone())));
+
+    let healthz_addr = if settings.healthz_port != 0 {
+        let addr = SocketAddr::new(settings.healthz_bind_address, settings.healthz_port);
+        Some(bind(addr, server::healthz_router(health.clone()), &mut tasks).await?)
+    } else {
+        None
+    };
+    let read_only_addr = if settings.read_only_port != 0 {
+        let addr = SocketAddr::new(settings.address, settings.read_only_port);
+        let state = server::ApiState {
+            status: kl.status.clone(),
+            metrics: metrics.clone(),
+        };
+        Some(bind(addr, server::readonly_router(state, health.clone()), &mut tasks).await?)
+    } else {
+        None
+    };
+    tasks.push(tokio::spawn(run_sync_loop(
+        kl.clone(),
+        SyncLoopInputs {
+            updates: updates_rx,
+            pleg: pleg_rx,
+            expected_sources: expected,
+        },
+    )));
+    drop(updates_tx);
+    Ok(Agent {
+        kubelet: kl,
+        healthz_addr,
+        read_only_addr,
+        tasks,
+    })
+}
+
+/// Polls the runtime's own conditions every 5 s (the kubelet's `updateRuntimeUp`).
+async fn runtime_status_loop(runtime: RuntimeService, health: Health) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        match runtime.status().await {
+            Ok(s) => {
+                let conds = s.status.map(|s| s.conditions).unwrap_or_default();
+                let net = conds.iter().find(|c| c.r#type == "NetworkReady");
+                health.set_network_error(net.filter(|c| !c.status).map(|c| format!("{}: {}", c.reason, c.message)));
+            }
+            Err(e) => health.runtime_failed(e.to_string()),
+        }
+    }
+}
+
+/// Runs the agent until SIGTERM or SIGINT.
+pub async fn run(settings: KubeletSettings) -> anyhow::Result<()> {
+    let agent = start(&settings).await?;
+    tracing::info!(node = %settings.node_name, "kubelet-rs started");
+    wait_for_signal().await;
+    tracing::info!("signal received: stopping (pods keep running)");
+    drop(agent);
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot install SIGTERM handler");
+            return std::future::pending().await;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

@@ -1,0 +1,206 @@
+//! The image manager (`pkg/kubelet/images`): makes sure a container's image is present before the
+//! container is created, following `imagePullPolicy`, with the kubelet's pull backoff and its
+//! waiting reasons (`ErrImagePull`, `ImagePullBackOff`, `ErrImageNeverPull`, `InvalidImageName`).
+//!
+//! Presence is checked with ImageStatus first: containerd's PullImage always contacts the
+//! registry, even for an image it has (DESIGN.md).
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Container;
+use parking_lot::Mutex;
+use proto::cri;
+use tokio::time::Instant;
+
+use crate::backoff::Backoff;
+use crate::kuberuntime::RuntimeService;
+
+/// Why a container's image is not available; `reason` is the container's waiting reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}: {message}")]
+pub struct ImageError {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+pub const ERR_IMAGE_PULL: &str = "ErrImagePull";
+pub const IMAGE_PULL_BACKOFF: &str = "ImagePullBackOff";
+pub const ERR_IMAGE_NEVER_PULL: &str = "ErrImageNeverPull";
+pub const INVALID_IMAGE_NAME: &str = "InvalidImageName";
+
+/// Adds `:latest` to an image without tag or digest, as the kubelet's `applyDefaultImageTag`.
+pub fn with_default_tag(image: &str) -> Result<String, ImageError> {
+    let invalid = |why: &str| ImageError {
+        reason: INVALID_IMAGE_NAME,
+        message: format!("Failed to apply default image tag \"{image}\": couldn't parse image name \"{image}\": {why}"),
+    };
+    if image.is_empty() {
+        return Err(invalid("repository name must have at least one component"));
+    }
+    if image.chars().any(char::is_whitespace) {
+        return Err(invalid("invalid reference format"));
+    }
+    let (name, digest) = match image.split_once('@') {
+        Some((n, d)) => (n, Some(d)),
+        None => (image, None),
+    };
+    let last_component = name.rfind('/').map(|i| i + 1).unwrap_or(0);
+    let (repo, tag) = match name[last_component..].rfind(':') {
+        Some(i) => (&name[..last_component + i], Some(&name[last_component + i + 1..])),
+        None => (name, None),
+    };
+    if repo.chars().any(|c| c.is_ascii_uppercase()) {
+        return Err(invalid("invalid reference format: repository name must be lowercase"));
+    }
+    if digest.is_some() || tag.is_some() {
+        Ok(image.to_string())
+    } else {
+        Ok(format!("{image}:latest"))
+    }
+}
+
+/// The effective pull policy: the spec's, else `Always` for `:latest` or untagged images and
+/// `IfNotPresent` otherwise (API defaulting).
+pub fn pull_policy(c: &Container) -> String {
+    if let Some(p) = c.image_pull_policy.as_deref().filter(|p| !p.is_empty()) {
+        return p.to_string();
+    }
+    let image = c.image.as_deref().unwrap_or("");
+    let last = image.rsplit('/').next().unwrap_or(image);
+    if image.contains('@') {
+        "IfNotPresent".into()
+    } else if !last.contains(':') || last.ends_with(":latest") {
+        "Always".into()
+    } else {
+        "IfNotPresent".into()
+    }
+}
+
+/// Ensures images for containers; one per agent.
+#[derive(Clone)]
+pub struct ImageManager {
+    runtime: RuntimeService,
+    backoff: Arc<Mutex<Backoff>>,
+    /// Serialized pulls (`--serialize-image-pulls`, the kubelet's default).
+    serial: Option<Arc<tokio::sync::Mutex<()>>>,
+}
+
+impl ImageManager {
+    pub fn new(runtime: RuntimeService, serialize_pulls: bool) -> Self {
+        Self {
+            runtime,
+            backoff: Arc::new(Mutex::new(Backoff::crash_loop())),
+            serial: serialize_pulls.then(|| Arc::new(tokio::sync::Mutex::new(()))),
+        }
+    }
+
+    /// Makes the container's image present per its pull policy; returns the runtime's image
+    /// reference to create the container from.
+    pub async fn ensure_image(
+        &self,
+        pod_uid: &str,
+        container: &Container,
+        sandbox: Option<&cri::PodSandboxConfig>,
+    ) -> Result<String, ImageError> {
+        let spec_image = container.image.as_deref().unwrap_or("");
+        let image = with_default_tag(spec_image)?;
+        let policy = pull_policy(container);
+        let present = self.runtime.image_status(&image).await.map_err(|e| ImageError {
+            reason: ERR_IMAGE_PULL,
+            message: format!("Failed to inspect image \"{spec_image}\": {e}"),
+        })?;
+        let must_pull = match policy.as_str() {
+            "Always" => true,
+            "Never" => {
+                return present.map(|i| i.id).ok_or_else(|| ImageError {
+                    reason: ERR_IMAGE_NEVER_PULL,
+                    message: format!("Container image \"{spec_image}\" is not present with pull policy of Never"),
+                })
+            }
+            _ => present.is_none(),
+        };
+        if !must_pull {
+            if let Some(img) = present {
+                return Ok(img.id);
+            }
+        }
+        let key = format!("{pod_uid}_{image}");
+        let now = Instant::now();
+        if self.backoff.lock().is_in_backoff_since(&key, now, now) {
+            return Err(ImageError {
+                reason: IMAGE_PULL_BACKOFF,
+                message: format!("Back-off pulling image \"{spec_image}\""),
+            });
+        }
+        let _guard = match &self.serial {
+            Some(m) => Some(m.lock().await),
+            None => None,
+        };
+        tracing::info!(image = %image, pod_uid, "pulling image");
+        match self.runtime.pull_image(&image, sandbox.cloned()).await {
+            Ok(r) => {
+                self.backoff.lock().reset(&key);
+                // Prefer the image ID: CreateContainer then needs no further resolution.
+                match self.runtime.image_status(&image).await {
+                    Ok(Some(img)) => Ok(img.id),
+                    _ => Ok(r),
+                }
+            }
+            Err(e) => {
+                self.backoff.lock().next(&key, Instant::now());
+                Err(ImageError {
+                    reason: ERR_IMAGE_PULL,
+                    message: format!("Failed to pull image \"{spec_image}\": {}", e.message()),
+                })
+            }
+        }
+    }
+
+    /// Pre-pulls an image (the sandbox image at start-up), ignoring the pull policy.
+    pub async fn ensure_present(&self, image: &str) -> Result<String, ImageError> {
+        let err = |e: crate::kuberuntime::RuntimeError| ImageError {
+            reason: ERR_IMAGE_PULL,
+            message: format!("Failed to pull image \"{image}\": {}", e.message()),
+        };
+        if let Some(img) = self.runtime.image_status(image).await.map_err(err)? {
+            return Ok(img.id);
+        }
+        self.runtime.pull_image(image, None).await.map_err(err)
+    }
+
+    /// Drops stale backoff entries.
+    pub fn gc(&self) {
+        self.backoff.lock().gc(Instant::now());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn default_tags() {
+        assert_eq!(with_default_tag("busybox").unwrap(), "busybox:latest");
+        assert_eq!(with_default_tag("127.0.0.1:5000/kubelet-rs/busybox").unwrap(), "127.0.0.1:5000/kubelet-rs/busybox:latest");
+        assert_eq!(with_default_tag("127.0.0.1:5000/kubelet-rs/busybox:1.35").unwrap(), "127.0.0.1:5000/kubelet-rs/busybox:1.35");
+        assert_eq!(with_default_tag("x@sha256:abcd").unwrap(), "x@sha256:abcd");
+        let e = with_default_tag("Bad/Name").unwrap_err();
+        assert_eq!(e.reason, INVALID_IMAGE_NAME);
+        assert!(e.message.contains("Bad/Name"));
+        assert_eq!(with_default_tag("has space").unwrap_err().reason, INVALID_IMAGE_NAME);
+        assert_eq!(with_default_tag("").unwrap_err().reason, INVALID_IMAGE_NAME);
+    }
+
+    #[test]
+    fn pull_policy_defaults() {
+        let c = |image: &str, policy: Option<&str>| -> Container {
+            serde_json::from_value(json!({"name": "c", "image": image, "imagePullPolicy": policy})).unwrap()
+        };
+        assert_eq!(pull_policy(&c("busybox", None)), "Always");
+        assert_eq!(pull_policy(&c("busybox:latest", None)), "Always");
+        assert_eq!(pull_policy(&c("127.0.0.1:5000/x/busybox:1.35", None)), "IfNotPresent");
+        assert_eq!(pull_policy(&c("127.0.0.1:5000/x/busybox", None)), "Always");
+        assert_eq!(pull_policy(&c("busybox", Some("Never"))), "Never");
+    }
+}

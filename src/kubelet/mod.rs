@@ -1,0 +1,301 @@
+//! The kubelet proper: the shared context every pod worker uses ([`Kubelet`]), the sync loop
+//! that turns source changes and PLEG events into work for pod workers, and housekeeping that
+//! tears down pods no source claims (for example pods whose manifest vanished while the agent
+//! was down).
+//!
+//! - `sync`: one pod's sync (`SyncPod`), container start with backoff, and termination.
+//! - `pod_workers`: one task per pod serializing that pod's syncs.
+//! - `poddirs`: `<root-dir>/pods/<uid>` and the kubelet-managed files in it.
+
+pub mod pod_workers;
+pub mod poddirs;
+pub mod sync;
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Pod, PodStatus};
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::backoff::Backoff;
+use crate::cm::CgroupManager;
+use crate::fieldpath::PodRuntimeFacts;
+use crate::health::Health;
+use crate::images::ImageManager;
+use crate::kuberuntime::actions::ProbeVerdicts;
+use crate::kuberuntime::RuntimeService;
+use crate::metrics::Metrics;
+use crate::objects::ObjectSource;
+use crate::pleg::PlegEvent;
+use crate::podconfig::{uid_of, PodChange, PodConfig};
+use crate::sources::PodUpdate;
+use crate::status::StatusManager;
+use pod_workers::{PodWorkers, WorkKind};
+
+/// What the sync loop needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct KubeletOptions {
+    pub node_name: String,
+    /// `--root-dir`; pod directories live in `<root-dir>/pods`.
+    pub root_dir: PathBuf,
+    /// `/var/log/pods`.
+    pub log_root: PathBuf,
+    pub resolv_conf: PathBuf,
+    pub sync_frequency: Duration,
+    pub housekeeping_period: Duration,
+    pub pod_pids_limit: i64,
+    pub max_pods: usize,
+    pub host_ips: Vec<String>,
+    /// Node capacity for downward-API defaults and OOM scores.
+    pub node_cpu_milli: i64,
+    pub node_memory: i64,
+    pub pod_infra_container_image: String,
+}
+
+/// The shared context of the sync loop and every pod worker.
+pub struct Kubelet {
+    pub opts: KubeletOptions,
+    pub runtime: RuntimeService,
+    pub images: ImageManager,
+    pub cgroups: CgroupManager,
+    pub status: StatusManager,
+    pub metrics: Metrics,
+    pub health: Health,
+    pub objects: Arc<dyn ObjectSource>,
+    /// Probe verdicts by container ID, filled by the prober.
+    pub probes: Arc<Mutex<ProbeVerdicts>>,
+    /// Container restart backoff, keyed like the kubelet's stable container key.
+    pub crash_backoff: Mutex<Backoff>,
+    /// Runtime name for container IDs (`containerd://...`).
+    pub runtime_name: Mutex<String>,
+}
+
+impl Kubelet {
+    pub fn new(
+        opts: KubeletOptions,
+        runtime: RuntimeService,
+        images: ImageManager,
+        cgroups: CgroupManager,
+        metrics: Metrics,
+        health: Health,
+        objects: Arc<dyn ObjectSource>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            opts,
+            runtime,
+            images,
+            cgroups,
+            status: StatusManager::new(),
+            metrics,
+            health,
+            objects,
+            probes: Arc::new(Mutex::new(ProbeVerdicts::default())),
+            crash_backoff: Mutex::new(Backoff::crash_loop()),
+            runtime_name: Mutex::new("containerd".into()),
+        })
+    }
+
+    pub fn pods_root(&self) -> PathBuf {
+        self.opts.root_dir.join("pods")
+    }
+
+    pub fn facts(&self, pod_ips: Vec<String>) -> PodRuntimeFacts {
+        PodRuntimeFacts {
+            pod_ips,
+            host_ips: self.opts.host_ips.clone(),
+            node_cpu_milli: self.opts.node_cpu_milli,
+            node_memory: self.opts.node_memory,
+            node_ephemeral_storage: 0,
+        }
+    }
+
+    /// Learns the runtime's name and prepares the QoS cgroups. Errors are reported, not fatal:
+    /// the runtime may come up later.
+    pub async fn initialize(&self) -> Result<(), String> {
+        self.cgroups
+            .ensure_qos_cgroups()
+            .map_err(|e| format!("cannot create QoS cgroups: {e}"))?;
+        std::fs::create_dir_all(self.pods_root())
+            .map_err(|e| format!("cannot create {}: {e}", self.pods_root().display()))?;
+        match self.runtime.version().await {
+            Ok(v) => {
+                tracing::info!(runtime = %v.runtime_name, version = %v.runtime_version, api = %v.runtime_api_version, "connected to container runtime");
+                *self.runtime_name.lock() = v.runtime_name;
+                self.health.runtime_ok();
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "container runtime not reachable; will keep retrying");
+                self.health.runtime_failed(e.to_string());
+            }
+        }
+        if let Err(e) = self.images.ensure_present(&self.opts.pod_infra_container_image).await {
+            tracing::warn!(image = %self.opts.pod_infra_container_image, error = %e, "cannot pre-pull the sandbox image");
+        }
+        Ok(())
+    }
+}
+
+/// Inputs of the sync loop.
+pub struct SyncLoopInputs {
+    pub updates: mpsc::Receiver<PodUpdate>,
+    pub pleg: mpsc::Receiver<PlegEvent>,
+    /// Sources that must report before orphaned runtime pods are torn down.
+    pub expected_sources: Vec<&'static str>,
+}
+
+/// The sync loop (`syncLoop`): merges sources, dispatches work to pod workers, and runs
+/// housekeeping. Runs until `updates` closes.
+pub async fn run_sync_loop(kl: Arc<Kubelet>, mut inputs: SyncLoopInputs) {
+    let mut config = PodConfig::new(inputs.expected_sources.iter().copied());
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
+    let mut workers = PodWorkers::new(kl.clone(), done_tx);
+    // Pods re-added while their previous incarnation was still terminating.
+    let mut readd: HashMap<String, Arc<Pod>> = HashMap::new();
+    let mut orphans: HashMap<String, JoinHandle<()>> = HashMap::new();
+    let mut housekeeping = tokio::time::interval(kl.opts.housekeeping_period);
+    housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        kl.health.sync_loop_tick();
+        tokio::select! {
+            update = inputs.updates.recv() => {
+                let Some(update) = update else { break };
+                for change in config.apply(update) {
+                    handle_change(&kl, &mut workers, &mut readd, change);
+                }
+            }
+            Some(ev) = inputs.pleg.recv() => {
+                workers.send(&ev.pod_uid, WorkKind::Sync);
+            }
+            Some(uid) = done_rx.recv() => {
+                workers.finished(&uid);
+                kl.status.remove(&uid);
+                if let Some(pod) = readd.remove(&uid) {
+                    start_pod(&kl, &mut workers, pod);
+                }
+            }
+            _ = housekeeping.tick() => {
+                orphans.retain(|_, h| !h.is_finished());
+                kl.images.gc();
+                kl.crash_backoff.lock().gc(tokio::time::Instant::now());
+                if config.sources_ready() {
+                    let desired: HashSet<String> = config.pods().into_keys().collect();
+                    cleanup_orphans(&kl, &desired, &workers, &mut orphans).await;
+                }
+            }
+        }
+    }
+    tracing::info!("pod sources closed; sync loop stopping");
+}
+
+fn start_pod(kl: &Arc<Kubelet>, workers: &mut PodWorkers, pod: Arc<Pod>) {
+    let uid = uid_of(&pod);
+    let active = workers.active_count();
+    if active >= kl.opts.max_pods {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        tracing::warn!(pod = %name, "rejecting pod: node has reached max pods ({})", kl.opts.max_pods);
+        kl.status.set_pod(&uid, pod);
+        kl.status.set_status(
+            &uid,
+            PodStatus {
+                phase: Some("Failed".into()),
+                reason: Some("OutOfpods".into()),
+                message: Some(format!(
+                    "Node didn't have enough resource: pods, requested: 1, used: {active}, capacity: {}",
+                    kl.opts.max_pods
+                )),
+                ..Default::default()
+            },
+        );
+        return;
+    }
+    kl.status.set_pod(&uid, pod.clone());
+    workers.start(pod);
+}
+
+fn handle_change(kl: &Arc<Kubelet>, workers: &mut PodWorkers, readd: &mut HashMap<String, Arc<Pod>>, change: PodChange) {
+    match change {
+        PodChange::Add(pod) => {
+            let uid = uid_of(&pod);
+            tracing::info!(pod = %pod_ref(&pod), "pod added");
+            if workers.is_terminating(&uid) {
+                readd.insert(uid, pod);
+            } else if workers.exists(&uid) {
+                kl.status.set_pod(&uid, pod.clone());
+                workers.send(&uid, WorkKind::Update(pod));
+            } else {
+                start_pod(kl, workers, pod);
+            }
+        }
+        PodChange::Update(pod) => {
+            let uid = uid_of(&pod);
+            tracing::info!(pod = %pod_ref(&pod), "pod updated");
+            if workers.is_terminating(&uid) {
+                readd.insert(uid, pod);
+            } else if workers.exists(&uid) {
+                kl.status.set_pod(&uid, pod.clone());
+                workers.send(&uid, WorkKind::Update(pod));
+            } else {
+                start_pod(kl, workers, pod);
+            }
+        }
+        PodChange::Remove(pod) => {
+            let uid = uid_of(&pod);
+            tracing::info!(pod = %pod_ref(&pod), "pod removed");
+            readd.remove(&uid);
+            if workers.exists(&uid) {
+                workers.send(&uid, WorkKind::Terminate);
+            } else {
+                kl.status.remove(&uid);
+            }
+        }
+    }
+}
+
+/// `namespace/name` for logs.
+pub fn pod_ref(pod: &Pod) -> String {
+    format!(
+        "{}/{}",
+        pod.metadata.namespace.as_deref().unwrap_or("default"),
+        pod.metadata.name.as_deref().unwrap_or("")
+    )
+}
+
+/// Tears down runtime pods (and pod cgroups) that no source wants and no worker owns.
+async fn cleanup_orphans(kl: &Arc<Kubelet>, desired: &HashSet<String>, workers: &PodWorkers, orphans: &mut HashMap<String, JoinHandle<()>>) {
+    let sandboxes = match kl.runtime.list_pod_sandboxes(None).await {
+        Ok(s) => s,
+        Err(_) => return,
+    };
+    let mut seen = HashSet::new();
+    for sb in sandboxes {
+        let id = crate::kuberuntime::labels::pod_identity(&sb.labels);
+        if id.uid.is_empty() || desired.contains(&id.uid) || workers.exists(&id.uid) || orphans.contains_key(&id.uid) {
+            continue;
+        }
+        if !seen.insert(id.uid.clone()) {
+            continue;
+        }
+        tracing::info!(pod = %format!("{}/{}", id.namespace, id.name), uid = %id.uid, "tearing down pod that no source claims");
+        let kl2 = kl.clone();
+        let uid = id.uid.clone();
+        orphans.insert(
+            uid.clone(),
+            tokio::spawn(async move {
+                sync::teardown_orphan(&kl2, &id).await;
+            }),
+        );
+    }
+    // Pod cgroups whose pod is gone everywhere.
+    for (uid, qos) in kl.cgroups.list_pod_cgroups() {
+        if desired.contains(&uid) || workers.exists(&uid) || orphans.contains_key(&uid) || seen.contains(&uid) {
+            continue;
+        }
+        if let Err(e) = kl.cgroups.remove_pod_cgroup(qos, &uid) {
+            tracing::warn!(uid = %uid, error = %e, "cannot remove orphaned pod cgroup");
+        }
+    }
+}

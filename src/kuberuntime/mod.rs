@@ -1,0 +1,450 @@
+//! The CRI-facing runtime manager, after the kubelet's `pkg/kubelet/kuberuntime`.
+//!
+//! [`RuntimeService`] wraps the CRI v1 runtime and image clients: every call has a deadline, is
+//! counted in `kubelet_runtime_operations_*`, and fails with a [`RuntimeError`] that names the
+//! operation and the object. On top of it: the labels and annotations (`labels`), the sandbox
+//! and container configs (`sandbox`, `container`), and the decision of what a pod needs
+//! (`actions`).
+
+pub mod actions;
+pub mod container;
+pub mod labels;
+pub mod sandbox;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use proto::cri::{self, ImageClient, RuntimeClient};
+use tonic::transport::Channel;
+use tonic::Code;
+
+use crate::metrics::Metrics;
+
+/// A CRI call that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("{op} {object}: {message} (code {code:?})")]
+    Rpc {
+        op: &'static str,
+        object: String,
+        code: Code,
+        message: String,
+    },
+    #[error("{op} {object}: no answer within {timeout:?}")]
+    Timeout {
+        op: &'static str,
+        object: String,
+        timeout: Duration,
+    },
+}
+
+impl RuntimeError {
+    /// The object does not exist (any more).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, RuntimeError::Rpc { code: Code::NotFound, .. })
+    }
+
+    /// The runtime could not be reached at all.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            RuntimeError::Rpc {
+                code: Code::Unavailable | Code::Unknown,
+                ..
+            } | RuntimeError::Timeout { .. }
+        ) && !self.message().contains("not found")
+    }
+
+    pub fn message(&self) -> String {
+        match self {
+            RuntimeError::Rpc { message, .. } => message.clone(),
+            RuntimeError::Timeout { timeout, .. } => format!("timeout after {timeout:?}"),
+        }
+    }
+}
+
+/// Everything the runtime knows about one pod: its sandboxes and containers, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct PodRuntimeStatus {
+    pub uid: String,
+    pub name: String,
+    pub namespace: String,
+    pub sandboxes: Vec<cri::PodSandboxStatus>,
+    pub containers: Vec<cri::ContainerStatus>,
+}
+
+impl PodRuntimeStatus {
+    /// The newest sandbox, if any.
+    pub fn latest_sandbox(&self) -> Option<&cri::PodSandboxStatus> {
+        self.sandboxes.first()
+    }
+
+    /// The pod IPs of the newest ready sandbox.
+    pub fn ips(&self) -> Vec<String> {
+        let Some(sb) = self.latest_sandbox() else {
+            return Vec::new();
+        };
+        let Some(net) = sb.network.as_ref() else {
+            return Vec::new();
+        };
+        let mut ips = Vec::new();
+        if !net.ip.is_empty() {
+            ips.push(net.ip.clone());
+        }
+        ips.extend(
+            net.additional_ips
+                .iter()
+                .map(|i| i.ip.clone())
+                .filter(|i| !i.is_empty()),
+        );
+        ips
+    }
+
+    /// The newest status of the container named `name`.
+    pub fn container(&self, name: &str) -> Option<&cri::ContainerStatus> {
+        self.containers
+            .iter()
+            .find(|c| c.metadata.as_ref().map(|m| m.name.as_str()) == Some(name))
+    }
+
+    /// All statuses of the container named `name`, newest first.
+    pub fn container_history<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a cri::ContainerStatus> {
+        self.containers
+            .iter()
+            .filter(move |c| c.metadata.as_ref().map(|m| m.name.as_str()) == Some(name))
+    }
+}
+
+/// The CRI runtime and image services behind one socket.
+#[derive(Clone)]
+pub struct RuntimeService {
+    rt: RuntimeClient,
+    img: ImageClient,
+    timeout: Duration,
+    metrics: Metrics,
+    node: String,
+}
+
+impl RuntimeService {
+    /// `timeout` bounds every call but image pulls (the kubelet's `--runtime-request-timeout`).
+    /// `node` is the owner label value this agent puts on and filters its sandboxes by.
+    pub fn new(channel: Channel, timeout: Duration, metrics: Metrics, node: &str) -> Self {
+        Self {
+            rt: RuntimeClient::new(channel.clone()).max_decoding_message_size(16 << 20),
+            img: ImageClient::new(channel).max_decoding_message_size(16 << 20),
+            timeout,
+            metrics,
+            node: node.to_string(),
+        }
+    }
+
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    async fn call<T, F>(
+        &self,
+        op: &'static str,
+        object: &str,
+        timeout: Option<Duration>,
+        fut: F,
+    ) -> Result<T, RuntimeError>
+    where
+        F: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let start = Instant::now();
+        let res = match timeout {
+            Some(t) => match tokio::time::timeout(t, fut).await {
+                Ok(r) => r,
+                Err(_) => {
+                    self.metrics.runtime_op(op, start.elapsed(), false);
+                    return Err(RuntimeError::Timeout {
+                        op,
+                        object: object.to_string(),
+                        timeout: t,
+                    });
+                }
+            },
+            None => fut.await,
+        };
+        self.metrics.runtime_op(op, start.elapsed(), res.is_ok());
+        res.map(tonic::Response::into_inner)
+            .map_err(|s| RuntimeError::Rpc {
+                op,
+                object: object.to_string(),
+                code: s.code(),
+                message: s.message().to_string(),
+            })
+    }
+
+    pub async fn version(&self) -> Result<cri::VersionResponse, RuntimeError> {
+        let mut c = self.rt.clone();
+        self.call("version", "", Some(self.timeout), c.version(cri::VersionRequest {
+            version: "v1".into(),
+        }))
+        .await
+    }
+
+    /// Runtime conditions (RuntimeReady, NetworkReady).
+    pub async fn status(&self) -> Result<cri::StatusResponse, RuntimeError> {
+        let mut c = self.rt.clone();
+        self.call("status", "", Some(self.timeout), c.status(cri::StatusRequest { verbose: false }))
+            .await
+    }
+
+    pub async fn run_pod_sandbox(&self, config: cri::PodSandboxConfig) -> Result<String, RuntimeError> {
+        let name = config.metadata.as_ref().map(|m| format!("{}/{}", m.namespace, m.name)).unwrap_or_default();
+        let mut c = self.rt.clone();
+        // Sandbox creation includes CNI setup; allow it the full request timeout.
+        self.call(
+            "run_podsandbox",
+            &name,
+            Some(self.timeout),
+            c.run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(config),
+                runtime_handler: String::new(),
+            }),
+        )
+        .await
+        .map(|r| r.pod_sandbox_id)
+    }
+
+    pub async fn stop_pod_sandbox(&self, id: &str) -> Result<(), RuntimeError> {
+        let mut c = self.rt.clone();
+        self.call("stop_podsandbox", id, Some(self.timeout), c.stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: id.into(),
+        }))
+        .await
+        .map(|_| ())
+    }
+
+    pub async fn remove_pod_sandbox(&self, id: &str) -> Result<(), RuntimeError> {
+        let mut c = self.rt.clone();
+        self.call("remove_podsandbox", id, Some(self.timeout), c.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: id.into(),
+        }))
+        .await
+        .map(|_| ())
+    }
+
+    pub async fn pod_sandbox_status(&self, id: &str) -> Result<cri::PodSandboxStatus, RuntimeError> {
+        let mut c = self.rt.clone();
+        let r = self
+            .call("podsandbox_status", id, Some(self.timeout), c.pod_sandbox_status(cri::PodSandboxStatusRequest {
+                pod_sandbox_id: id.into(),
+                verbose: false,
+            }))
+            .await?;
+        r.status.ok_or_else(|| RuntimeError::Rpc {
+            op: "podsandbox_status",
+            object: id.into(),
+            code: Code::NotFound,
+            message: "runtime returned no status".into(),
+        })
+    }
+
+    /// This agent's sandboxes (those carrying its node label), optionally of one pod.
+    pub async fn list_pod_sandboxes(&self, pod_uid: Option<&str>) -> Result<Vec<cri::PodSandbox>, RuntimeError> {
+        let mut selector = HashMap::from([(labels::NODE_LABEL.to_string(), self.node.clone())]);
+        if let Some(uid) = pod_uid {
+            selector.insert(labels::POD_UID_LABEL.into(), uid.into());
+        }
+        let mut c = self.rt.clone();
+        self.call("list_podsandbox", "", Some(self.timeout), c.list_pod_sandbox(cri::ListPodSandboxRequest {
+            filter: Some(cri::PodSandboxFilter {
+                label_selector: selector,
+                ..Default::default()
+            }),
+        }))
+        .await
+        .map(|r| r.items)
+    }
+
+    pub async fn create_container(
+        &self,
+        sandbox_id: &str,
+        config: cri::ContainerConfig,
+        sandbox_config: cri::PodSandboxConfig,
+    ) -> Result<String, RuntimeError> {
+        let name = config.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default();
+        let mut c = self.rt.clone();
+        self.call("create_container", &name, Some(self.timeout), c.create_container(cri::CreateContainerRequest {
+            pod_sandbox_id: sandbox_id.into(),
+            config: Some(config),
+            sandbox_config: Some(sandbox_config),
+        }))
+        .await
+        .map(|r| r.container_id)
+    }
+
+    pub async fn start_container(&self, id: &str) -> Result<(), RuntimeError> {
+        let mut c = self.rt.clone();
+        self.call("start_container", id, Some(self.timeout), c.start_container(cri::StartContainerRequest {
+            container_id: id.into(),
+        }))
+        .await
+        .map(|_| ())
+    }
+
+    /// Stops a container, giving it `grace` seconds after SIGTERM before SIGKILL.
+    pub async fn stop_container(&self, id: &str, grace: i64) -> Result<(), RuntimeError> {
+        let mut c = self.rt.clone();
+        let deadline = self.timeout + Duration::from_secs(grace.max(0) as u64);
+        self.call("stop_container", id, Some(deadline), c.stop_container(cri::StopContainerRequest {
+            container_id: id.into(),
+            timeout: grace,
+        }))
+        .await
+        .map(|_| ())
+    }
+
+    pub async fn remove_container(&self, id: &str) -> Result<(), RuntimeError> {
+        let mut c = self.rt.clone();
+        self.call("remove_container", id, Some(self.timeout), c.remove_container(cri::RemoveContainerRequest {
+            container_id: id.into(),
+        }))
+        .await
+        .map(|_| ())
+    }
+
+    /// This agent's containers, optionally of one pod.
+    pub async fn list_containers(&self, pod_uid: Option<&str>) -> Result<Vec<cri::Container>, RuntimeError> {
+        let mut selector = HashMap::from([(labels::NODE_LABEL.to_string(), self.node.clone())]);
+        if let Some(uid) = pod_uid {
+            selector.insert(labels::POD_UID_LABEL.into(), uid.into());
+        }
+        let mut c = self.rt.clone();
+        self.call("list_containers", "", Some(self.timeout), c.list_containers(cri::ListContainersRequest {
+            filter: Some(cri::ContainerFilter {
+                label_selector: selector,
+                ..Default::default()
+            }),
+        }))
+        .await
+        .map(|r| r.containers)
+    }
+
+    pub async fn container_status(&self, id: &str) -> Result<cri::ContainerStatus, RuntimeError> {
+        let mut c = self.rt.clone();
+        let r = self
+            .call("container_status", id, Some(self.timeout), c.container_status(cri::ContainerStatusRequest {
+                container_id: id.into(),
+                verbose: false,
+            }))
+            .await?;
+        r.status.ok_or_else(|| RuntimeError::Rpc {
+            op: "container_status",
+            object: id.into(),
+            code: Code::NotFound,
+            message: "runtime returned no status".into(),
+        })
+    }
+
+    /// Runs a command in a container and waits for it (probes, exec hooks).
+    pub async fn exec_sync(
+        &self,
+        id: &str,
+        cmd: Vec<String>,
+        timeout: Duration,
+    ) -> Result<cri::ExecSyncResponse, RuntimeError> {
+        let mut c = self.rt.clone();
+        self.call("exec_sync", id, Some(timeout + self.timeout), c.exec_sync(cri::ExecSyncRequest {
+            container_id: id.into(),
+            cmd,
+            timeout: timeout.as_secs().max(1) as i64,
+        }))
+        .await
+    }
+
+    /// The full status of one pod: every sandbox and container the runtime has for its UID,
+    /// newest first. Objects that vanish between the list and the status call are skipped.
+    pub async fn get_pod_status(&self, uid: &str, name: &str, namespace: &str) -> Result<PodRuntimeStatus, RuntimeError> {
+        let (sandboxes, containers) =
+            tokio::try_join!(self.list_pod_sandboxes(Some(uid)), self.list_containers(Some(uid)))?;
+        let sb_futs = sandboxes.iter().map(|s| self.pod_sandbox_status(&s.id));
+        let c_futs = containers.iter().map(|c| self.container_status(&c.id));
+        let (sb, cs) = tokio::join!(join_all(sb_futs), join_all(c_futs));
+        let mut status = PodRuntimeStatus {
+            uid: uid.into(),
+            name: name.into(),
+            namespace: namespace.into(),
+            sandboxes: keep_found(sb)?,
+            containers: keep_found(cs)?,
+        };
+        status.sandboxes.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        status.containers.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        Ok(status)
+    }
+
+    // ---- images ----
+
+    /// The image's status, `None` when the runtime does not have it (CRI reports a missing image
+    /// as an empty response, not an error).
+    pub async fn image_status(&self, image: &str) -> Result<Option<cri::Image>, RuntimeError> {
+        let mut c = self.img.clone();
+        let r = self
+            .call("image_status", image, Some(self.timeout), c.image_status(cri::ImageStatusRequest {
+                image: Some(cri::ImageSpec {
+                    image: image.into(),
+                    ..Default::default()
+                }),
+                verbose: false,
+            }))
+            .await?;
+        Ok(r.image.filter(|i| !i.id.is_empty()))
+    }
+
+    /// Pulls an image; returns the runtime's image reference. No deadline: pulls take what they take.
+    pub async fn pull_image(&self, image: &str, sandbox: Option<cri::PodSandboxConfig>) -> Result<String, RuntimeError> {
+        let mut c = self.img.clone();
+        self.call("pull_image", image, None, c.pull_image(cri::PullImageRequest {
+            image: Some(cri::ImageSpec {
+                image: image.into(),
+                ..Default::default()
+            }),
+            auth: None,
+            sandbox_config: sandbox,
+        }))
+        .await
+        .map(|r| r.image_ref)
+    }
+
+    pub async fn list_images(&self) -> Result<Vec<cri::Image>, RuntimeError> {
+        let mut c = self.img.clone();
+        self.call("list_images", "", Some(self.timeout), c.list_images(cri::ListImagesRequest { filter: None }))
+            .await
+            .map(|r| r.images)
+    }
+
+    pub async fn remove_image(&self, image: &str) -> Result<(), RuntimeError> {
+        let mut c = self.img.clone();
+        self.call("remove_image", image, Some(self.timeout), c.remove_image(cri::RemoveImageRequest {
+            image: Some(cri::ImageSpec {
+                image: image.into(),
+                ..Default::default()
+            }),
+        }))
+        .await
+        .map(|_| ())
+    }
+
+    pub async fn image_fs_info(&self) -> Result<cri::ImageFsInfoResponse, RuntimeError> {
+        let mut c = self.img.clone();
+        self.call("image_fs_info", "", Some(self.timeout), c.image_fs_info(cri::ImageFsInfoRequest {}))
+            .await
+    }
+}
+
+/// Drops NotFound results (the object went away between list and status), keeps other errors.
+fn keep_found<T>(results: Vec<Result<T, RuntimeError>>) -> Result<Vec<T>, RuntimeError> {
+    let mut out = Vec::with_capacity(results.len());
+    for r in results {
+        match r {
+            Ok(v) => out.push(v),
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
