@@ -3,7 +3,7 @@
 //! adopts them.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -59,8 +59,32 @@ async fn bind(addr: SocketAddr, router: axum::Router, tasks: &mut Vec<tokio::tas
     Ok(local)
 }
 
+/// The host paths the agent reads and writes besides its settings; tests and the hollow-node
+/// benchmarks point them at fixture trees.
+#[derive(Debug, Clone)]
+pub struct HostPaths {
+    /// The cgroup filesystem mount (`/sys/fs/cgroup`).
+    pub cgroup_mount: PathBuf,
+    /// procfs (`/proc`).
+    pub proc_root: PathBuf,
+}
+
+impl Default for HostPaths {
+    fn default() -> Self {
+        Self {
+            cgroup_mount: PathBuf::from(CGROUP_MOUNT),
+            proc_root: PathBuf::from("/proc"),
+        }
+    }
+}
+
 /// Starts every part of the agent and returns once they are running.
 pub async fn start(settings: &KubeletSettings) -> anyhow::Result<Agent> {
+    start_with(settings, &HostPaths::default()).await
+}
+
+/// [`start`] with explicit host paths.
+pub async fn start_with(settings: &KubeletSettings, host: &HostPaths) -> anyhow::Result<Agent> {
     if settings.kubeconfig.is_some() {
         bail!("--kubeconfig: API-server mode is not implemented yet; run standalone with --pod-manifest-path");
     }
@@ -75,9 +99,9 @@ pub async fn start(settings: &KubeletSettings) -> anyhow::Result<Agent> {
     let channel = proto::cri::lazy_channel(&socket);
     let runtime = RuntimeService::new(channel, settings.runtime_request_timeout, metrics.clone(), &node);
     let images = ImageManager::new(runtime.clone(), settings.serialize_image_pulls);
-    let cgroups = CgroupManager::new(Path::new(CGROUP_MOUNT), &settings.cgroup_root)
+    let cgroups = CgroupManager::new(&host.cgroup_mount, &settings.cgroup_root)
         .with_context(|| format!("--cgroup-root {}", settings.cgroup_root))?;
-    let proc_root = Path::new("/proc");
+    let proc_root = host.proc_root.as_path();
     let (cpu_milli, memory) = crate::nodeinfo::capacity(proc_root);
     let opts = KubeletOptions {
         node_name: node.clone(),

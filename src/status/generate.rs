@@ -460,3 +460,202 @@ pub fn count_states(statuses: &[cri::ContainerStatus]) -> BTreeMap<&'static str,
     }
     m
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(spec: serde_json::Value) -> Pod {
+        serde_json::from_value(json!({"metadata": {"name": "p", "namespace": "d", "uid": "u"}, "spec": spec})).unwrap()
+    }
+
+    const SEC: i64 = 1_000_000_000;
+
+    fn cs(name: &str, state: cri::ContainerState, exit: i32, created: i64, restarts: i32) -> cri::ContainerStatus {
+        cri::ContainerStatus {
+            id: format!("{name}{created}"),
+            metadata: Some(cri::ContainerMetadata {
+                name: name.into(),
+                attempt: restarts as u32,
+            }),
+            state: state as i32,
+            created_at: created * SEC,
+            started_at: (created + 1) * SEC,
+            finished_at: if state == cri::ContainerState::ContainerExited { (created + 2) * SEC } else { 0 },
+            exit_code: exit,
+            reason: match (state, exit) {
+                (cri::ContainerState::ContainerExited, 0) => "Completed".into(),
+                (cri::ContainerState::ContainerExited, _) => "Error".into(),
+                _ => String::new(),
+            },
+            image_ref: "sha256:abc".into(),
+            annotations: [(labels::CONTAINER_RESTART_COUNT_ANNOTATION.to_string(), restarts.to_string())].into(),
+            ..Default::default()
+        }
+    }
+
+    fn rt(ready_sandbox: bool, mut containers: Vec<cri::ContainerStatus>) -> PodRuntimeStatus {
+        containers.sort_by_key(|c| std::cmp::Reverse(c.created_at));
+        PodRuntimeStatus {
+            uid: "u".into(),
+            sandboxes: vec![cri::PodSandboxStatus {
+                id: "sb".into(),
+                state: if ready_sandbox {
+                    cri::PodSandboxState::SandboxReady as i32
+                } else {
+                    cri::PodSandboxState::SandboxNotready as i32
+                },
+                network: Some(cri::PodSandboxNetworkStatus {
+                    ip: "10.88.0.7".into(),
+                    additional_ips: vec![],
+                }),
+                ..Default::default()
+            }],
+            containers,
+            ..Default::default()
+        }
+    }
+
+    fn inputs<'a>(failures: Option<&'a HashMap<String, StartFailure>>, previous: Option<&'a PodStatus>) -> StatusInputs<'a> {
+        StatusInputs {
+            failures,
+            host_ips: &[],
+            runtime_name: "containerd",
+            previous,
+            now: Some(Timestamp::from_second(1_700_000_000).unwrap()),
+            ..Default::default()
+        }
+    }
+
+    fn cond<'a>(s: &'a PodStatus, t: &str) -> &'a PodCondition {
+        s.conditions.as_ref().unwrap().iter().find(|c| c.type_ == t).unwrap()
+    }
+
+    use cri::ContainerState::{ContainerCreated as Created, ContainerExited as Exited, ContainerRunning as Running};
+
+    #[test]
+    fn running_pod_is_ready_with_ip_and_conditions_in_kubelet_order() {
+        let p = pod(json!({"containers": [{"name": "a", "image": "img"}]}));
+        let s = generate_pod_status(&p, &rt(true, vec![cs("a", Running, 0, 10, 0)]), &inputs(None, None));
+        assert_eq!(s.phase.as_deref(), Some("Running"));
+        assert_eq!(s.pod_ip.as_deref(), Some("10.88.0.7"));
+        assert_eq!(s.qos_class.as_deref(), Some("BestEffort"));
+        let types: Vec<&str> = s.conditions.as_ref().unwrap().iter().map(|c| c.type_.as_str()).collect();
+        assert_eq!(types, ["PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled"]);
+        assert!(s.conditions.as_ref().unwrap().iter().all(|c| c.status == "True"));
+        let c = &s.container_statuses.as_ref().unwrap()[0];
+        assert!(c.ready);
+        assert_eq!(c.started, Some(true));
+        assert_eq!(c.container_id.as_deref(), Some("containerd://a10"));
+        assert_eq!(c.image_id, "sha256:abc");
+        assert_eq!(c.image, "img");
+    }
+
+    #[test]
+    fn crash_loop_shows_waiting_reason_and_last_state() {
+        let p = pod(json!({"containers": [{"name": "a", "image": "i"}]}));
+        let failures = HashMap::from([(
+            "a".to_string(),
+            StartFailure {
+                reason: "CrashLoopBackOff".into(),
+                message: "back-off 10s restarting failed container=a pod=p_d(u)".into(),
+            },
+        )]);
+        let r = rt(true, vec![cs("a", Exited, 1, 10, 0), cs("a", Exited, 1, 20, 1)]);
+        let s = generate_pod_status(&p, &r, &inputs(Some(&failures), None));
+        let c = &s.container_statuses.as_ref().unwrap()[0];
+        let w = c.state.as_ref().unwrap().waiting.as_ref().unwrap();
+        assert_eq!(w.reason.as_deref(), Some("CrashLoopBackOff"));
+        assert_eq!(c.restart_count, 1);
+        let last = c.last_state.as_ref().unwrap().terminated.as_ref().unwrap();
+        assert_eq!(last.exit_code, 1);
+        assert_eq!(last.reason.as_deref(), Some("Error"));
+        assert!(!c.ready);
+        // Restarting containers keep the pod Running under Always.
+        assert_eq!(s.phase.as_deref(), Some("Running"));
+        assert_eq!(cond(&s, "Ready").reason.as_deref(), Some("ContainersNotReady"));
+        assert_eq!(cond(&s, "Ready").message.as_deref(), Some("containers with unready status: [a]"));
+    }
+
+    #[test]
+    fn phases_by_restart_policy() {
+        for (policy, exits, want) in [
+            ("Never", vec![0, 0], "Succeeded"),
+            ("Never", vec![0, 1], "Failed"),
+            ("OnFailure", vec![0, 0], "Succeeded"),
+            ("Always", vec![0, 0], "Running"),
+        ] {
+            let p = pod(json!({"restartPolicy": policy, "containers": [{"name": "a", "image": "i"}, {"name": "b", "image": "i"}]}));
+            let r = rt(false, vec![cs("a", Exited, exits[0], 10, 0), cs("b", Exited, exits[1], 11, 0)]);
+            let s = generate_pod_status(&p, &r, &inputs(None, None));
+            assert_eq!(s.phase.as_deref(), Some(want), "{policy} {exits:?}");
+        }
+        // Nothing created yet: Pending, ContainerCreating.
+        let p = pod(json!({"containers": [{"name": "a", "image": "i"}]}));
+        let s = generate_pod_status(&p, &PodRuntimeStatus::default(), &inputs(None, None));
+        assert_eq!(s.phase.as_deref(), Some("Pending"));
+        let w = s.container_statuses.as_ref().unwrap()[0].state.as_ref().unwrap().waiting.clone().unwrap();
+        assert_eq!(w.reason.as_deref(), Some("ContainerCreating"));
+        assert_eq!(cond(&s, "PodReadyToStartContainers").status, "False");
+        // Created but not started: waiting.
+        let s = generate_pod_status(&p, &rt(true, vec![cs("a", Created, 0, 10, 0)]), &inputs(None, None));
+        assert_eq!(s.phase.as_deref(), Some("Pending"));
+    }
+
+    #[test]
+    fn init_containers_gate_initialization() {
+        let p = pod(json!({
+            "initContainers": [{"name": "i1", "image": "i"}, {"name": "i2", "image": "i"}],
+            "containers": [{"name": "a", "image": "i"}]
+        }));
+        let s = generate_pod_status(&p, &rt(true, vec![cs("i1", Running, 0, 10, 0)]), &inputs(None, None));
+        assert_eq!(s.phase.as_deref(), Some("Pending"));
+        let init = cond(&s, "Initialized");
+        assert_eq!(init.status, "False");
+        assert_eq!(init.reason.as_deref(), Some("ContainersNotInitialized"));
+        assert_eq!(init.message.as_deref(), Some("containers with incomplete status: [i1 i2]"));
+        let app = &s.container_statuses.as_ref().unwrap()[0];
+        assert_eq!(app.state.as_ref().unwrap().waiting.as_ref().unwrap().reason.as_deref(), Some("PodInitializing"));
+        // A failed init container under Never fails the pod.
+        let never = pod(json!({
+            "restartPolicy": "Never",
+            "initContainers": [{"name": "i1", "image": "i"}],
+            "containers": [{"name": "a", "image": "i"}]
+        }));
+        let s = generate_pod_status(&never, &rt(true, vec![cs("i1", Exited, 1, 10, 0)]), &inputs(None, None));
+        assert_eq!(s.phase.as_deref(), Some("Failed"));
+        // Done: initialized.
+        let r = rt(true, vec![cs("i1", Exited, 0, 10, 0), cs("i2", Exited, 0, 12, 0), cs("a", Running, 0, 14, 0)]);
+        let s = generate_pod_status(&p, &r, &inputs(None, None));
+        assert_eq!(cond(&s, "Initialized").status, "True");
+        assert_eq!(s.phase.as_deref(), Some("Running"));
+        assert_eq!(s.init_container_statuses.as_ref().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn transition_times_move_only_on_change() {
+        let p = pod(json!({"containers": [{"name": "a", "image": "i"}]}));
+        let first = generate_pod_status(&p, &rt(true, vec![cs("a", Running, 0, 10, 0)]), &inputs(None, None));
+        let mut later = inputs(None, Some(&first));
+        later.now = Some(Timestamp::from_second(1_700_000_100).unwrap());
+        let same = generate_pod_status(&p, &rt(true, vec![cs("a", Running, 0, 10, 0)]), &later);
+        assert_eq!(cond(&same, "Ready").last_transition_time, cond(&first, "Ready").last_transition_time);
+        let changed = generate_pod_status(&p, &rt(true, vec![cs("a", Exited, 1, 10, 0)]), &later);
+        assert_eq!(cond(&changed, "Ready").status, "False");
+        assert_ne!(cond(&changed, "Ready").last_transition_time, cond(&first, "Ready").last_transition_time);
+        assert_eq!(changed.start_time, first.start_time);
+    }
+
+    #[test]
+    fn oom_killed_reason_passes_through() {
+        let p = pod(json!({"restartPolicy": "Never", "containers": [{"name": "a", "image": "i"}]}));
+        let mut c = cs("a", Exited, 137, 10, 0);
+        c.reason = "OOMKilled".into();
+        let s = generate_pod_status(&p, &rt(false, vec![c]), &inputs(None, None));
+        let t = s.container_statuses.as_ref().unwrap()[0].state.as_ref().unwrap().terminated.clone().unwrap();
+        assert_eq!(t.reason.as_deref(), Some("OOMKilled"));
+        assert_eq!(t.exit_code, 137);
+        assert_eq!(s.phase.as_deref(), Some("Failed"));
+    }
+}
