@@ -10,6 +10,8 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use tokio::sync::mpsc;
 
+use crate::cadvisor::names::RuntimeNames;
+use crate::cadvisor::{router as cadvisor_router, CadvisorState};
 use crate::cm::CgroupManager;
 use crate::config::KubeletSettings;
 use crate::health::Health;
@@ -34,6 +36,10 @@ pub struct Agent {
     pub kubelet: Arc<Kubelet>,
     pub healthz_addr: Option<SocketAddr>,
     pub read_only_addr: Option<SocketAddr>,
+    pub cadvisor_addr: Option<SocketAddr>,
+    /// The monitoring core, when the cAdvisor port is on.
+    pub monitor: Option<Arc<collectors::Monitor>>,
+    monitor_handle: Option<collectors::monitor::MonitorHandle>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -42,10 +48,17 @@ impl Drop for Agent {
         for t in &self.tasks {
             t.abort();
         }
+        if let Some(h) = self.monitor_handle.take() {
+            h.stop();
+        }
     }
 }
 
-async fn bind(addr: SocketAddr, router: axum::Router, tasks: &mut Vec<tokio::task::JoinHandle<()>>) -> anyhow::Result<SocketAddr> {
+async fn bind(
+    addr: SocketAddr,
+    router: axum::Router,
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+) -> anyhow::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
@@ -97,7 +110,12 @@ pub async fn start_with(settings: &KubeletSettings, host: &HostPaths) -> anyhow:
     let socket = proto::cri::socket_path(&settings.container_runtime_endpoint)
         .with_context(|| "--container-runtime-endpoint".to_string())?;
     let channel = proto::cri::lazy_channel(&socket);
-    let runtime = RuntimeService::new(channel, settings.runtime_request_timeout, metrics.clone(), &node);
+    let runtime = RuntimeService::new(
+        channel,
+        settings.runtime_request_timeout,
+        metrics.clone(),
+        &node,
+    );
     let images = ImageManager::new(runtime.clone(), settings.serialize_image_pulls);
     let cgroups = CgroupManager::new(&host.cgroup_mount, &settings.cgroup_root)
         .with_context(|| format!("--cgroup-root {}", settings.cgroup_root))?;
@@ -144,11 +162,23 @@ pub async fn start_with(settings: &KubeletSettings, host: &HostPaths) -> anyhow:
     } else {
         tracing::warn!("no pod source configured (--pod-manifest-path): the node runs no pods");
     }
+    let names = Arc::new(RuntimeNames::new("containerd"));
     let (pleg_tx, pleg_rx) = mpsc::channel(4096);
     tasks.push(tokio::spawn(
-        Pleg::new(runtime.clone(), metrics.clone(), health.clone(), RELIST_PERIOD, pleg_tx).run(),
+        Pleg::new(
+            runtime.clone(),
+            metrics.clone(),
+            health.clone(),
+            RELIST_PERIOD,
+            pleg_tx,
+        )
+        .with_names(names.clone(), &settings.pod_infra_container_image)
+        .run(),
     ));
-    tasks.push(tokio::spawn(runtime_status_loop(runtime.clone(), health.clone())));
+    tasks.push(tokio::spawn(runtime_status_loop(
+        runtime.clone(),
+        health.clone(),
+    )));
 
     let healthz_addr = if settings.healthz_port != 0 {
         let addr = SocketAddr::new(settings.healthz_bind_address, settings.healthz_port);
@@ -162,9 +192,47 @@ pub async fn start_with(settings: &KubeletSettings, host: &HostPaths) -> anyhow:
             status: kl.status.clone(),
             metrics: metrics.clone(),
         };
-        Some(bind(addr, server::readonly_router(state, health.clone()), &mut tasks).await?)
+        Some(
+            bind(
+                addr,
+                server::readonly_router(state, health.clone()),
+                &mut tasks,
+            )
+            .await?,
+        )
     } else {
         None
+    };
+    let (monitor, monitor_handle, cadvisor_addr) = if settings.cadvisor_port != 0 {
+        let config = collectors::MonitorConfig {
+            cgroup_root: host.cgroup_mount.clone(),
+            proc_root: host.proc_root.clone(),
+            housekeeping_interval: settings.housekeeping_interval,
+            fs_paths: vec![
+                (collectors::model::fs_role::ROOT, settings.root_dir.clone()),
+                (
+                    collectors::model::fs_role::IMAGE,
+                    PathBuf::from("/var/lib/kubelet-rs/containerd"),
+                ),
+                (
+                    collectors::model::fs_role::LOG,
+                    settings.pod_logs_dir.clone(),
+                ),
+            ],
+            ..Default::default()
+        };
+        let monitor = tokio::task::spawn_blocking(move || collectors::Monitor::new(config))
+            .await?
+            .context("cannot start the monitoring core")?;
+        let handle = monitor
+            .start()
+            .context("cannot start the monitoring core")?;
+        let state = CadvisorState::new(monitor.clone()).with_namer(names.clone());
+        let addr = SocketAddr::new(settings.cadvisor_bind_address, settings.cadvisor_port);
+        let bound = bind(addr, cadvisor_router(state), &mut tasks).await?;
+        (Some(monitor), Some(handle), Some(bound))
+    } else {
+        (None, None, None)
     };
     tasks.push(tokio::spawn(run_sync_loop(
         kl.clone(),
@@ -179,6 +247,9 @@ pub async fn start_with(settings: &KubeletSettings, host: &HostPaths) -> anyhow:
         kubelet: kl,
         healthz_addr,
         read_only_addr,
+        cadvisor_addr,
+        monitor,
+        monitor_handle,
         tasks,
     })
 }
@@ -192,7 +263,10 @@ async fn runtime_status_loop(runtime: RuntimeService, health: Health) {
             Ok(s) => {
                 let conds = s.status.map(|s| s.conditions).unwrap_or_default();
                 let net = conds.iter().find(|c| c.r#type == "NetworkReady");
-                health.set_network_error(net.filter(|c| !c.status).map(|c| format!("{}: {}", c.reason, c.message)));
+                health.set_network_error(
+                    net.filter(|c| !c.status)
+                        .map(|c| format!("{}: {}", c.reason, c.message)),
+                );
             }
             Err(e) => health.runtime_failed(e.to_string()),
         }

@@ -79,6 +79,18 @@ impl Backoff {
         now.saturating_duration_since(event) < e.backoff
     }
 
+    /// Whether `now` is still inside the window that began at the key's last recorded failure
+    /// (client-go's `IsInBackOffSinceUpdate`, which the kubelet's image puller uses).
+    pub fn is_in_backoff_since_update(&self, key: &str, now: Instant) -> bool {
+        let Some(e) = self.entries.get(key) else {
+            return false;
+        };
+        if self.expired(now, e.last_update) {
+            return false;
+        }
+        now.saturating_duration_since(e.last_update) < e.backoff
+    }
+
     /// When the window that began at `event` ends, if the key is backing off.
     pub fn window_end(&self, key: &str, event: Instant) -> Option<Instant> {
         self.entries.get(key).map(|e| event + e.backoff)
@@ -109,7 +121,11 @@ pub fn go_duration(d: Duration) -> String {
     let secs = d.as_secs();
     if secs == 0 {
         let ms = d.as_millis();
-        return if ms == 0 { "0s".into() } else { format!("{ms}ms") };
+        return if ms == 0 {
+            "0s".into()
+        } else {
+            format!("{ms}ms")
+        };
     }
     let (h, m, s) = (secs / 3600, (secs / 60) % 60, secs % 60);
     if h > 0 {
@@ -147,6 +163,16 @@ mod tests {
         tokio::time::advance(Duration::from_secs(2200)).await;
         b.gc(Instant::now());
         assert!(b.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn backoff_since_update_ends_with_the_window() {
+        let mut b = Backoff::crash_loop();
+        let t0 = Instant::now();
+        assert!(!b.is_in_backoff_since_update("i", t0));
+        b.next("i", t0);
+        assert!(b.is_in_backoff_since_update("i", t0 + Duration::from_secs(9)));
+        assert!(!b.is_in_backoff_since_update("i", t0 + Duration::from_secs(10)));
     }
 
     #[test]

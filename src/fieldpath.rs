@@ -42,11 +42,20 @@ fn subscript<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
 }
 
 /// The value of a `fieldRef.fieldPath`.
-pub fn field_value(pod: &Pod, path: &str, facts: &PodRuntimeFacts) -> Result<String, FieldPathError> {
+pub fn field_value(
+    pod: &Pod,
+    path: &str,
+    facts: &PodRuntimeFacts,
+) -> Result<String, FieldPathError> {
     let m = &pod.metadata;
     let spec = pod.spec.as_ref();
     if let Some(k) = subscript(path, "metadata.labels") {
-        return Ok(m.labels.as_ref().and_then(|l| l.get(k)).cloned().unwrap_or_default());
+        return Ok(m
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(k))
+            .cloned()
+            .unwrap_or_default());
     }
     if let Some(k) = subscript(path, "metadata.annotations") {
         return Ok(m
@@ -101,7 +110,8 @@ pub fn resource_value(
         .split_once('.')
         .ok_or_else(|| FieldPathError::UnsupportedResource(resource.to_string()))?;
     let supported = matches!(kind, "limits" | "requests")
-        && (matches!(name, "cpu" | "memory" | "ephemeral-storage") || name.starts_with("hugepages-"));
+        && (matches!(name, "cpu" | "memory" | "ephemeral-storage")
+            || name.starts_with("hugepages-"));
     if !supported {
         return Err(FieldPathError::UnsupportedResource(resource.to_string()));
     }
@@ -111,7 +121,9 @@ pub fn resource_value(
     } else {
         res.and_then(|r| r.requests.as_ref())
     };
-    let set = map.and_then(|m| m.get(name)).and_then(|q| parse_quantity(&q.0).ok());
+    let set = map
+        .and_then(|m| m.get(name))
+        .and_then(|q| parse_quantity(&q.0).ok());
     let is_cpu = name == "cpu";
     // Amount in millis for cpu, units otherwise.
     let amount: i64 = match set {
@@ -172,8 +184,14 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(field_value(&p, "metadata.name", &f).unwrap(), "p");
-        assert_eq!(field_value(&p, "metadata.labels['app']", &f).unwrap(), "web");
-        assert_eq!(field_value(&p, "metadata.labels", &f).unwrap(), "app=\"web\"\ntier=\"fe\"");
+        assert_eq!(
+            field_value(&p, "metadata.labels['app']", &f).unwrap(),
+            "web"
+        );
+        assert_eq!(
+            field_value(&p, "metadata.labels", &f).unwrap(),
+            "app=\"web\"\ntier=\"fe\""
+        );
         assert_eq!(field_value(&p, "status.podIP", &f).unwrap(), "10.88.0.5");
         assert_eq!(field_value(&p, "spec.nodeName", &f).unwrap(), "n1");
         assert_eq!(
@@ -192,12 +210,24 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(resource_value(&c, "limits.cpu", None, &f).unwrap(), "1");
-        assert_eq!(resource_value(&c, "limits.cpu", Some("1m"), &f).unwrap(), "250");
-        assert_eq!(resource_value(&c, "limits.memory", Some("1Mi"), &f).unwrap(), "64");
-        assert_eq!(resource_value(&c, "requests.cpu", Some("1m"), &f).unwrap(), "100");
+        assert_eq!(
+            resource_value(&c, "limits.cpu", Some("1m"), &f).unwrap(),
+            "250"
+        );
+        assert_eq!(
+            resource_value(&c, "limits.memory", Some("1Mi"), &f).unwrap(),
+            "64"
+        );
+        assert_eq!(
+            resource_value(&c, "requests.cpu", Some("1m"), &f).unwrap(),
+            "100"
+        );
         let mut c2 = c.clone();
         c2.resources = None;
-        assert_eq!(resource_value(&c2, "limits.memory", None, &f).unwrap(), (8u64 << 30).to_string());
+        assert_eq!(
+            resource_value(&c2, "limits.memory", None, &f).unwrap(),
+            (8u64 << 30).to_string()
+        );
         assert!(resource_value(&c, "limits.gpu", None, &f).is_err());
         assert!(resource_value(&c, "limits.cpu", Some("0"), &f).is_err());
     }

@@ -114,8 +114,12 @@ impl Health {
             },
             Check {
                 name: "syncloop",
-                error: (sync_age > Duration::from_secs(60))
-                    .then(|| format!("sync loop was last seen active {} ago", go_duration(sync_age))),
+                error: (sync_age > Duration::from_secs(60)).then(|| {
+                    format!(
+                        "sync loop was last seen active {} ago",
+                        go_duration(sync_age)
+                    )
+                }),
             },
             Check {
                 name: "pleg",
@@ -134,11 +138,7 @@ impl Health {
 
     /// The node's readiness and, when not ready, why (the Ready condition's message).
     pub fn node_ready(&self) -> (bool, String) {
-        let problems: Vec<String> = self
-            .checks()
-            .into_iter()
-            .filter_map(|c| c.error)
-            .collect();
+        let problems: Vec<String> = self.checks().into_iter().filter_map(|c| c.error).collect();
         if problems.is_empty() {
             (true, "kubelet is posting ready status".into())
         } else {
@@ -175,7 +175,10 @@ mod tests {
         h.runtime_failed("connection refused".into());
         let c = h.checks();
         let rt = c.iter().find(|c| c.name == "runtime").unwrap();
-        assert_eq!(rt.error.as_deref(), Some("container runtime is down: connection refused"));
+        assert_eq!(
+            rt.error.as_deref(),
+            Some("container runtime is down: connection refused")
+        );
         assert!(!h.node_ready().0);
         h.relist_ok();
         assert!(h.node_ready().0);

@@ -30,9 +30,11 @@ pub const INVALID_IMAGE_NAME: &str = "InvalidImageName";
 
 /// Adds `:latest` to an image without tag or digest, as the kubelet's `applyDefaultImageTag`.
 pub fn with_default_tag(image: &str) -> Result<String, ImageError> {
-    let invalid = |why: &str| ImageError {
+    let invalid = |why: &str| {
+        ImageError {
         reason: INVALID_IMAGE_NAME,
         message: format!("Failed to apply default image tag \"{image}\": couldn't parse image name \"{image}\": {why}"),
+    }
     };
     if image.is_empty() {
         return Err(invalid("repository name must have at least one component"));
@@ -46,11 +48,16 @@ pub fn with_default_tag(image: &str) -> Result<String, ImageError> {
     };
     let last_component = name.rfind('/').map(|i| i + 1).unwrap_or(0);
     let (repo, tag) = match name[last_component..].rfind(':') {
-        Some(i) => (&name[..last_component + i], Some(&name[last_component + i + 1..])),
+        Some(i) => (
+            &name[..last_component + i],
+            Some(&name[last_component + i + 1..]),
+        ),
         None => (name, None),
     };
     if repo.chars().any(|c| c.is_ascii_uppercase()) {
-        return Err(invalid("invalid reference format: repository name must be lowercase"));
+        return Err(invalid(
+            "invalid reference format: repository name must be lowercase",
+        ));
     }
     if digest.is_some() || tag.is_some() {
         Ok(image.to_string())
@@ -105,20 +112,25 @@ impl ImageManager {
         let spec_image = container.image.as_deref().unwrap_or("");
         let image = with_default_tag(spec_image)?;
         let policy = pull_policy(container);
-        let present = self.runtime.image_status(&image).await.map_err(|e| ImageError {
-            reason: ERR_IMAGE_PULL,
-            message: format!("Failed to inspect image \"{spec_image}\": {e}"),
-        })?;
-        let must_pull = match policy.as_str() {
-            "Always" => true,
-            "Never" => {
-                return present.map(|i| i.id).ok_or_else(|| ImageError {
+        let present = self
+            .runtime
+            .image_status(&image)
+            .await
+            .map_err(|e| ImageError {
+                reason: ERR_IMAGE_PULL,
+                message: format!("Failed to inspect image \"{spec_image}\": {e}"),
+            })?;
+        let must_pull =
+            match policy.as_str() {
+                "Always" => true,
+                "Never" => return present.map(|i| i.id).ok_or_else(|| ImageError {
                     reason: ERR_IMAGE_NEVER_PULL,
-                    message: format!("Container image \"{spec_image}\" is not present with pull policy of Never"),
-                })
-            }
-            _ => present.is_none(),
-        };
+                    message: format!(
+                        "Container image \"{spec_image}\" is not present with pull policy of Never"
+                    ),
+                }),
+                _ => present.is_none(),
+            };
         if !must_pull {
             if let Some(img) = present {
                 return Ok(img.id);
@@ -126,7 +138,7 @@ impl ImageManager {
         }
         let key = format!("{pod_uid}_{image}");
         let now = Instant::now();
-        if self.backoff.lock().is_in_backoff_since(&key, now, now) {
+        if self.backoff.lock().is_in_backoff_since_update(&key, now) {
             return Err(ImageError {
                 reason: IMAGE_PULL_BACKOFF,
                 message: format!("Back-off pulling image \"{spec_image}\""),
@@ -182,24 +194,37 @@ mod tests {
     #[test]
     fn default_tags() {
         assert_eq!(with_default_tag("busybox").unwrap(), "busybox:latest");
-        assert_eq!(with_default_tag("127.0.0.1:5000/kubelet-rs/busybox").unwrap(), "127.0.0.1:5000/kubelet-rs/busybox:latest");
-        assert_eq!(with_default_tag("127.0.0.1:5000/kubelet-rs/busybox:1.35").unwrap(), "127.0.0.1:5000/kubelet-rs/busybox:1.35");
+        assert_eq!(
+            with_default_tag("127.0.0.1:5000/kubelet-rs/busybox").unwrap(),
+            "127.0.0.1:5000/kubelet-rs/busybox:latest"
+        );
+        assert_eq!(
+            with_default_tag("127.0.0.1:5000/kubelet-rs/busybox:1.35").unwrap(),
+            "127.0.0.1:5000/kubelet-rs/busybox:1.35"
+        );
         assert_eq!(with_default_tag("x@sha256:abcd").unwrap(), "x@sha256:abcd");
         let e = with_default_tag("Bad/Name").unwrap_err();
         assert_eq!(e.reason, INVALID_IMAGE_NAME);
         assert!(e.message.contains("Bad/Name"));
-        assert_eq!(with_default_tag("has space").unwrap_err().reason, INVALID_IMAGE_NAME);
+        assert_eq!(
+            with_default_tag("has space").unwrap_err().reason,
+            INVALID_IMAGE_NAME
+        );
         assert_eq!(with_default_tag("").unwrap_err().reason, INVALID_IMAGE_NAME);
     }
 
     #[test]
     fn pull_policy_defaults() {
         let c = |image: &str, policy: Option<&str>| -> Container {
-            serde_json::from_value(json!({"name": "c", "image": image, "imagePullPolicy": policy})).unwrap()
+            serde_json::from_value(json!({"name": "c", "image": image, "imagePullPolicy": policy}))
+                .unwrap()
         };
         assert_eq!(pull_policy(&c("busybox", None)), "Always");
         assert_eq!(pull_policy(&c("busybox:latest", None)), "Always");
-        assert_eq!(pull_policy(&c("127.0.0.1:5000/x/busybox:1.35", None)), "IfNotPresent");
+        assert_eq!(
+            pull_policy(&c("127.0.0.1:5000/x/busybox:1.35", None)),
+            "IfNotPresent"
+        );
         assert_eq!(pull_policy(&c("127.0.0.1:5000/x/busybox", None)), "Always");
         assert_eq!(pull_policy(&c("busybox", Some("Never"))), "Never");
     }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus::{
-    exponential_buckets, Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec,
-    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    exponential_buckets, Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec,
+    IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Cheap-to-clone handle on the registry and every family.
@@ -161,7 +161,9 @@ impl Metrics {
             .with_label_values(&[op])
             .observe(took.as_secs_f64());
         if !ok {
-            self.runtime_operations_errors_total.with_label_values(&[op]).inc();
+            self.runtime_operations_errors_total
+                .with_label_values(&[op])
+                .inc();
         }
     }
 
@@ -185,8 +187,13 @@ mod tests {
         m.runtime_op("run_podsandbox", Duration::from_millis(120), true);
         m.runtime_op("run_podsandbox", Duration::from_millis(80), false);
         let text = m.encode();
-        assert!(text.contains("kubelet_runtime_operations_total{operation_type=\"run_podsandbox\"} 2"), "{text}");
-        assert!(text.contains("kubelet_runtime_operations_errors_total{operation_type=\"run_podsandbox\"} 1"));
+        assert!(
+            text.contains("kubelet_runtime_operations_total{operation_type=\"run_podsandbox\"} 2"),
+            "{text}"
+        );
+        assert!(text.contains(
+            "kubelet_runtime_operations_errors_total{operation_type=\"run_podsandbox\"} 1"
+        ));
         assert!(text.contains("kubelet_node_name{node=\"node-a\"} 1"));
         assert!(text.contains("# TYPE kubelet_runtime_operations_duration_seconds histogram"));
     }

@@ -29,7 +29,9 @@ fn interface_addrs() -> Vec<(String, Ipv4Addr)> {
             if !ifa.ifa_addr.is_null() && i32::from((*ifa.ifa_addr).sa_family) == libc::AF_INET {
                 let sin = &*(ifa.ifa_addr as *const libc::sockaddr_in);
                 let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
-                let name = std::ffi::CStr::from_ptr(ifa.ifa_name).to_string_lossy().into_owned();
+                let name = std::ffi::CStr::from_ptr(ifa.ifa_name)
+                    .to_string_lossy()
+                    .into_owned();
                 out.push((name, ip));
             }
             cur = ifa.ifa_next;
@@ -69,7 +71,9 @@ pub fn mem_total(meminfo: &str) -> Option<i64> {
 
 /// (CPU capacity in millicores, memory capacity in bytes).
 pub fn capacity(proc_root: &Path) -> (i64, i64) {
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as i64;
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1) as i64;
     let mem = fs::read_to_string(proc_root.join("meminfo"))
         .ok()
         .and_then(|s| mem_total(&s))
@@ -95,18 +99,25 @@ mod tests {
 
     #[test]
     fn parses_route_and_meminfo() {
-        let route = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+        let route =
+            "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
                      eth0\t00000000\t0102A8C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n\
                      eth0\t0002A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n";
         assert_eq!(default_route_interface(route).as_deref(), Some("eth0"));
         assert_eq!(default_route_interface("Iface\n"), None);
-        assert_eq!(mem_total("MemTotal:       24608264 kB\nMemFree: 1 kB\n"), Some(24608264 * 1024));
+        assert_eq!(
+            mem_total("MemTotal:       24608264 kB\nMemFree: 1 kB\n"),
+            Some(24608264 * 1024)
+        );
     }
 
     #[test]
     fn node_ip_override_wins() {
         let ip: IpAddr = "192.0.2.7".parse().unwrap();
-        assert_eq!(host_ips(Some(ip), Path::new("/nonexistent")), vec!["192.0.2.7"]);
+        assert_eq!(
+            host_ips(Some(ip), Path::new("/nonexistent")),
+            vec!["192.0.2.7"]
+        );
         assert!(!host_ips(None, Path::new("/proc")).is_empty());
     }
 }

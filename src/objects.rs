@@ -27,13 +27,21 @@ fn key(namespace: &str, name: &str) -> (String, String) {
 
 impl MemoryObjects {
     pub fn put_config_map(&self, cm: ConfigMap) {
-        let ns = cm.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        let ns = cm
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
         let name = cm.metadata.name.clone().unwrap_or_default();
         self.config_maps.write().insert(key(&ns, &name), cm);
     }
 
     pub fn put_secret(&self, s: Secret) {
-        let ns = s.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        let ns = s
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
         let name = s.metadata.name.clone().unwrap_or_default();
         self.secrets.write().insert(key(&ns, &name), s);
     }

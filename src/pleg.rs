@@ -12,6 +12,7 @@ use proto::cri;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 
+use crate::cadvisor::names::RuntimeNames;
 use crate::health::Health;
 use crate::kuberuntime::{labels, RuntimeService};
 use crate::metrics::Metrics;
@@ -95,7 +96,13 @@ fn diff(old: &Snapshot, new: &Snapshot) -> Vec<PlegEvent> {
     for (uid, now) in new {
         let before = old.get(uid).unwrap_or(&empty);
         for (id, st) in now {
-            events_for(uid, id, *before.get(id).unwrap_or(&State::NonExistent), *st, &mut out);
+            events_for(
+                uid,
+                id,
+                *before.get(id).unwrap_or(&State::NonExistent),
+                *st,
+                &mut out,
+            );
         }
         for (id, st) in before {
             if !now.contains_key(id) {
@@ -123,10 +130,17 @@ pub struct Pleg {
     last: Option<Snapshot>,
     last_relist: Option<Instant>,
     runtime_was_down: bool,
+    names: Option<(std::sync::Arc<RuntimeNames>, String)>,
 }
 
 impl Pleg {
-    pub fn new(runtime: RuntimeService, metrics: Metrics, health: Health, period: Duration, tx: mpsc::Sender<PlegEvent>) -> Self {
+    pub fn new(
+        runtime: RuntimeService,
+        metrics: Metrics,
+        health: Health,
+        period: Duration,
+        tx: mpsc::Sender<PlegEvent>,
+    ) -> Self {
         Self {
             runtime,
             metrics,
@@ -136,7 +150,15 @@ impl Pleg {
             last: None,
             last_relist: None,
             runtime_was_down: false,
+            names: None,
         }
+    }
+
+    /// Keeps `names` (the cAdvisor API's container identities) up to date on every relist;
+    /// sandboxes are shown with `pause_image`.
+    pub fn with_names(mut self, names: std::sync::Arc<RuntimeNames>, pause_image: &str) -> Self {
+        self.names = Some((names, pause_image.to_string()));
+        self
     }
 
     /// Relists forever, every period.
@@ -160,7 +182,10 @@ impl Pleg {
                 .observe(start.saturating_duration_since(prev).as_secs_f64());
         }
         self.last_relist = Some(start);
-        let listed = tokio::try_join!(self.runtime.list_pod_sandboxes(None), self.runtime.list_containers(None));
+        let listed = tokio::try_join!(
+            self.runtime.list_pod_sandboxes(None),
+            self.runtime.list_containers(None)
+        );
         let (sandboxes, containers) = match listed {
             Ok(v) => v,
             Err(e) => {
@@ -172,10 +197,17 @@ impl Pleg {
                 return Err(e.to_string());
             }
         };
+        if let Some((names, pause)) = &self.names {
+            names.update(&sandboxes, &containers, pause);
+        }
         let mut snap: Snapshot = HashMap::new();
         let mut running_pods = 0i64;
         for s in &sandboxes {
-            let uid = s.labels.get(labels::POD_UID_LABEL).cloned().unwrap_or_default();
+            let uid = s
+                .labels
+                .get(labels::POD_UID_LABEL)
+                .cloned()
+                .unwrap_or_default();
             let st = sandbox_state(s.state);
             if st == State::Running {
                 running_pods += 1;
@@ -184,7 +216,11 @@ impl Pleg {
         }
         let mut by_state: HashMap<&'static str, i64> = HashMap::new();
         for c in &containers {
-            let uid = c.labels.get(labels::POD_UID_LABEL).cloned().unwrap_or_default();
+            let uid = c
+                .labels
+                .get(labels::POD_UID_LABEL)
+                .cloned()
+                .unwrap_or_default();
             let st = container_state(c.state);
             let name = match cri::ContainerState::try_from(c.state) {
                 Ok(cri::ContainerState::ContainerCreated) => "created",
@@ -218,7 +254,9 @@ impl Pleg {
         self.last = Some(snap);
         self.health.relist_ok();
         let elapsed = start.elapsed();
-        self.metrics.pleg_relist_duration_seconds.observe(elapsed.as_secs_f64());
+        self.metrics
+            .pleg_relist_duration_seconds
+            .observe(elapsed.as_secs_f64());
         self.metrics.pleg_last_seen_seconds.set(
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -242,7 +280,9 @@ mod tests {
     fn snap(entries: &[(&str, &str, State)]) -> Snapshot {
         let mut s: Snapshot = HashMap::new();
         for (uid, id, st) in entries {
-            s.entry(uid.to_string()).or_default().insert(id.to_string(), *st);
+            s.entry(uid.to_string())
+                .or_default()
+                .insert(id.to_string(), *st);
         }
         s
     }
@@ -256,8 +296,18 @@ mod tests {
     fn transitions_generate_kubelet_events() {
         use PlegEventType::*;
         use State::*;
-        let old = snap(&[("p", "a", Running), ("p", "b", Running), ("p", "c", Exited), ("q", "d", Running)]);
-        let new = snap(&[("p", "a", Running), ("p", "b", Exited), ("p", "e", Running), ("p", "f", Unknown)]);
+        let old = snap(&[
+            ("p", "a", Running),
+            ("p", "b", Running),
+            ("p", "c", Exited),
+            ("q", "d", Running),
+        ]);
+        let new = snap(&[
+            ("p", "a", Running),
+            ("p", "b", Exited),
+            ("p", "e", Running),
+            ("p", "f", Unknown),
+        ]);
         assert_eq!(
             kinds(diff(&old, &new)),
             vec![

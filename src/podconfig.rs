@@ -91,34 +91,44 @@ impl PodConfig {
         self.seen.insert(update.source);
         let current = self.sources.entry(update.source).or_default();
         let mut out = Vec::new();
-        let upsert = |current: &mut HashMap<String, Arc<Pod>>, pod: Pod, out: &mut Vec<PodChange>| {
-            let uid = uid_of(&pod);
-            match current.get(&uid) {
-                None => {
-                    let p = Self::stamp(pod);
-                    current.insert(uid, p.clone());
-                    out.push(PodChange::Add(p));
-                }
-                Some(old) if changed(old, &pod) => {
-                    let mut pod = pod;
-                    // Keep the first-seen time across updates.
-                    if let Some(seen) = old.metadata.annotations.as_ref().and_then(|a| a.get(CONFIG_SEEN_ANNOTATION)) {
-                        pod.metadata
-                            .annotations
-                            .get_or_insert_with(Default::default)
-                            .insert(CONFIG_SEEN_ANNOTATION.into(), seen.clone());
+        let upsert =
+            |current: &mut HashMap<String, Arc<Pod>>, pod: Pod, out: &mut Vec<PodChange>| {
+                let uid = uid_of(&pod);
+                match current.get(&uid) {
+                    None => {
+                        let p = Self::stamp(pod);
+                        current.insert(uid, p.clone());
+                        out.push(PodChange::Add(p));
                     }
-                    let p = Arc::new(pod);
-                    current.insert(uid, p.clone());
-                    out.push(PodChange::Update(p));
+                    Some(old) if changed(old, &pod) => {
+                        let mut pod = pod;
+                        // Keep the first-seen time across updates.
+                        if let Some(seen) = old
+                            .metadata
+                            .annotations
+                            .as_ref()
+                            .and_then(|a| a.get(CONFIG_SEEN_ANNOTATION))
+                        {
+                            pod.metadata
+                                .annotations
+                                .get_or_insert_with(Default::default)
+                                .insert(CONFIG_SEEN_ANNOTATION.into(), seen.clone());
+                        }
+                        let p = Arc::new(pod);
+                        current.insert(uid, p.clone());
+                        out.push(PodChange::Update(p));
+                    }
+                    Some(_) => {}
                 }
-                Some(_) => {}
-            }
-        };
+            };
         match update.op {
             PodOperation::Set => {
                 let wanted: HashSet<String> = update.pods.iter().map(uid_of).collect();
-                let gone: Vec<String> = current.keys().filter(|k| !wanted.contains(*k)).cloned().collect();
+                let gone: Vec<String> = current
+                    .keys()
+                    .filter(|k| !wanted.contains(*k))
+                    .cloned()
+                    .collect();
                 for uid in gone {
                     if let Some(p) = current.remove(&uid) {
                         out.push(PodChange::Remove(p));
@@ -191,7 +201,9 @@ mod tests {
         k.sort();
         assert_eq!(k, vec![("a".into(), "add"), ("b".into(), "add")]);
         // The same set again changes nothing.
-        assert!(cfg.apply(set(vec![pod("a", "x"), pod("b", "x")])).is_empty());
+        assert!(cfg
+            .apply(set(vec![pod("a", "x"), pod("b", "x")]))
+            .is_empty());
         let c = cfg.apply(set(vec![pod("a", "y")]));
         let mut k = kinds(&c);
         k.sort();
@@ -210,8 +222,12 @@ mod tests {
     fn seen_annotation_is_set_once() {
         let mut cfg = PodConfig::new([FILE_SOURCE]);
         let c = cfg.apply(set(vec![pod("a", "x")]));
-        let seen = c[0].pod().metadata.annotations.as_ref().unwrap()[CONFIG_SEEN_ANNOTATION].clone();
+        let seen =
+            c[0].pod().metadata.annotations.as_ref().unwrap()[CONFIG_SEEN_ANNOTATION].clone();
         let c = cfg.apply(set(vec![pod("a", "y")]));
-        assert_eq!(c[0].pod().metadata.annotations.as_ref().unwrap()[CONFIG_SEEN_ANNOTATION], seen);
+        assert_eq!(
+            c[0].pod().metadata.annotations.as_ref().unwrap()[CONFIG_SEEN_ANNOTATION],
+            seen
+        );
     }
 }

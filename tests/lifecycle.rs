@@ -37,30 +37,62 @@ fn crashing_container_backs_off_and_shows_crash_loop() {
         return;
     }
     let agent = Agent::start("crash");
-    agent.write_manifest("crash.yaml", &manifest("crash", "Always", "", &container("crasher", "echo dying; exit 1", "")));
+    agent.write_manifest(
+        "crash.yaml",
+        &manifest(
+            "crash",
+            "Always",
+            "",
+            &container("crasher", "echo dying; exit 1", ""),
+        ),
+    );
     // Restarted at least twice, and between restarts it waits in CrashLoopBackOff.
-    let pod = agent.wait("CrashLoopBackOff after restarts", Duration::from_secs(120), || {
-        let p = agent.pod("crash")?;
-        let c = status_of(&p, "crasher");
-        (c["state"]["waiting"]["reason"] == "CrashLoopBackOff" && c["restartCount"].as_i64()? >= 2).then_some(p)
-    });
+    let pod = agent.wait(
+        "CrashLoopBackOff after restarts",
+        Duration::from_secs(120),
+        || {
+            let p = agent.pod("crash")?;
+            let c = status_of(&p, "crasher");
+            (c["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+                && c["restartCount"].as_i64()? >= 2)
+                .then_some(p)
+        },
+    );
     let c = status_of(&pod, "crasher");
     let msg = c["state"]["waiting"]["message"].as_str().unwrap();
     let full = agent.pod_name("crash");
     assert!(
-        msg.starts_with("back-off ") && msg.contains(&format!("restarting failed container=crasher pod={full}_default(")),
+        msg.starts_with("back-off ")
+            && msg.contains(&format!(
+                "restarting failed container=crasher pod={full}_default("
+            )),
         "{msg}"
     );
     assert_eq!(c["lastState"]["terminated"]["exitCode"], 1);
     assert_eq!(c["lastState"]["terminated"]["reason"], "Error");
-    assert_eq!(pod["status"]["phase"], "Running", "restartPolicy Always keeps the pod Running");
+    assert_eq!(
+        pod["status"]["phase"], "Running",
+        "restartPolicy Always keeps the pod Running"
+    );
     assert_eq!(c["ready"], false);
     // The backoff grows: the message of a later wait names a longer back-off than the first.
-    let first: u64 = msg["back-off ".len()..].split('s').next().unwrap().parse().unwrap();
+    let first: u64 = msg["back-off ".len()..]
+        .split('s')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     let later = agent.wait("a longer back-off", Duration::from_secs(180), || {
         let p = agent.pod("crash")?;
-        let m = status_of(&p, "crasher")["state"]["waiting"]["message"].as_str()?.to_string();
-        let secs: u64 = m.strip_prefix("back-off ")?.split('s').next()?.parse().ok()?;
+        let m = status_of(&p, "crasher")["state"]["waiting"]["message"]
+            .as_str()?
+            .to_string();
+        let secs: u64 = m
+            .strip_prefix("back-off ")?
+            .split('s')
+            .next()?
+            .parse()
+            .ok()?;
         (secs > first).then_some(secs)
     });
     assert_eq!(later, first * 2, "back-off doubles");
@@ -72,31 +104,58 @@ fn restart_policies_end_in_the_right_phase() {
         return;
     }
     let agent = Agent::start("phases");
-    agent.write_manifest("never.yaml", &manifest("never", "Never", "", &container("c", "exit 3", "")));
-    agent.write_manifest("onfailure.yaml", &manifest("onfailure", "OnFailure", "", &container("c", "sleep 1; exit 0", "")));
+    agent.write_manifest(
+        "never.yaml",
+        &manifest("never", "Never", "", &container("c", "exit 3", "")),
+    );
+    agent.write_manifest(
+        "onfailure.yaml",
+        &manifest(
+            "onfailure",
+            "OnFailure",
+            "",
+            &container("c", "sleep 1; exit 0", ""),
+        ),
+    );
     let never = agent.wait("Never pod Failed", START, || {
-        agent.pod("never").filter(|p| p["status"]["phase"] == "Failed")
+        agent
+            .pod("never")
+            .filter(|p| p["status"]["phase"] == "Failed")
     });
     let c = status_of(&never, "c");
     assert_eq!(c["state"]["terminated"]["exitCode"], 3);
     assert_eq!(c["state"]["terminated"]["reason"], "Error");
     assert_eq!(c["restartCount"], 0);
     let ok = agent.wait("OnFailure pod Succeeded", START, || {
-        agent.pod("onfailure").filter(|p| p["status"]["phase"] == "Succeeded")
+        agent
+            .pod("onfailure")
+            .filter(|p| p["status"]["phase"] == "Succeeded")
     });
     let c = status_of(&ok, "c");
     assert_eq!(c["state"]["terminated"]["reason"], "Completed");
     assert_eq!(c["restartCount"], 0);
-    let ready = ok["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap();
+    let ready = ok["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap();
     assert_eq!(ready["status"], "False");
     assert_eq!(ready["reason"], "PodCompleted");
     // A finished pod's sandbox is stopped, and nothing is restarted later.
     let uid = ok["metadata"]["uid"].as_str().unwrap().to_string();
     agent.wait("sandbox stopped", START, || {
-        cri_sandboxes(&uid).iter().all(|s| s.state == proto::cri::PodSandboxState::SandboxNotready as i32).then_some(())
+        cri_sandboxes(&uid)
+            .iter()
+            .all(|s| s.state == proto::cri::PodSandboxState::SandboxNotready as i32)
+            .then_some(())
     });
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(cri_containers(&uid).len(), 1, "a Succeeded pod must not start again");
+    assert_eq!(
+        cri_containers(&uid).len(),
+        1,
+        "a Succeeded pod must not start again"
+    );
 }
 
 #[test]
@@ -110,13 +169,26 @@ fn init_containers_run_in_order_before_the_app() {
         container("first", "sleep 1; echo first", ""),
         container("second", "sleep 1; echo second", "")
     );
-    agent.write_manifest("init.yaml", &manifest("init", "Always", &init, &container("app", "exec sleep 3600", "")));
+    agent.write_manifest(
+        "init.yaml",
+        &manifest(
+            "init",
+            "Always",
+            &init,
+            &container("app", "exec sleep 3600", ""),
+        ),
+    );
     // While initializing the pod is Pending with the kubelet's reasons.
     let pending = agent.wait("pending while initializing", START, || {
-        agent.pod("init").filter(|p| p["status"]["phase"] == "Pending" && p["status"]["initContainerStatuses"].is_array())
+        agent.pod("init").filter(|p| {
+            p["status"]["phase"] == "Pending" && p["status"]["initContainerStatuses"].is_array()
+        })
     });
     let app = status_of(&pending, "app");
-    assert_eq!(app["state"]["waiting"]["reason"], "PodInitializing", "{pending}");
+    assert_eq!(
+        app["state"]["waiting"]["reason"], "PodInitializing",
+        "{pending}"
+    );
     let pod = agent.wait_running("init", START);
     let inits = pod["status"]["initContainerStatuses"].as_array().unwrap();
     let t = |v: &Value| v.as_str().unwrap().to_string();
@@ -127,15 +199,29 @@ fn init_containers_run_in_order_before_the_app() {
     assert_eq!(second["exitCode"], 0);
     assert_eq!(first["reason"], "Completed");
     let app_started = t(&status_of(&pod, "app")["state"]["running"]["startedAt"]);
-    assert!(t(&first["finishedAt"]) <= t(&second["startedAt"]), "{inits:?}");
-    assert!(t(&second["finishedAt"]) <= app_started, "{inits:?} app {app_started}");
+    assert!(
+        t(&first["finishedAt"]) <= t(&second["startedAt"]),
+        "{inits:?}"
+    );
+    assert!(
+        t(&second["finishedAt"]) <= app_started,
+        "{inits:?} app {app_started}"
+    );
     // The runtime agrees: each container was created after the previous one finished.
     let uid = pod["metadata"]["uid"].as_str().unwrap();
     let mut cs = cri_containers(uid);
     cs.sort_by_key(|c| c.created_at);
-    let names: Vec<&str> = cs.iter().map(|c| c.metadata.as_ref().unwrap().name.as_str()).collect();
+    let names: Vec<&str> = cs
+        .iter()
+        .map(|c| c.metadata.as_ref().unwrap().name.as_str())
+        .collect();
     assert_eq!(names, vec!["first", "second", "app"]);
-    let initialized = pod["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Initialized").unwrap();
+    let initialized = pod["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Initialized")
+        .unwrap();
     assert_eq!(initialized["status"], "True");
 }
 
@@ -147,10 +233,16 @@ fn container_over_its_memory_limit_is_oom_killed() {
     let agent = Agent::start("oom");
     let limits = "    resources:\n      limits:\n        memory: 16Mi\n";
     // The shell keeps 64 MiB of output in a variable: far past the 16 MiB limit.
-    let hog = container("hog", "x=$(head -c 67108864 /dev/zero | tr '\\000' a); echo survived", limits);
+    let hog = container(
+        "hog",
+        "x=$(head -c 67108864 /dev/zero | tr '\\000' a); echo survived",
+        limits,
+    );
     agent.write_manifest("oom.yaml", &manifest("oom", "Never", "", &hog));
     let pod = agent.wait("OOMKilled", START, || {
-        agent.pod("oom").filter(|p| p["status"]["phase"] == "Failed")
+        agent
+            .pod("oom")
+            .filter(|p| p["status"]["phase"] == "Failed")
     });
     let c = status_of(&pod, "hog");
     assert_eq!(c["state"]["terminated"]["reason"], "OOMKilled", "{pod}");
@@ -163,13 +255,22 @@ fn sigkilled_agent_adopts_running_pods_and_reaps_vanished_ones() {
         return;
     }
     let mut agent = Agent::start("adopt");
-    agent.write_manifest("keep.yaml", &manifest("keep", "Always", "", &container("c", "exec sleep 3600", "")));
-    agent.write_manifest("gone.yaml", &manifest("gone", "Always", "", &container("c", "exec sleep 3600", "")));
+    agent.write_manifest(
+        "keep.yaml",
+        &manifest("keep", "Always", "", &container("c", "exec sleep 3600", "")),
+    );
+    agent.write_manifest(
+        "gone.yaml",
+        &manifest("gone", "Always", "", &container("c", "exec sleep 3600", "")),
+    );
     let keep = agent.wait_running("keep", START);
     let gone = agent.wait_running("gone", START);
     let keep_uid = keep["metadata"]["uid"].as_str().unwrap().to_string();
     let gone_uid = gone["metadata"]["uid"].as_str().unwrap().to_string();
-    let before: Vec<String> = cri_containers(&keep_uid).into_iter().map(|c| c.id).collect();
+    let before: Vec<String> = cri_containers(&keep_uid)
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
     let sandbox_before = cri_sandboxes(&keep_uid)[0].id.clone();
 
     agent.kill();
@@ -179,13 +280,19 @@ fn sigkilled_agent_adopts_running_pods_and_reaps_vanished_ones() {
     let after = agent.wait_running("keep", START);
     let cs = status_of(&after, "c");
     assert_eq!(cs["restartCount"], 0);
-    assert_eq!(cs["containerID"], format!("containerd://{}", before[0]).as_str());
+    assert_eq!(
+        cs["containerID"],
+        format!("containerd://{}", before[0]).as_str()
+    );
     agent.wait("vanished pod torn down", START, || {
         (cri_sandboxes(&gone_uid).is_empty() && cri_containers(&gone_uid).is_empty()).then_some(())
     });
     // A few relists later: still the same container, one sandbox, nothing restarted.
     std::thread::sleep(Duration::from_secs(3));
-    let now: Vec<String> = cri_containers(&keep_uid).into_iter().map(|c| c.id).collect();
+    let now: Vec<String> = cri_containers(&keep_uid)
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
     assert_eq!(now, before);
     let sandboxes = cri_sandboxes(&keep_uid);
     assert_eq!(sandboxes.len(), 1);
@@ -199,12 +306,22 @@ fn sigterm_stops_the_agent_and_leaves_pods_running() {
         return;
     }
     let mut agent = Agent::start("sigterm");
-    agent.write_manifest("p.yaml", &manifest("p", "Always", "", &container("c", "exec sleep 3600", "")));
+    agent.write_manifest(
+        "p.yaml",
+        &manifest("p", "Always", "", &container("c", "exec sleep 3600", "")),
+    );
     let pod = agent.wait_running("p", START);
     let uid = pod["metadata"]["uid"].as_str().unwrap().to_string();
     agent.terminate();
-    assert!(http_get(agent.healthz_port, "/healthz").is_err(), "agent still serving after SIGTERM");
+    assert!(
+        http_get(agent.healthz_port, "/healthz").is_err(),
+        "agent still serving after SIGTERM"
+    );
     let cs = cri_containers(&uid);
     assert_eq!(cs.len(), 1);
-    assert_eq!(cs[0].state, proto::cri::ContainerState::ContainerRunning as i32, "pod stopped with the agent");
+    assert_eq!(
+        cs[0].state,
+        proto::cri::ContainerState::ContainerRunning as i32,
+        "pod stopped with the agent"
+    );
 }

@@ -18,19 +18,40 @@ fn static_pod_runs_with_kubelet_labels_and_limits_then_is_removed_cleanly() {
     }
     let agent = Agent::start("labels");
     let limits = "    resources:\n      limits:\n        memory: 64Mi\n        cpu: 250m\n";
-    agent.write_manifest("web.yaml", &busybox_pod("web", "echo started; exec sleep 3600", limits));
+    agent.write_manifest(
+        "web.yaml",
+        &busybox_pod("web", "echo started; exec sleep 3600", limits),
+    );
     let pod = agent.wait_running("web", START);
     let uid = pod["metadata"]["uid"].as_str().unwrap().to_string();
     let name = agent.pod_name("web");
-    assert_eq!(pod["metadata"]["annotations"]["kubernetes.io/config.source"], "file");
-    assert_eq!(pod["metadata"]["annotations"]["kubernetes.io/config.hash"], uid.as_str());
+    assert_eq!(
+        pod["metadata"]["annotations"]["kubernetes.io/config.source"],
+        "file"
+    );
+    assert_eq!(
+        pod["metadata"]["annotations"]["kubernetes.io/config.hash"],
+        uid.as_str()
+    );
     assert_eq!(pod["spec"]["nodeName"], agent.node.as_str());
     assert_eq!(pod["status"]["qosClass"], "Guaranteed");
     let cs = &pod["status"]["containerStatuses"][0];
-    assert!(cs["containerID"].as_str().unwrap().starts_with("containerd://"), "{cs}");
+    assert!(
+        cs["containerID"]
+            .as_str()
+            .unwrap()
+            .starts_with("containerd://"),
+        "{cs}"
+    );
     assert!(cs["imageID"].as_str().unwrap().contains("sha256:"), "{cs}");
     assert_eq!(cs["image"], BUSYBOX);
-    assert!(pod["status"]["podIP"].as_str().unwrap().starts_with("10.88."), "{pod}");
+    assert!(
+        pod["status"]["podIP"]
+            .as_str()
+            .unwrap()
+            .starts_with("10.88."),
+        "{pod}"
+    );
 
     // Visible over CRI with the kubelet's labels and annotations.
     let sandboxes = cri_sandboxes(&uid);
@@ -51,10 +72,18 @@ fn static_pod_runs_with_kubelet_labels_and_limits_then_is_removed_cleanly() {
     assert_eq!(c.pod_sandbox_id, sb.id);
 
     // Limits land in the cgroups: the pod's (Guaranteed: kubepods/pod<uid>) and the container's.
-    let pod_mem = agent.cgroup_dir("memory").join(format!("kubepods/pod{uid}"));
+    let pod_mem = agent
+        .cgroup_dir("memory")
+        .join(format!("kubepods/pod{uid}"));
     let read = |p: &Path| std::fs::read_to_string(p).unwrap().trim().to_string();
-    assert_eq!(read(&pod_mem.join("memory.limit_in_bytes")), (64u64 << 20).to_string());
-    assert_eq!(read(&pod_mem.join(&c.id).join("memory.limit_in_bytes")), (64u64 << 20).to_string());
+    assert_eq!(
+        read(&pod_mem.join("memory.limit_in_bytes")),
+        (64u64 << 20).to_string()
+    );
+    assert_eq!(
+        read(&pod_mem.join(&c.id).join("memory.limit_in_bytes")),
+        (64u64 << 20).to_string()
+    );
     let pod_cpu = agent.cgroup_dir("cpu").join(format!("kubepods/pod{uid}"));
     assert_eq!(read(&pod_cpu.join("cpu.cfs_quota_us")), "25000");
     assert_eq!(read(&pod_cpu.join(&c.id).join("cpu.cfs_quota_us")), "25000");
@@ -64,18 +93,29 @@ fn static_pod_runs_with_kubelet_labels_and_limits_then_is_removed_cleanly() {
     let log_dir = Path::new("/var/log/pods").join(format!("default_{name}_{uid}"));
     let log_file = log_dir.join("main/0.log");
     agent.wait("container log", START, || {
-        std::fs::read_to_string(&log_file).ok().filter(|s| s.contains("started"))
+        std::fs::read_to_string(&log_file)
+            .ok()
+            .filter(|s| s.contains("started"))
     });
 
     // Removing the manifest removes the pod and everything it had.
     agent.remove_manifest("web.yaml");
-    agent.wait("pod removed from /pods", START, || agent.pod("web").is_none().then_some(()));
+    agent.wait("pod removed from /pods", START, || {
+        agent.pod("web").is_none().then_some(())
+    });
     agent.wait("runtime objects removed", START, || {
         (cri_sandboxes(&uid).is_empty() && cri_containers(&uid).is_empty()).then_some(())
     });
-    agent.wait("pod cgroup removed", START, || (!pod_mem.exists() && !pod_cpu.exists()).then_some(()));
-    agent.wait("log directory removed", START, || (!log_dir.exists()).then_some(()));
-    assert!(!agent.root.join("pods").join(&uid).exists(), "pod directory left behind");
+    agent.wait("pod cgroup removed", START, || {
+        (!pod_mem.exists() && !pod_cpu.exists()).then_some(())
+    });
+    agent.wait("log directory removed", START, || {
+        (!log_dir.exists()).then_some(())
+    });
+    assert!(
+        !agent.root.join("pods").join(&uid).exists(),
+        "pod directory left behind"
+    );
 }
 
 #[test]
@@ -85,18 +125,28 @@ fn malformed_manifest_is_reported_and_the_good_pod_still_runs() {
     }
     let agent = Agent::start("malformed");
     agent.write_manifest("bad.yaml", "apiVersion: v1\nkind: Pod\nmetadata:\n  name: bad\nspec:\n  containers:\n  - name: c\n    image: \"\"\n");
-    agent.write_manifest("broken.json", "{\"apiVersion\": \"v1\", \"kind\": \"Pod\", ");
+    agent.write_manifest(
+        "broken.json",
+        "{\"apiVersion\": \"v1\", \"kind\": \"Pod\", ",
+    );
     agent.write_manifest("good.yaml", &busybox_pod("good", "exec sleep 3600", ""));
     agent.wait_running("good", START);
     assert!(agent.pod("bad").is_none());
     let log = agent.log_text();
     assert!(
-        log.lines().any(|l| l.contains("bad.yaml") && l.contains("spec.containers[0].image")),
+        log.lines()
+            .any(|l| l.contains("bad.yaml") && l.contains("spec.containers[0].image")),
         "no log line names bad.yaml and the field:\n{log}"
     );
-    assert!(log.lines().any(|l| l.contains("broken.json")), "no log line names broken.json:\n{log}");
+    assert!(
+        log.lines().any(|l| l.contains("broken.json")),
+        "no log line names broken.json:\n{log}"
+    );
     // Fixing the bad manifest starts it without disturbing the good pod.
-    let good_uid = agent.pod("good").unwrap()["metadata"]["uid"].as_str().unwrap().to_string();
+    let good_uid = agent.pod("good").unwrap()["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let good_id = cri_containers(&good_uid)[0].id.clone();
     agent.write_manifest("bad.yaml", &busybox_pod("bad", "exec sleep 3600", ""));
     agent.wait_running("bad", START);
@@ -122,7 +172,9 @@ fn editing_a_manifest_replaces_the_pod() {
     });
     let new_uid = new["metadata"]["uid"].as_str().unwrap();
     assert_ne!(new_uid, old_uid);
-    agent.wait("old pod gone from the runtime", START, || cri_sandboxes(&old_uid).is_empty().then_some(()));
+    agent.wait("old pod gone from the runtime", START, || {
+        cri_sandboxes(&old_uid).is_empty().then_some(())
+    });
     assert_eq!(cri_containers(new_uid).len(), 1);
 }
 
@@ -136,7 +188,10 @@ fn healthz_answers_ok_on_loopback() {
     assert_eq!((code, body.as_str()), (200, "ok"));
     let (code, body) = http_get(agent.healthz_port, "/healthz?verbose").unwrap();
     assert_eq!(code, 200);
-    assert!(body.contains("[+]pleg ok") && body.contains("[+]runtime ok"), "{body}");
+    assert!(
+        body.contains("[+]pleg ok") && body.contains("[+]runtime ok"),
+        "{body}"
+    );
     let (code, body) = http_get(agent.read_only_port, "/pods").unwrap();
     assert_eq!(code, 200);
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();

@@ -40,7 +40,10 @@ fn install(sig: c_int, handler: extern "C" fn(c_int)) -> std::io::Result<()> {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("-v") {
-        println!("pause.c-compatible kubelet-rs pause {}", env!("CARGO_PKG_VERSION"));
+        println!(
+            "pause.c-compatible kubelet-rs pause {}",
+            env!("CARGO_PKG_VERSION")
+        );
         return;
     }
     // SAFETY: getpid has no preconditions.

@@ -86,7 +86,10 @@ mod tests {
             socket_path("unix:/run/x.sock").unwrap(),
             PathBuf::from("/run/x.sock")
         );
-        assert_eq!(socket_path("/run/x.sock").unwrap(), PathBuf::from("/run/x.sock"));
+        assert_eq!(
+            socket_path("/run/x.sock").unwrap(),
+            PathBuf::from("/run/x.sock")
+        );
         let err = socket_path("tcp://1.2.3.4:5").unwrap_err().to_string();
         assert!(err.contains("tcp://1.2.3.4:5"), "{err}");
     }

@@ -207,7 +207,11 @@ impl CgroupManager {
     fn inherit_cpuset(&self, name: &str) -> Result<(), CgroupError> {
         let base = self.mount_root.join("cpuset");
         let mut path = base.clone();
-        for part in name.trim_start_matches('/').split('/').filter(|p| !p.is_empty()) {
+        for part in name
+            .trim_start_matches('/')
+            .split('/')
+            .filter(|p| !p.is_empty())
+        {
             let parent = path.clone();
             path = path.join(part);
             for file in ["cpuset.cpus", "cpuset.mems"] {
@@ -226,7 +230,11 @@ impl CgroupManager {
     /// On v2 each level must delegate the controllers to the next one.
     fn enable_v2_controllers(&self, name: &str) -> Result<(), CgroupError> {
         let mut path = self.mount_root.clone();
-        for part in name.trim_start_matches('/').split('/').filter(|p| !p.is_empty()) {
+        for part in name
+            .trim_start_matches('/')
+            .split('/')
+            .filter(|p| !p.is_empty())
+        {
             let avail = fs::read_to_string(path.join("cgroup.controllers")).unwrap_or_default();
             let want: Vec<String> = avail
                 .split_whitespace()
@@ -274,7 +282,11 @@ impl CgroupManager {
                 if has("pids") {
                     if let Some(limit) = r.pids_limit {
                         let dir = self.controller_dir("pids", name);
-                        let v = if limit > 0 { limit.to_string() } else { "max".into() };
+                        let v = if limit > 0 {
+                            limit.to_string()
+                        } else {
+                            "max".into()
+                        };
                         write_file(&dir.join("pids.max"), &v)?;
                     }
                 }
@@ -282,7 +294,10 @@ impl CgroupManager {
             Layout::V2 => {
                 let dir = self.mount_root.join(name.trim_start_matches('/'));
                 if let Some(shares) = r.cpu_shares {
-                    write_file(&dir.join("cpu.weight"), &shares_to_weight(shares).to_string())?;
+                    write_file(
+                        &dir.join("cpu.weight"),
+                        &shares_to_weight(shares).to_string(),
+                    )?;
                 }
                 if r.cpu_quota.is_some() || r.cpu_period.is_some() {
                     let period = r.cpu_period.unwrap_or(DEFAULT_CPU_PERIOD);
@@ -296,7 +311,11 @@ impl CgroupManager {
                     write_file(&dir.join("memory.max"), &limit.to_string())?;
                 }
                 if let Some(limit) = r.pids_limit {
-                    let v = if limit > 0 { limit.to_string() } else { "max".into() };
+                    let v = if limit > 0 {
+                        limit.to_string()
+                    } else {
+                        "max".into()
+                    };
                     write_file(&dir.join("pids.max"), &v)?;
                 }
             }
@@ -501,10 +520,18 @@ mod tests {
         assert_eq!(
             m.layout(),
             &Layout::V1 {
-                controllers: vec!["cpu".into(), "cpuset".into(), "memory".into(), "pids".into()]
+                controllers: vec![
+                    "cpu".into(),
+                    "cpuset".into(),
+                    "memory".into(),
+                    "pids".into()
+                ]
             }
         );
-        assert_eq!(m.pod_cgroup_name(QosClass::Guaranteed, "u1"), "/kubepods/podu1");
+        assert_eq!(
+            m.pod_cgroup_name(QosClass::Guaranteed, "u1"),
+            "/kubepods/podu1"
+        );
         assert_eq!(
             m.pod_cgroup_name(QosClass::BestEffort, "u1"),
             "/kubepods/besteffort/podu1"
@@ -520,16 +547,23 @@ mod tests {
             pids_limit: Some(100),
             ..Default::default()
         };
-        let name = m.ensure_pod_cgroup(QosClass::Burstable, "u2", &res).unwrap();
+        let name = m
+            .ensure_pod_cgroup(QosClass::Burstable, "u2", &res)
+            .unwrap();
         assert_eq!(name, "/kubepods/burstable/podu2");
-        let mem = t.path().join("memory/kubepods/burstable/podu2/memory.limit_in_bytes");
+        let mem = t
+            .path()
+            .join("memory/kubepods/burstable/podu2/memory.limit_in_bytes");
         assert_eq!(fs::read_to_string(mem).unwrap(), (64u64 << 20).to_string());
         assert_eq!(
             fs::read_to_string(t.path().join("cpuset/kubepods/burstable/podu2/cpuset.cpus"))
                 .unwrap(),
             "0-1"
         );
-        assert_eq!(m.list_pod_cgroups(), vec![("u2".to_string(), QosClass::Burstable)]);
+        assert_eq!(
+            m.list_pod_cgroups(),
+            vec![("u2".to_string(), QosClass::Burstable)]
+        );
         // Plain directories stand in for cgroups here; their files must go first.
         for c in ["cpu", "memory", "pids", "cpuset"] {
             let d = t.path().join(c).join("kubepods/burstable/podu2");
@@ -574,10 +608,17 @@ mod tests {
             memory_limit: Some(1 << 30),
             pids_limit: None,
         };
-        m.ensure_pod_cgroup(QosClass::Guaranteed, "g", &res).unwrap();
+        m.ensure_pod_cgroup(QosClass::Guaranteed, "g", &res)
+            .unwrap();
         let dir = t.path().join("kubepods/podg");
-        assert_eq!(fs::read_to_string(dir.join("cpu.max")).unwrap(), "50000 100000");
-        assert_eq!(fs::read_to_string(dir.join("memory.max")).unwrap(), "1073741824");
+        assert_eq!(
+            fs::read_to_string(dir.join("cpu.max")).unwrap(),
+            "50000 100000"
+        );
+        assert_eq!(
+            fs::read_to_string(dir.join("memory.max")).unwrap(),
+            "1073741824"
+        );
         assert_eq!(fs::read_to_string(dir.join("cpu.weight")).unwrap(), "39");
         assert_eq!(
             fs::read_to_string(t.path().join("cgroup.subtree_control")).unwrap(),

@@ -36,7 +36,8 @@ fn quantity(q: Option<&Quantity>) -> Option<(i64, i64)> {
 fn request_limit(c: &Container, name: &str) -> (Option<i64>, Option<i64>) {
     let res = c.resources.as_ref();
     let pick = |m: Option<&std::collections::BTreeMap<String, Quantity>>| {
-        quantity(m.and_then(|m| m.get(name))).map(|(milli, v)| if name == "cpu" { milli } else { v })
+        quantity(m.and_then(|m| m.get(name)))
+            .map(|(milli, v)| if name == "cpu" { milli } else { v })
     };
     let limit = pick(res.and_then(|r| r.limits.as_ref()));
     let request = pick(res.and_then(|r| r.requests.as_ref())).or(limit);

@@ -132,7 +132,11 @@ impl Kubelet {
                 self.health.runtime_failed(e.to_string());
             }
         }
-        if let Err(e) = self.images.ensure_present(&self.opts.pod_infra_container_image).await {
+        if let Err(e) = self
+            .images
+            .ensure_present(&self.opts.pod_infra_container_image)
+            .await
+        {
             tracing::warn!(image = %self.opts.pod_infra_container_image, error = %e, "cannot pre-pull the sandbox image");
         }
         Ok(())
@@ -216,7 +220,12 @@ fn start_pod(kl: &Arc<Kubelet>, workers: &mut PodWorkers, pod: Arc<Pod>) {
     workers.start(pod);
 }
 
-fn handle_change(kl: &Arc<Kubelet>, workers: &mut PodWorkers, readd: &mut HashMap<String, Arc<Pod>>, change: PodChange) {
+fn handle_change(
+    kl: &Arc<Kubelet>,
+    workers: &mut PodWorkers,
+    readd: &mut HashMap<String, Arc<Pod>>,
+    change: PodChange,
+) {
     match change {
         PodChange::Add(pod) => {
             let uid = uid_of(&pod);
@@ -265,7 +274,12 @@ pub fn pod_ref(pod: &Pod) -> String {
 }
 
 /// Tears down runtime pods (and pod cgroups) that no source wants and no worker owns.
-async fn cleanup_orphans(kl: &Arc<Kubelet>, desired: &HashSet<String>, workers: &PodWorkers, orphans: &mut HashMap<String, JoinHandle<()>>) {
+async fn cleanup_orphans(
+    kl: &Arc<Kubelet>,
+    desired: &HashSet<String>,
+    workers: &PodWorkers,
+    orphans: &mut HashMap<String, JoinHandle<()>>,
+) {
     let sandboxes = match kl.runtime.list_pod_sandboxes(None).await {
         Ok(s) => s,
         Err(_) => return,
@@ -273,7 +287,11 @@ async fn cleanup_orphans(kl: &Arc<Kubelet>, desired: &HashSet<String>, workers: 
     let mut seen = HashSet::new();
     for sb in sandboxes {
         let id = crate::kuberuntime::labels::pod_identity(&sb.labels);
-        if id.uid.is_empty() || desired.contains(&id.uid) || workers.exists(&id.uid) || orphans.contains_key(&id.uid) {
+        if id.uid.is_empty()
+            || desired.contains(&id.uid)
+            || workers.exists(&id.uid)
+            || orphans.contains_key(&id.uid)
+        {
             continue;
         }
         if !seen.insert(id.uid.clone()) {
@@ -291,7 +309,11 @@ async fn cleanup_orphans(kl: &Arc<Kubelet>, desired: &HashSet<String>, workers: 
     }
     // Pod cgroups whose pod is gone everywhere.
     for (uid, qos) in kl.cgroups.list_pod_cgroups() {
-        if desired.contains(&uid) || workers.exists(&uid) || orphans.contains_key(&uid) || seen.contains(&uid) {
+        if desired.contains(&uid)
+            || workers.exists(&uid)
+            || orphans.contains_key(&uid)
+            || seen.contains(&uid)
+        {
             continue;
         }
         if let Err(e) = kl.cgroups.remove_pod_cgroup(qos, &uid) {

@@ -100,7 +100,12 @@ impl Drop for PodWorkers {
     }
 }
 
-async fn worker(kl: Arc<Kubelet>, mut pod: Arc<Pod>, mut rx: mpsc::UnboundedReceiver<WorkKind>, done: mpsc::UnboundedSender<String>) {
+async fn worker(
+    kl: Arc<Kubelet>,
+    mut pod: Arc<Pod>,
+    mut rx: mpsc::UnboundedReceiver<WorkKind>,
+    done: mpsc::UnboundedSender<String>,
+) {
     let uid = uid_of(&pod);
     let mut state = WorkerState::new();
     let mut next = Instant::now();

@@ -54,7 +54,11 @@ pub fn etc_hosts_content(pod: &Pod, ips: &[String], hostname: &str) -> String {
     if let Some(aliases) = aliases.filter(|a| !a.is_empty()) {
         s.push_str("\n# Entries added by HostAliases.\n");
         for a in aliases {
-            s.push_str(&format!("{}\t{}\n", a.ip, a.hostnames.clone().unwrap_or_default().join("\t")));
+            s.push_str(&format!(
+                "{}\t{}\n",
+                a.ip,
+                a.hostnames.clone().unwrap_or_default().join("\t")
+            ));
         }
     }
     s
@@ -62,7 +66,12 @@ pub fn etc_hosts_content(pod: &Pod, ips: &[String], hostname: &str) -> String {
 
 /// Writes `<pod dir>/etc-hosts`; returns the mount for it, or `None` for host-network pods,
 /// which keep the node's.
-pub fn ensure_etc_hosts(pods_root: &Path, pod: &Pod, ips: &[String], hostname: &str) -> Result<Option<cri::Mount>, PodDirError> {
+pub fn ensure_etc_hosts(
+    pods_root: &Path,
+    pod: &Pod,
+    ips: &[String],
+    hostname: &str,
+) -> Result<Option<cri::Mount>, PodDirError> {
     if crate::kuberuntime::sandbox::host_network(pod) {
         return Ok(None);
     }
@@ -73,7 +82,8 @@ pub fn ensure_etc_hosts(pods_root: &Path, pod: &Pod, ips: &[String], hostname: &
     let content = etc_hosts_content(pod, ips, hostname);
     if fs::read_to_string(&path).ok().as_deref() != Some(content.as_str()) {
         fs::write(&path, content).map_err(err("cannot write", &path))?;
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).map_err(err("cannot chmod", &path))?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644))
+            .map_err(err("cannot chmod", &path))?;
     }
     Ok(Some(cri::Mount {
         container_path: "/etc/hosts".into(),
@@ -83,7 +93,12 @@ pub fn ensure_etc_hosts(pods_root: &Path, pod: &Pod, ips: &[String], hostname: &
 }
 
 /// Creates a fresh termination-message file for one start of `container` and returns its mount.
-pub fn termination_log_mount(pods_root: &Path, uid: &str, container: &Container, restart_count: i32) -> Result<Option<cri::Mount>, PodDirError> {
+pub fn termination_log_mount(
+    pods_root: &Path,
+    uid: &str,
+    container: &Container,
+    restart_count: i32,
+) -> Result<Option<cri::Mount>, PodDirError> {
     let target = container
         .termination_message_path
         .clone()
@@ -91,11 +106,14 @@ pub fn termination_log_mount(pods_root: &Path, uid: &str, container: &Container,
     if target.is_empty() {
         return Ok(None);
     }
-    let dir = pod_dir(pods_root, uid).join("containers").join(&container.name);
+    let dir = pod_dir(pods_root, uid)
+        .join("containers")
+        .join(&container.name);
     fs::create_dir_all(&dir).map_err(err("cannot create container directory", &dir))?;
     let path = dir.join(format!("{restart_count:08x}"));
     fs::write(&path, b"").map_err(err("cannot create termination log", &path))?;
-    fs::set_permissions(&path, fs::Permissions::from_mode(0o666)).map_err(err("cannot chmod", &path))?;
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o666))
+        .map_err(err("cannot chmod", &path))?;
     Ok(Some(cri::Mount {
         container_path: target,
         host_path: path.to_string_lossy().into_owned(),
@@ -111,7 +129,9 @@ pub fn read_termination_message(status: &cri::ContainerStatus) -> Option<String>
     let mount = status.mounts.iter().find(|m| &m.container_path == target)?;
     let f = fs::File::open(&mount.host_path).ok()?;
     let mut buf = String::new();
-    f.take(MAX_TERMINATION_MESSAGE).read_to_string(&mut buf).ok()?;
+    f.take(MAX_TERMINATION_MESSAGE)
+        .read_to_string(&mut buf)
+        .ok()?;
     (!buf.is_empty()).then_some(buf)
 }
 
@@ -147,7 +167,9 @@ mod tests {
         assert!(c.contains("10.88.0.4\tweb\n"));
         assert!(c.contains("10.1.1.1\ta\tb\n"));
         let dir = tempfile::tempdir().unwrap();
-        let m = ensure_etc_hosts(dir.path(), &pod, &["10.88.0.4".into()], "web").unwrap().unwrap();
+        let m = ensure_etc_hosts(dir.path(), &pod, &["10.88.0.4".into()], "web")
+            .unwrap()
+            .unwrap();
         assert_eq!(m.container_path, "/etc/hosts");
         assert_eq!(fs::read_to_string(&m.host_path).unwrap(), c);
         remove_pod_dir(dir.path(), "u").unwrap();
@@ -158,12 +180,15 @@ mod tests {
     fn termination_message_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let c: Container = serde_json::from_value(json!({"name": "c", "image": "i"})).unwrap();
-        let m = termination_log_mount(dir.path(), "u", &c, 3).unwrap().unwrap();
+        let m = termination_log_mount(dir.path(), "u", &c, 3)
+            .unwrap()
+            .unwrap();
         assert_eq!(m.container_path, "/dev/termination-log");
         fs::write(&m.host_path, "x".repeat(5000)).unwrap();
         let status = cri::ContainerStatus {
             annotations: [(
-                crate::kuberuntime::labels::CONTAINER_TERMINATION_MESSAGE_PATH_ANNOTATION.to_string(),
+                crate::kuberuntime::labels::CONTAINER_TERMINATION_MESSAGE_PATH_ANNOTATION
+                    .to_string(),
                 "/dev/termination-log".to_string(),
             )]
             .into(),

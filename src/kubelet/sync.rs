@@ -92,7 +92,10 @@ fn backoff_key(pod: &Pod, c: &Container) -> String {
 
 /// A wall-clock time in nanoseconds as a monotonic instant.
 fn instant_of(unix_nanos: i64) -> Instant {
-    let now_wall = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos() as i64;
+    let now_wall = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos() as i64;
     let ago = Duration::from_nanos(now_wall.saturating_sub(unix_nanos).max(0) as u64);
     Instant::now().checked_sub(ago).unwrap_or_else(Instant::now)
 }
@@ -100,7 +103,11 @@ fn instant_of(unix_nanos: i64) -> Instant {
 fn termination_grace(pod: &Pod) -> i64 {
     pod.metadata
         .deletion_grace_period_seconds
-        .or_else(|| pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
+        .or_else(|| {
+            pod.spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds)
+        })
         .unwrap_or(30)
         .max(MIN_GRACE_SECONDS)
 }
@@ -118,7 +125,11 @@ pub async fn sync_pod(kl: &Kubelet, pod: &Pod, state: &mut WorkerState) -> SyncO
     state.synced = true;
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let name = pod.metadata.name.clone().unwrap_or_default();
-    let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+    let ns = pod
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
     let mut rt = match kl.runtime.get_pod_status(&uid, &name, &ns).await {
         Ok(s) => s,
         Err(e) => {
@@ -135,14 +146,24 @@ pub async fn sync_pod(kl: &Kubelet, pod: &Pod, state: &mut WorkerState) -> SyncO
 
     if is_terminal(kl, &uid) {
         // A pod that reached Succeeded or Failed (completed, evicted) never runs again.
-        if rt.containers.iter().any(|c| c.state == cri::ContainerState::ContainerRunning as i32)
-            || rt.sandboxes.iter().any(|s| s.state == cri::PodSandboxState::SandboxReady as i32)
+        if rt
+            .containers
+            .iter()
+            .any(|c| c.state == cri::ContainerState::ContainerRunning as i32)
+            || rt
+                .sandboxes
+                .iter()
+                .any(|s| s.state == cri::PodSandboxState::SandboxReady as i32)
         {
             kill_pod(kl, pod, &rt, termination_grace(pod)).await;
             acted = true;
         }
     } else {
-        let cgroup_parent = match kl.cgroups.ensure_pod_cgroup(qos, &uid, &pod_resources(pod, kl.opts.pod_pids_limit)) {
+        let cgroup_parent = match kl.cgroups.ensure_pod_cgroup(
+            qos,
+            &uid,
+            &pod_resources(pod, kl.opts.pod_pids_limit),
+        ) {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(pod = %pod_ref(pod), error = %e, "cannot create pod cgroup");
@@ -172,7 +193,8 @@ pub async fn sync_pod(kl: &Kubelet, pod: &Pod, state: &mut WorkerState) -> SyncO
         }
         let mut sandbox_id = actions.sandbox_id.clone();
         let sb_ctx_parent = cgroup_parent;
-        let wants_start = !actions.init_containers_to_start.is_empty() || !actions.containers_to_start.is_empty();
+        let wants_start =
+            !actions.init_containers_to_start.is_empty() || !actions.containers_to_start.is_empty();
         if actions.create_sandbox && wants_start {
             let log_dir = pod_log_dir(&kl.opts.log_root, &ns, &name, &uid);
             if let Err(e) = std::fs::create_dir_all(&log_dir) {
@@ -206,27 +228,45 @@ pub async fn sync_pod(kl: &Kubelet, pod: &Pod, state: &mut WorkerState) -> SyncO
                     };
                 }
             };
-            let attempt = sandbox_status.metadata.as_ref().map(|m| m.attempt).unwrap_or(actions.attempt);
+            let attempt = sandbox_status
+                .metadata
+                .as_ref()
+                .map(|m| m.attempt)
+                .unwrap_or(actions.attempt);
             let pod_ips: Vec<String> = if crate::kuberuntime::sandbox::host_network(pod) {
                 kl.opts.host_ips.clone()
             } else {
                 sandbox_status
                     .network
                     .as_ref()
-                    .map(|n| std::iter::once(n.ip.clone()).chain(n.additional_ips.iter().map(|i| i.ip.clone())).filter(|i| !i.is_empty()).collect())
+                    .map(|n| {
+                        std::iter::once(n.ip.clone())
+                            .chain(n.additional_ips.iter().map(|i| i.ip.clone()))
+                            .filter(|i| !i.is_empty())
+                            .collect()
+                    })
                     .unwrap_or_default()
             };
             let sb_cfg = make_sandbox_config(kl, pod, attempt, &sb_ctx_parent);
             let spec = pod.spec.as_ref();
-            let inits = spec.and_then(|s| s.init_containers.as_deref()).unwrap_or(&[]);
+            let inits = spec
+                .and_then(|s| s.init_containers.as_deref())
+                .unwrap_or(&[]);
             let apps = spec.map(|s| s.containers.as_slice()).unwrap_or(&[]);
             let targets = actions
                 .init_containers_to_start
                 .iter()
                 .map(|&i| (&inits[i], true))
-                .chain(actions.containers_to_start.iter().map(|&i| (&apps[i], false)));
+                .chain(
+                    actions
+                        .containers_to_start
+                        .iter()
+                        .map(|&i| (&apps[i], false)),
+                );
             for (c, init) in targets {
-                match start_container(kl, pod, c, init, qos, &sandbox_id, &sb_cfg, &rt, &pod_ips).await {
+                match start_container(kl, pod, c, init, qos, &sandbox_id, &sb_cfg, &rt, &pod_ips)
+                    .await
+                {
                     Ok(()) => {
                         state.failures.remove(&c.name);
                         acted = true;
@@ -260,7 +300,11 @@ fn container_grace(pod: &Pod, name: &str, reason: &str) -> i64 {
         let spec = pod.spec.as_ref();
         if let Some(g) = spec
             .into_iter()
-            .flat_map(|s| s.containers.iter().chain(s.init_containers.iter().flatten()))
+            .flat_map(|s| {
+                s.containers
+                    .iter()
+                    .chain(s.init_containers.iter().flatten())
+            })
             .find(|c| c.name == name)
             .and_then(|c| c.liveness_probe.as_ref())
             .and_then(|p| p.termination_grace_period_seconds)
@@ -271,7 +315,12 @@ fn container_grace(pod: &Pod, name: &str, reason: &str) -> i64 {
     termination_grace(pod)
 }
 
-fn make_sandbox_config(kl: &Kubelet, pod: &Pod, attempt: u32, cgroup_parent: &str) -> cri::PodSandboxConfig {
+fn make_sandbox_config(
+    kl: &Kubelet,
+    pod: &Pod,
+    attempt: u32,
+    cgroup_parent: &str,
+) -> cri::PodSandboxConfig {
     let ctx = SandboxContext {
         node: &kl.opts.node_name,
         cgroup_parent: cgroup_parent.to_string(),
@@ -279,7 +328,8 @@ fn make_sandbox_config(kl: &Kubelet, pod: &Pod, attempt: u32, cgroup_parent: &st
         resolv_conf: &kl.opts.resolv_conf,
     };
     let mut cfg = sandbox_config(pod, attempt, &ctx);
-    cfg.labels.insert(SANDBOX_HASH_LABEL.into(), sandbox_hash(pod));
+    cfg.labels
+        .insert(SANDBOX_HASH_LABEL.into(), sandbox_hash(pod));
     cfg
 }
 
@@ -391,12 +441,24 @@ async fn start_container(
     match poddirs::ensure_etc_hosts(&pods_root, pod, pod_ips, &hostname) {
         Ok(Some(m)) => mounts.push(m),
         Ok(None) => {}
-        Err(e) => return Err(fail(CREATE_CONTAINER_CONFIG_ERROR, e.to_string(), ERROR_REQUEUE)),
+        Err(e) => {
+            return Err(fail(
+                CREATE_CONTAINER_CONFIG_ERROR,
+                e.to_string(),
+                ERROR_REQUEUE,
+            ))
+        }
     }
     match poddirs::termination_log_mount(&pods_root, &uid, c, restart_count) {
         Ok(Some(m)) => mounts.push(m),
         Ok(None) => {}
-        Err(e) => return Err(fail(CREATE_CONTAINER_CONFIG_ERROR, e.to_string(), ERROR_REQUEUE)),
+        Err(e) => {
+            return Err(fail(
+                CREATE_CONTAINER_CONFIG_ERROR,
+                e.to_string(),
+                ERROR_REQUEUE,
+            ))
+        }
     }
     let facts = kl.facts(pod_ips.to_vec());
     let ctx = ContainerContext {
@@ -422,7 +484,10 @@ async fn start_container(
                 .inc();
             fail(CREATE_CONTAINER_ERROR, e.message(), ERROR_REQUEUE)
         })?;
-    kl.metrics.started_containers_total.with_label_values(&[ctype]).inc();
+    kl.metrics
+        .started_containers_total
+        .with_label_values(&[ctype])
+        .inc();
     tracing::info!(pod = %pod_ref(pod), container = %c.name, id = %id, "starting container");
     kl.runtime.start_container(&id).await.map_err(|e| {
         kl.metrics
@@ -434,11 +499,16 @@ async fn start_container(
     Ok(())
 }
 
-fn running_ids<'a>(rt: &'a PodRuntimeStatus, names: impl Iterator<Item = &'a str>) -> Vec<(String, String)> {
+fn running_ids<'a>(
+    rt: &'a PodRuntimeStatus,
+    names: impl Iterator<Item = &'a str>,
+) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for n in names {
         for s in rt.container_history(n) {
-            if s.state == cri::ContainerState::ContainerRunning as i32 || s.state == cri::ContainerState::ContainerCreated as i32 {
+            if s.state == cri::ContainerState::ContainerRunning as i32
+                || s.state == cri::ContainerState::ContainerCreated as i32
+            {
                 out.push((s.id.clone(), n.to_string()));
             }
         }
@@ -450,8 +520,13 @@ fn running_ids<'a>(rt: &'a PodRuntimeStatus, names: impl Iterator<Item = &'a str
 /// other init container) and every ready sandbox of the pod. Nothing is removed.
 pub async fn kill_pod(kl: &Kubelet, pod: &Pod, rt: &PodRuntimeStatus, grace: i64) {
     let spec = pod.spec.as_ref();
-    let apps: Vec<&str> = spec.map(|s| s.containers.iter().map(|c| c.name.as_str()).collect()).unwrap_or_default();
-    let inits: Vec<&Container> = spec.and_then(|s| s.init_containers.as_ref()).map(|v| v.iter().collect()).unwrap_or_default();
+    let apps: Vec<&str> = spec
+        .map(|s| s.containers.iter().map(|c| c.name.as_str()).collect())
+        .unwrap_or_default();
+    let inits: Vec<&Container> = spec
+        .and_then(|s| s.init_containers.as_ref())
+        .map(|v| v.iter().collect())
+        .unwrap_or_default();
     let stop_all = |targets: Vec<(String, String)>| async move {
         let futs = targets.into_iter().map(|(id, name)| async move {
             if let Err(e) = kl.runtime.stop_container(&id, grace).await {
@@ -463,11 +538,18 @@ pub async fn kill_pod(kl: &Kubelet, pod: &Pod, rt: &PodRuntimeStatus, grace: i64
         futures_util::future::join_all(futs).await;
     };
     // Containers the spec no longer names (an edited pod) go with the app containers.
-    let known: std::collections::HashSet<&str> = apps.iter().copied().chain(inits.iter().map(|c| c.name.as_str())).collect();
+    let known: std::collections::HashSet<&str> = apps
+        .iter()
+        .copied()
+        .chain(inits.iter().map(|c| c.name.as_str()))
+        .collect();
     let mut first = running_ids(rt, apps.iter().copied());
     for s in &rt.containers {
         let n = s.metadata.as_ref().map(|m| m.name.as_str()).unwrap_or("");
-        if !known.contains(n) && (s.state == cri::ContainerState::ContainerRunning as i32 || s.state == cri::ContainerState::ContainerCreated as i32) {
+        if !known.contains(n)
+            && (s.state == cri::ContainerState::ContainerRunning as i32
+                || s.state == cri::ContainerState::ContainerCreated as i32)
+        {
             first.push((s.id.clone(), n.to_string()));
         }
     }
@@ -532,13 +614,21 @@ pub async fn terminate_pod(kl: &Kubelet, pod: &Pod, _state: &mut WorkerState) {
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let id = PodIdentity {
         name: pod.metadata.name.clone().unwrap_or_default(),
-        namespace: pod.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
+        namespace: pod
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into()),
         uid: uid.clone(),
     };
     tracing::info!(pod = %pod_ref(pod), "terminating pod");
     // Retry while the runtime is unreachable: a pod is never forgotten half torn down.
     let rt = loop {
-        match kl.runtime.get_pod_status(&uid, &id.name, &id.namespace).await {
+        match kl
+            .runtime
+            .get_pod_status(&uid, &id.name, &id.namespace)
+            .await
+        {
             Ok(rt) => break rt,
             Err(e) => {
                 tracing::warn!(pod = %pod_ref(pod), error = %e, "cannot read pod status for termination; retrying");
@@ -547,14 +637,22 @@ pub async fn terminate_pod(kl: &Kubelet, pod: &Pod, _state: &mut WorkerState) {
         }
     };
     kill_pod(kl, pod, &rt, termination_grace(pod)).await;
-    let rt = kl.runtime.get_pod_status(&uid, &id.name, &id.namespace).await.unwrap_or(rt);
+    let rt = kl
+        .runtime
+        .get_pod_status(&uid, &id.name, &id.namespace)
+        .await
+        .unwrap_or(rt);
     remove_pod(kl, &id, &rt, Some(pod_qos_class(pod))).await;
     tracing::info!(pod = %pod_ref(pod), "pod terminated and removed");
 }
 
 /// Tears down a runtime pod no source claims, using the grace period recorded on its containers.
 pub async fn teardown_orphan(kl: &Kubelet, id: &PodIdentity) {
-    let Ok(rt) = kl.runtime.get_pod_status(&id.uid, &id.name, &id.namespace).await else {
+    let Ok(rt) = kl
+        .runtime
+        .get_pod_status(&id.uid, &id.name, &id.namespace)
+        .await
+    else {
         return;
     };
     let grace = rt
@@ -566,7 +664,9 @@ pub async fn teardown_orphan(kl: &Kubelet, id: &PodIdentity) {
         .unwrap_or(30)
         .max(MIN_GRACE_SECONDS);
     for c in &rt.containers {
-        if c.state == cri::ContainerState::ContainerRunning as i32 || c.state == cri::ContainerState::ContainerCreated as i32 {
+        if c.state == cri::ContainerState::ContainerRunning as i32
+            || c.state == cri::ContainerState::ContainerCreated as i32
+        {
             if let Err(e) = kl.runtime.stop_container(&c.id, grace).await {
                 tracing::warn!(uid = %id.uid, container = %c.id, error = %e, "cannot stop orphaned container");
             }
@@ -575,7 +675,11 @@ pub async fn teardown_orphan(kl: &Kubelet, id: &PodIdentity) {
     for sb in &rt.sandboxes {
         let _ = kl.runtime.stop_pod_sandbox(&sb.id).await;
     }
-    let rt = kl.runtime.get_pod_status(&id.uid, &id.name, &id.namespace).await.unwrap_or(rt);
+    let rt = kl
+        .runtime
+        .get_pod_status(&id.uid, &id.name, &id.namespace)
+        .await
+        .unwrap_or(rt);
     remove_pod(kl, id, &rt, None).await;
     tracing::info!(pod = %format!("{}/{}", id.namespace, id.name), "orphaned pod removed");
 }

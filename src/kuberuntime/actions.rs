@@ -90,7 +90,14 @@ pub fn sandbox_hash(pod: &Pod) -> String {
                 .iter()
                 .flat_map(|c| c.ports.iter().flatten())
                 .filter(|p| p.host_port.unwrap_or(0) != 0)
-                .map(|p| (p.container_port, p.host_port, p.protocol.clone(), p.host_ip.clone()))
+                .map(|p| {
+                    (
+                        p.container_port,
+                        p.host_port,
+                        p.protocol.clone(),
+                        p.host_ip.clone(),
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -107,7 +114,10 @@ pub fn sandbox_hash(pod: &Pod) -> String {
         "hostPorts": host_ports,
     });
     let digest = Md5::digest(key.to_string().as_bytes());
-    format!("{:08x}", u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]))
+    format!(
+        "{:08x}",
+        u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]])
+    )
 }
 
 /// Whether the pod needs a new sandbox: (create, attempt, current sandbox id).
@@ -132,7 +142,13 @@ pub fn sandbox_changed(pod: &Pod, status: &PodRuntimeStatus) -> (bool, u32, Stri
     if host_net != sb_host_net {
         return (true, attempt + 1, id);
     }
-    if !host_net && newest.network.as_ref().map(|n| n.ip.is_empty()).unwrap_or(true) {
+    if !host_net
+        && newest
+            .network
+            .as_ref()
+            .map(|n| n.ip.is_empty())
+            .unwrap_or(true)
+    {
         return (true, attempt + 1, id);
     }
     if let Some(h) = newest.labels.get(SANDBOX_HASH_LABEL) {
@@ -144,7 +160,11 @@ pub fn sandbox_changed(pod: &Pod, status: &PodRuntimeStatus) -> (bool, u32, Stri
 }
 
 /// The kubelet's `ShouldContainerBeRestarted` for a container that is not running.
-pub fn should_restart(pod: &Pod, latest: Option<&cri::ContainerStatus>, policy_override: Option<&str>) -> bool {
+pub fn should_restart(
+    pod: &Pod,
+    latest: Option<&cri::ContainerStatus>,
+    policy_override: Option<&str>,
+) -> bool {
     if pod.metadata.deletion_timestamp.is_some() {
         return false;
     }
@@ -154,28 +174,42 @@ pub fn should_restart(pod: &Pod, latest: Option<&cri::ContainerStatus>, policy_o
     match state(s) {
         cri::ContainerState::ContainerRunning => false,
         cri::ContainerState::ContainerCreated | cri::ContainerState::ContainerUnknown => true,
-        cri::ContainerState::ContainerExited => match policy_override.unwrap_or(restart_policy(pod)) {
-            "Never" => false,
-            "OnFailure" => s.exit_code != 0,
-            _ => true,
-        },
+        cri::ContainerState::ContainerExited => {
+            match policy_override.unwrap_or(restart_policy(pod)) {
+                "Never" => false,
+                "OnFailure" => s.exit_code != 0,
+                _ => true,
+            }
+        }
     }
 }
 
 fn hash_of(s: &cri::ContainerStatus) -> Option<&str> {
-    s.annotations.get(labels::CONTAINER_HASH_ANNOTATION).map(String::as_str)
+    s.annotations
+        .get(labels::CONTAINER_HASH_ANNOTATION)
+        .map(String::as_str)
 }
 
 /// Why a running container must go, if it must.
-fn kill_reason(c: &Container, s: &cri::ContainerStatus, probes: &ProbeVerdicts) -> Option<(String, &'static str)> {
+fn kill_reason(
+    c: &Container,
+    s: &cri::ContainerStatus,
+    probes: &ProbeVerdicts,
+) -> Option<(String, &'static str)> {
     if hash_of(s).is_some_and(|h| h != labels::container_hash(c)) {
         return Some((format!("Container {} definition changed", c.name), ""));
     }
     if probes.liveness_failed.contains(&s.id) {
-        return Some((format!("Container {} failed liveness probe", c.name), "Unhealthy"));
+        return Some((
+            format!("Container {} failed liveness probe", c.name),
+            "Unhealthy",
+        ));
     }
     if probes.startup_failed.contains(&s.id) {
-        return Some((format!("Container {} failed startup probe", c.name), "Unhealthy"));
+        return Some((
+            format!("Container {} failed startup probe", c.name),
+            "Unhealthy",
+        ));
     }
     None
 }
@@ -183,7 +217,12 @@ fn kill_reason(c: &Container, s: &cri::ContainerStatus, probes: &ProbeVerdicts) 
 /// Init container progress. Returns whether the pod is initialized (every ordinary init
 /// container succeeded); fills `actions` with init containers to start or kill, or `kill_pod`
 /// when an init container failed under `restartPolicy: Never`.
-fn init_container_actions(pod: &Pod, status: &PodRuntimeStatus, probes: &ProbeVerdicts, actions: &mut PodActions) -> bool {
+fn init_container_actions(
+    pod: &Pod,
+    status: &PodRuntimeStatus,
+    probes: &ProbeVerdicts,
+    actions: &mut PodActions,
+) -> bool {
     let spec = match pod.spec.as_ref() {
         Some(s) => s,
         None => return true,
@@ -194,7 +233,10 @@ fn init_container_actions(pod: &Pod, status: &PodRuntimeStatus, probes: &ProbeVe
     }
     // Once an app container exists the pod was initialized; init containers GC'd since then
     // are not run again (only sidecars are kept running).
-    let app_started = spec.containers.iter().any(|c| status.container(&c.name).is_some());
+    let app_started = spec
+        .containers
+        .iter()
+        .any(|c| status.container(&c.name).is_some());
     let mut initialized = true;
     for (i, c) in inits.iter().enumerate() {
         let latest = status.container(&c.name);
@@ -220,7 +262,9 @@ fn init_container_actions(pod: &Pod, status: &PodRuntimeStatus, probes: &ProbeVe
                     }
                 }
                 _ => {
-                    if let Some(s) = latest.filter(|s| state(s) == cri::ContainerState::ContainerUnknown) {
+                    if let Some(s) =
+                        latest.filter(|s| state(s) == cri::ContainerState::ContainerUnknown)
+                    {
                         actions.containers_to_kill.insert(
                             s.id.clone(),
                             KillInfo {
@@ -291,7 +335,11 @@ fn init_container_actions(pod: &Pod, status: &PodRuntimeStatus, probes: &ProbeVe
 }
 
 /// The decision for one sync of `pod` given what the runtime has.
-pub fn compute_pod_actions(pod: &Pod, status: &PodRuntimeStatus, probes: &ProbeVerdicts) -> PodActions {
+pub fn compute_pod_actions(
+    pod: &Pod,
+    status: &PodRuntimeStatus,
+    probes: &ProbeVerdicts,
+) -> PodActions {
     let (create, attempt, sandbox_id) = sandbox_changed(pod, status);
     let mut actions = PodActions {
         kill_pod: create,
@@ -316,9 +364,9 @@ pub fn compute_pod_actions(pod: &Pod, status: &PodRuntimeStatus, probes: &ProbeV
             .enumerate()
             .filter(|(_, c)| {
                 !(policy == "OnFailure"
-                    && status
-                        .container(&c.name)
-                        .is_some_and(|s| state(s) == cri::ContainerState::ContainerExited && s.exit_code == 0))
+                    && status.container(&c.name).is_some_and(|s| {
+                        state(s) == cri::ContainerState::ContainerExited && s.exit_code == 0
+                    }))
             })
             .map(|(i, _)| i)
             .collect();
@@ -368,7 +416,9 @@ pub fn compute_pod_actions(pod: &Pod, status: &PodRuntimeStatus, probes: &ProbeV
             }
             _ => {
                 if should_restart(pod, latest, None) {
-                    if let Some(s) = latest.filter(|s| state(s) == cri::ContainerState::ContainerUnknown) {
+                    if let Some(s) =
+                        latest.filter(|s| state(s) == cri::ContainerState::ContainerUnknown)
+                    {
                         actions.containers_to_kill.insert(
                             s.id.clone(),
                             KillInfo {
@@ -398,10 +448,19 @@ mod tests {
     use std::collections::HashMap;
 
     fn pod(spec: serde_json::Value) -> Pod {
-        serde_json::from_value(json!({"metadata": {"name": "p", "namespace": "d", "uid": "u"}, "spec": spec})).unwrap()
+        serde_json::from_value(
+            json!({"metadata": {"name": "p", "namespace": "d", "uid": "u"}, "spec": spec}),
+        )
+        .unwrap()
     }
 
-    fn sandbox(id: &str, ready: bool, attempt: u32, created: i64, pod: &Pod) -> cri::PodSandboxStatus {
+    fn sandbox(
+        id: &str,
+        ready: bool,
+        attempt: u32,
+        created: i64,
+        pod: &Pod,
+    ) -> cri::PodSandboxStatus {
         cri::PodSandboxStatus {
             id: id.into(),
             metadata: Some(cri::PodSandboxMetadata {
@@ -423,7 +482,14 @@ mod tests {
         }
     }
 
-    fn container(pod: &Pod, name: &str, init: bool, st: cri::ContainerState, exit: i32, created: i64) -> cri::ContainerStatus {
+    fn container(
+        pod: &Pod,
+        name: &str,
+        init: bool,
+        st: cri::ContainerState,
+        exit: i32,
+        created: i64,
+    ) -> cri::ContainerStatus {
         let spec = pod.spec.as_ref().unwrap();
         let c = spec
             .containers
@@ -441,13 +507,19 @@ mod tests {
             state: st as i32,
             exit_code: exit,
             created_at: created,
-            annotations: HashMap::from([(labels::CONTAINER_HASH_ANNOTATION.to_string(), labels::container_hash(c))]),
+            annotations: HashMap::from([(
+                labels::CONTAINER_HASH_ANNOTATION.to_string(),
+                labels::container_hash(c),
+            )]),
             ..Default::default()
         }
     }
 
-    fn status(sandboxes: Vec<cri::PodSandboxStatus>, mut containers: Vec<cri::ContainerStatus>) -> PodRuntimeStatus {
-        containers.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    fn status(
+        sandboxes: Vec<cri::PodSandboxStatus>,
+        mut containers: Vec<cri::ContainerStatus>,
+    ) -> PodRuntimeStatus {
+        containers.sort_by_key(|c| std::cmp::Reverse(c.created_at));
         PodRuntimeStatus {
             uid: "u".into(),
             sandboxes,
@@ -460,7 +532,8 @@ mod tests {
 
     #[test]
     fn new_pod_creates_sandbox_and_starts_all() {
-        let p = pod(json!({"containers": [{"name": "a", "image": "i"}, {"name": "b", "image": "i"}]}));
+        let p =
+            pod(json!({"containers": [{"name": "a", "image": "i"}, {"name": "b", "image": "i"}]}));
         let a = compute_pod_actions(&p, &status(vec![], vec![]), &ProbeVerdicts::default());
         assert!(a.create_sandbox && a.kill_pod);
         assert_eq!(a.attempt, 0);
@@ -470,7 +543,10 @@ mod tests {
     #[test]
     fn running_pod_needs_nothing() {
         let p = pod(json!({"containers": [{"name": "a", "image": "i"}]}));
-        let st = status(vec![sandbox("s1", true, 0, 1, &p)], vec![container(&p, "a", false, Running, 0, 2)]);
+        let st = status(
+            vec![sandbox("s1", true, 0, 1, &p)],
+            vec![container(&p, "a", false, Running, 0, 2)],
+        );
         let a = compute_pod_actions(&p, &st, &ProbeVerdicts::default());
         assert_eq!(
             a,
@@ -491,10 +567,18 @@ mod tests {
             ("Never", 1, false),
             ("Never", 0, false),
         ] {
-            let p = pod(json!({"restartPolicy": policy, "containers": [{"name": "a", "image": "i"}]}));
-            let st = status(vec![sandbox("s1", true, 0, 1, &p)], vec![container(&p, "a", false, Exited, exit, 2)]);
+            let p =
+                pod(json!({"restartPolicy": policy, "containers": [{"name": "a", "image": "i"}]}));
+            let st = status(
+                vec![sandbox("s1", true, 0, 1, &p)],
+                vec![container(&p, "a", false, Exited, exit, 2)],
+            );
             let a = compute_pod_actions(&p, &st, &ProbeVerdicts::default());
-            assert_eq!(a.containers_to_start == vec![0], restart, "{policy} exit {exit}");
+            assert_eq!(
+                a.containers_to_start == vec![0],
+                restart,
+                "{policy} exit {exit}"
+            );
             // A finished pod has its sandbox stopped.
             assert_eq!(a.kill_pod, !restart, "{policy} exit {exit}");
             assert!(!a.create_sandbox);
@@ -504,12 +588,18 @@ mod tests {
     #[test]
     fn dead_sandbox_under_never_is_not_recreated() {
         let p = pod(json!({"restartPolicy": "Never", "containers": [{"name": "a", "image": "i"}]}));
-        let st = status(vec![sandbox("s1", false, 0, 1, &p)], vec![container(&p, "a", false, Exited, 0, 2)]);
+        let st = status(
+            vec![sandbox("s1", false, 0, 1, &p)],
+            vec![container(&p, "a", false, Exited, 0, 2)],
+        );
         let a = compute_pod_actions(&p, &st, &ProbeVerdicts::default());
         assert!(a.kill_pod);
         assert!(!a.create_sandbox);
         let always = pod(json!({"containers": [{"name": "a", "image": "i"}]}));
-        let st = status(vec![sandbox("s1", false, 0, 1, &always)], vec![container(&always, "a", false, Exited, 0, 2)]);
+        let st = status(
+            vec![sandbox("s1", false, 0, 1, &always)],
+            vec![container(&always, "a", false, Exited, 0, 2)],
+        );
         let a = compute_pod_actions(&always, &st, &ProbeVerdicts::default());
         assert!(a.create_sandbox);
         assert_eq!(a.attempt, 1);
@@ -518,21 +608,36 @@ mod tests {
 
     #[test]
     fn changed_container_is_restarted() {
-        let old = pod(json!({"containers": [{"name": "a", "image": "i", "command": ["sleep", "1"]}]}));
-        let new = pod(json!({"containers": [{"name": "a", "image": "i", "command": ["sleep", "2"]}]}));
-        let st = status(vec![sandbox("s1", true, 0, 1, &old)], vec![container(&old, "a", false, Running, 0, 2)]);
+        let old =
+            pod(json!({"containers": [{"name": "a", "image": "i", "command": ["sleep", "1"]}]}));
+        let new =
+            pod(json!({"containers": [{"name": "a", "image": "i", "command": ["sleep", "2"]}]}));
+        let st = status(
+            vec![sandbox("s1", true, 0, 1, &old)],
+            vec![container(&old, "a", false, Running, 0, 2)],
+        );
         let a = compute_pod_actions(&new, &st, &ProbeVerdicts::default());
         assert_eq!(a.containers_to_start, vec![0]);
         let kill = a.containers_to_kill.get("a-2").unwrap();
-        assert_eq!(kill.message, "Container a definition changed, will be restarted");
+        assert_eq!(
+            kill.message,
+            "Container a definition changed, will be restarted"
+        );
         assert!(!a.create_sandbox);
     }
 
     #[test]
     fn sandbox_level_change_recreates_the_pod() {
-        let old = pod(json!({"containers": [{"name": "a", "image": "i", "ports": [{"containerPort": 80, "hostPort": 8080}]}]}));
-        let new = pod(json!({"containers": [{"name": "a", "image": "i", "ports": [{"containerPort": 80, "hostPort": 8081}]}]}));
-        let st = status(vec![sandbox("s1", true, 0, 1, &old)], vec![container(&old, "a", false, Running, 0, 2)]);
+        let old = pod(
+            json!({"containers": [{"name": "a", "image": "i", "ports": [{"containerPort": 80, "hostPort": 8080}]}]}),
+        );
+        let new = pod(
+            json!({"containers": [{"name": "a", "image": "i", "ports": [{"containerPort": 80, "hostPort": 8081}]}]}),
+        );
+        let st = status(
+            vec![sandbox("s1", true, 0, 1, &old)],
+            vec![container(&old, "a", false, Running, 0, 2)],
+        );
         let a = compute_pod_actions(&new, &st, &ProbeVerdicts::default());
         assert!(a.create_sandbox && a.kill_pod);
         assert_eq!(a.attempt, 1);
@@ -541,7 +646,10 @@ mod tests {
     #[test]
     fn liveness_failure_kills_and_restarts() {
         let p = pod(json!({"containers": [{"name": "a", "image": "i"}]}));
-        let st = status(vec![sandbox("s1", true, 0, 1, &p)], vec![container(&p, "a", false, Running, 0, 2)]);
+        let st = status(
+            vec![sandbox("s1", true, 0, 1, &p)],
+            vec![container(&p, "a", false, Running, 0, 2)],
+        );
         let probes = ProbeVerdicts {
             liveness_failed: HashSet::from(["a-2".to_string()]),
             ..Default::default()
@@ -549,8 +657,12 @@ mod tests {
         let a = compute_pod_actions(&p, &st, &probes);
         assert_eq!(a.containers_to_start, vec![0]);
         assert_eq!(a.containers_to_kill["a-2"].reason, "Unhealthy");
-        let never = pod(json!({"restartPolicy": "Never", "containers": [{"name": "a", "image": "i"}]}));
-        let st = status(vec![sandbox("s1", true, 0, 1, &never)], vec![container(&never, "a", false, Running, 0, 2)]);
+        let never =
+            pod(json!({"restartPolicy": "Never", "containers": [{"name": "a", "image": "i"}]}));
+        let st = status(
+            vec![sandbox("s1", true, 0, 1, &never)],
+            vec![container(&never, "a", false, Running, 0, 2)],
+        );
         let a = compute_pod_actions(&never, &st, &probes);
         assert!(a.containers_to_start.is_empty());
         assert!(a.containers_to_kill.contains_key("a-2"));
@@ -567,22 +679,41 @@ mod tests {
         assert!(a.containers_to_start.is_empty());
         let sb = sandbox("s1", true, 0, 1, &p);
         // i1 running: wait.
-        let st = status(vec![sb.clone()], vec![container(&p, "i1", true, Running, 0, 2)]);
+        let st = status(
+            vec![sb.clone()],
+            vec![container(&p, "i1", true, Running, 0, 2)],
+        );
         let a = compute_pod_actions(&p, &st, &ProbeVerdicts::default());
-        assert!(a.init_containers_to_start.is_empty() && a.containers_to_start.is_empty() && !a.kill_pod);
+        assert!(
+            a.init_containers_to_start.is_empty()
+                && a.containers_to_start.is_empty()
+                && !a.kill_pod
+        );
         // i1 done: start i2.
-        let st = status(vec![sb.clone()], vec![container(&p, "i1", true, Exited, 0, 2)]);
-        assert_eq!(compute_pod_actions(&p, &st, &ProbeVerdicts::default()).init_containers_to_start, vec![1]);
+        let st = status(
+            vec![sb.clone()],
+            vec![container(&p, "i1", true, Exited, 0, 2)],
+        );
+        assert_eq!(
+            compute_pod_actions(&p, &st, &ProbeVerdicts::default()).init_containers_to_start,
+            vec![1]
+        );
         // both done: start the app.
         let st = status(
             vec![sb.clone()],
-            vec![container(&p, "i1", true, Exited, 0, 2), container(&p, "i2", true, Exited, 0, 3)],
+            vec![
+                container(&p, "i1", true, Exited, 0, 2),
+                container(&p, "i2", true, Exited, 0, 3),
+            ],
         );
         let a = compute_pod_actions(&p, &st, &ProbeVerdicts::default());
         assert!(a.init_containers_to_start.is_empty());
         assert_eq!(a.containers_to_start, vec![0]);
         // i1 failed: restart it (Always), not i2, not the app.
-        let st = status(vec![sb.clone()], vec![container(&p, "i1", true, Exited, 1, 2)]);
+        let st = status(
+            vec![sb.clone()],
+            vec![container(&p, "i1", true, Exited, 1, 2)],
+        );
         let a = compute_pod_actions(&p, &st, &ProbeVerdicts::default());
         assert_eq!(a.init_containers_to_start, vec![0]);
         assert!(a.containers_to_start.is_empty());
@@ -595,7 +726,10 @@ mod tests {
             "initContainers": [{"name": "i1", "image": "i"}],
             "containers": [{"name": "a", "image": "i"}]
         }));
-        let st = status(vec![sandbox("s1", true, 0, 1, &p)], vec![container(&p, "i1", true, Exited, 2, 2)]);
+        let st = status(
+            vec![sandbox("s1", true, 0, 1, &p)],
+            vec![container(&p, "i1", true, Exited, 2, 2)],
+        );
         let a = compute_pod_actions(&p, &st, &ProbeVerdicts::default());
         assert!(a.kill_pod);
         assert!(a.init_containers_to_start.is_empty() && a.containers_to_start.is_empty());
@@ -611,14 +745,22 @@ mod tests {
             "containers": [{"name": "a", "image": "i"}]
         }));
         let sb = sandbox("s1", true, 0, 1, &p);
-        let st = status(vec![sb.clone()], vec![container(&p, "side", true, Running, 0, 2)]);
-        assert_eq!(compute_pod_actions(&p, &st, &ProbeVerdicts::default()).init_containers_to_start, vec![1]);
+        let st = status(
+            vec![sb.clone()],
+            vec![container(&p, "side", true, Running, 0, 2)],
+        );
+        assert_eq!(
+            compute_pod_actions(&p, &st, &ProbeVerdicts::default()).init_containers_to_start,
+            vec![1]
+        );
         // Not started yet (startup probe pending): i2 waits.
         let probes = ProbeVerdicts {
             not_started: HashSet::from(["side-2".to_string()]),
             ..Default::default()
         };
-        assert!(compute_pod_actions(&p, &st, &probes).init_containers_to_start.is_empty());
+        assert!(compute_pod_actions(&p, &st, &probes)
+            .init_containers_to_start
+            .is_empty());
         // After initialization a sidecar that exits is restarted alongside the running app.
         let st = status(
             vec![sb],
@@ -643,7 +785,10 @@ mod tests {
         }));
         let st = status(
             vec![sandbox("s1", true, 0, 1, &p)],
-            vec![container(&p, "side", true, Running, 0, 2), container(&p, "a", false, Exited, 0, 3)],
+            vec![
+                container(&p, "side", true, Running, 0, 2),
+                container(&p, "a", false, Exited, 0, 3),
+            ],
         );
         let a = compute_pod_actions(&p, &st, &ProbeVerdicts::default());
         assert!(a.kill_pod);

@@ -62,7 +62,13 @@ const MASKED_PATHS: &[&str] = &[
     "/sys/firmware",
     "/sys/devices/virtual/powercap",
 ];
-const READONLY_PATHS: &[&str] = &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+const READONLY_PATHS: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
 
 /// Kubernetes `$(VAR)` expansion: a defined `$(VAR)` is replaced, an undefined one is kept as
 /// written, `$$` is an escaped `$`.
@@ -115,15 +121,20 @@ pub fn environment(
     facts: &PodRuntimeFacts,
     objects: &dyn ObjectSource,
 ) -> Result<Vec<(String, String)>, ContainerConfigError> {
-    let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+    let ns = pod
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
     let mut order: Vec<String> = Vec::new();
     let mut vars: HashMap<String, String> = HashMap::new();
-    let set = |k: String, v: String, order: &mut Vec<String>, vars: &mut HashMap<String, String>| {
-        if !vars.contains_key(&k) {
-            order.push(k.clone());
-        }
-        vars.insert(k, v);
-    };
+    let set =
+        |k: String, v: String, order: &mut Vec<String>, vars: &mut HashMap<String, String>| {
+            if !vars.contains_key(&k) {
+                order.push(k.clone());
+            }
+            vars.insert(k, v);
+        };
     for from in container.env_from.iter().flatten() {
         let prefix = from.prefix.clone().unwrap_or_default();
         if let Some(r) = &from.config_map_ref {
@@ -148,7 +159,12 @@ pub fn environment(
             match objects.secret(&ns, &r.name) {
                 Some(s) => {
                     for (k, v) in s.data.unwrap_or_default() {
-                        set(format!("{prefix}{k}"), String::from_utf8_lossy(&v.0).into_owned(), &mut order, &mut vars);
+                        set(
+                            format!("{prefix}{k}"),
+                            String::from_utf8_lossy(&v.0).into_owned(),
+                            &mut order,
+                            &mut vars,
+                        );
                     }
                     for (k, v) in s.string_data.unwrap_or_default() {
                         set(format!("{prefix}{k}"), v, &mut order, &mut vars);
@@ -169,23 +185,32 @@ pub fn environment(
             expand(v, &vars)
         } else if let Some(src) = &e.value_from {
             if let Some(f) = &src.field_ref {
-                fieldpath::field_value(pod, &f.field_path, facts).map_err(|source| ContainerConfigError::FieldRef {
-                    var: e.name.clone(),
-                    source,
+                fieldpath::field_value(pod, &f.field_path, facts).map_err(|source| {
+                    ContainerConfigError::FieldRef {
+                        var: e.name.clone(),
+                        source,
+                    }
                 })?
             } else if let Some(r) = &src.resource_field_ref {
                 let target = match r.container_name.as_deref().filter(|n| !n.is_empty()) {
-                    Some(name) => find_container(pod, name).ok_or_else(|| ContainerConfigError::FieldRef {
-                        var: e.name.clone(),
-                        source: fieldpath::FieldPathError::NoSuchContainer(name.into()),
-                    })?,
+                    Some(name) => {
+                        find_container(pod, name).ok_or_else(|| ContainerConfigError::FieldRef {
+                            var: e.name.clone(),
+                            source: fieldpath::FieldPathError::NoSuchContainer(name.into()),
+                        })?
+                    }
                     None => container,
                 };
-                fieldpath::resource_value(target, &r.resource, r.divisor.as_ref().map(|d| d.0.as_str()), facts)
-                    .map_err(|source| ContainerConfigError::FieldRef {
-                        var: e.name.clone(),
-                        source,
-                    })?
+                fieldpath::resource_value(
+                    target,
+                    &r.resource,
+                    r.divisor.as_ref().map(|d| d.0.as_str()),
+                    facts,
+                )
+                .map_err(|source| ContainerConfigError::FieldRef {
+                    var: e.name.clone(),
+                    source,
+                })?
             } else if let Some(k) = &src.config_map_key_ref {
                 let optional = k.optional.unwrap_or(false);
                 match objects.config_map(&ns, &k.name) {
@@ -274,7 +299,11 @@ pub fn oom_score_adj(qos: QosClass, memory_request: i64, memory_capacity: i64) -
 }
 
 /// Resources as the kubelet's `calculateLinuxResources` maps them.
-pub fn linux_resources(c: &Container, qos: QosClass, memory_capacity: i64) -> cri::LinuxContainerResources {
+pub fn linux_resources(
+    c: &Container,
+    qos: QosClass,
+    memory_capacity: i64,
+) -> cri::LinuxContainerResources {
     let (cpu_req, cpu_lim) = cm::qos::container_request_limit(c, "cpu");
     let (mem_req, mem_lim) = cm::qos::container_request_limit(c, "memory");
     // An unset request with a set limit takes the limit (API defaulting).
@@ -301,8 +330,12 @@ fn security_context(pod: &Pod, c: &Container) -> cri::LinuxContainerSecurityCont
     let sc = c.security_context.as_ref();
     let privileged = sc.and_then(|s| s.privileged).unwrap_or(false);
     let caps = sc.and_then(|s| s.capabilities.as_ref());
-    let run_as_user = sc.and_then(|s| s.run_as_user).or_else(|| psc.and_then(|p| p.run_as_user));
-    let run_as_group = sc.and_then(|s| s.run_as_group).or_else(|| psc.and_then(|p| p.run_as_group));
+    let run_as_user = sc
+        .and_then(|s| s.run_as_user)
+        .or_else(|| psc.and_then(|p| p.run_as_user));
+    let run_as_group = sc
+        .and_then(|s| s.run_as_group)
+        .or_else(|| psc.and_then(|p| p.run_as_group));
     let unmasked = sc.and_then(|s| s.proc_mount.as_deref()) == Some("Unmasked");
     let seccomp_type = sc
         .and_then(|s| s.seccomp_profile.as_ref())
@@ -328,8 +361,12 @@ fn security_context(pod: &Pod, c: &Container) -> cri::LinuxContainerSecurityCont
         namespace_options: Some(namespace_options(pod)),
         run_as_user: run_as_user.map(|value| cri::Int64Value { value }),
         run_as_group: run_as_group.map(|value| cri::Int64Value { value }),
-        readonly_rootfs: sc.and_then(|s| s.read_only_root_filesystem).unwrap_or(false),
-        supplemental_groups: psc.and_then(|p| p.supplemental_groups.clone()).unwrap_or_default(),
+        readonly_rootfs: sc
+            .and_then(|s| s.read_only_root_filesystem)
+            .unwrap_or(false),
+        supplemental_groups: psc
+            .and_then(|p| p.supplemental_groups.clone())
+            .unwrap_or_default(),
         no_new_privs: sc.and_then(|s| s.allow_privilege_escalation) == Some(false),
         masked_paths: if privileged || unmasked {
             Vec::new()
@@ -355,7 +392,12 @@ pub fn container_config(
 ) -> Result<cri::ContainerConfig, ContainerConfigError> {
     let env = environment(pod, c, ctx.facts, ctx.objects)?;
     let vars: HashMap<String, String> = env.iter().cloned().collect();
-    let command = c.command.iter().flatten().map(|s| expand(s, &vars)).collect();
+    let command = c
+        .command
+        .iter()
+        .flatten()
+        .map(|s| expand(s, &vars))
+        .collect();
     let args = c.args.iter().flatten().map(|s| expand(s, &vars)).collect();
     Ok(cri::ContainerConfig {
         metadata: Some(cri::ContainerMetadata {
@@ -393,7 +435,10 @@ pub fn container_config(
 
 /// Sorted map helper for tests and debugging output.
 pub fn env_map(cfg: &cri::ContainerConfig) -> BTreeMap<String, String> {
-    cfg.envs.iter().map(|kv| (kv.key.clone(), kv.value.clone())).collect()
+    cfg.envs
+        .iter()
+        .map(|kv| (kv.key.clone(), kv.value.clone()))
+        .collect()
 }
 
 #[cfg(test)]
@@ -404,7 +449,10 @@ mod tests {
 
     #[test]
     fn expansion_follows_kubernetes_rules() {
-        let vars = HashMap::from([("A".to_string(), "x".to_string()), ("B".to_string(), "y".to_string())]);
+        let vars = HashMap::from([
+            ("A".to_string(), "x".to_string()),
+            ("B".to_string(), "y".to_string()),
+        ]);
         assert_eq!(expand("$(A)-$(B)", &vars), "x-y");
         assert_eq!(expand("$(MISSING)", &vars), "$(MISSING)");
         assert_eq!(expand("$$(A)", &vars), "$(A)");
@@ -437,7 +485,10 @@ mod tests {
         }));
         let objects = MemoryObjects::default();
         objects.put_config_map(
-            serde_json::from_value(json!({"metadata": {"name": "cfg", "namespace": "ns"}, "data": {"k": "v"}})).unwrap(),
+            serde_json::from_value(
+                json!({"metadata": {"name": "cfg", "namespace": "ns"}, "data": {"k": "v"}}),
+            )
+            .unwrap(),
         );
         let facts = PodRuntimeFacts::default();
         let ctx = ContainerContext {
@@ -467,7 +518,10 @@ mod tests {
         assert_eq!(r.memory_limit_in_bytes, 64 << 20);
         // 1000 - 1000*32Mi/1Gi = 969
         assert_eq!(r.oom_score_adj, 969);
-        assert_eq!(cfg.annotations[labels::CONTAINER_RESTART_COUNT_ANNOTATION], "2");
+        assert_eq!(
+            cfg.annotations[labels::CONTAINER_RESTART_COUNT_ANNOTATION],
+            "2"
+        );
     }
 
     #[test]
@@ -482,7 +536,9 @@ mod tests {
         let optional = pod(json!({"name": "app", "image": "i", "env": [
             {"name": "X", "valueFrom": {"configMapKeyRef": {"name": "absent", "key": "k", "optional": true}}}]}));
         let c = &optional.spec.as_ref().unwrap().containers[0];
-        assert!(environment(&optional, c, &facts, &objects).unwrap().is_empty());
+        assert!(environment(&optional, c, &facts, &objects)
+            .unwrap()
+            .is_empty());
     }
 
     #[test]

@@ -71,7 +71,12 @@ pub fn sandbox_annotations(pod: &Pod) -> HashMap<String, String> {
 }
 
 /// Container labels: identity only (the kubelet keeps pod labels off containers).
-pub fn container_labels(pod: &Pod, container: &Container, init: bool, node: &str) -> HashMap<String, String> {
+pub fn container_labels(
+    pod: &Pod,
+    container: &Container,
+    init: bool,
+    node: &str,
+) -> HashMap<String, String> {
     let (name, ns, uid) = meta(pod);
     HashMap::from([
         (POD_NAME_LABEL.into(), name.into()),
@@ -80,17 +85,29 @@ pub fn container_labels(pod: &Pod, container: &Container, init: bool, node: &str
         (CONTAINER_NAME_LABEL.into(), container.name.clone()),
         (
             CONTAINER_TYPE_LABEL.into(),
-            if init { CONTAINER_TYPE_INIT } else { CONTAINER_TYPE_CONTAINER }.into(),
+            if init {
+                CONTAINER_TYPE_INIT
+            } else {
+                CONTAINER_TYPE_CONTAINER
+            }
+            .into(),
         ),
         (NODE_LABEL.into(), node.into()),
     ])
 }
 
 /// Container annotations: hash, restart count, termination message settings, grace period.
-pub fn container_annotations(pod: &Pod, container: &Container, restart_count: i32) -> HashMap<String, String> {
+pub fn container_annotations(
+    pod: &Pod,
+    container: &Container,
+    restart_count: i32,
+) -> HashMap<String, String> {
     let mut a = HashMap::from([
         (CONTAINER_HASH_ANNOTATION.into(), container_hash(container)),
-        (CONTAINER_RESTART_COUNT_ANNOTATION.into(), restart_count.to_string()),
+        (
+            CONTAINER_RESTART_COUNT_ANNOTATION.into(),
+            restart_count.to_string(),
+        ),
         (
             CONTAINER_TERMINATION_MESSAGE_PATH_ANNOTATION.into(),
             container
@@ -110,7 +127,11 @@ pub fn container_annotations(pod: &Pod, container: &Container, restart_count: i3
             container.image.clone().unwrap_or_default(),
         ),
     ]);
-    if let Some(g) = pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds) {
+    if let Some(g) = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.termination_grace_period_seconds)
+    {
         a.insert(POD_TERMINATION_GRACE_ANNOTATION.into(), g.to_string());
     }
     if let Some(ports) = container.ports.as_ref().filter(|p| !p.is_empty()) {
@@ -118,7 +139,11 @@ pub fn container_annotations(pod: &Pod, container: &Container, restart_count: i3
             a.insert(CONTAINER_PORTS_ANNOTATION.into(), s);
         }
     }
-    if let Some(pre_stop) = container.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref()) {
+    if let Some(pre_stop) = container
+        .lifecycle
+        .as_ref()
+        .and_then(|l| l.pre_stop.as_ref())
+    {
         if let Ok(s) = serde_json::to_string(pre_stop) {
             a.insert(CONTAINER_PRESTOP_HANDLER_ANNOTATION.into(), s);
         }
@@ -133,7 +158,10 @@ pub fn container_annotations(pod: &Pod, container: &Container, restart_count: i3
 pub fn container_hash(container: &Container) -> String {
     let json = serde_json::to_vec(container).unwrap_or_default();
     let digest = Md5::digest(&json);
-    format!("{:08x}", u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]))
+    format!(
+        "{:08x}",
+        u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]])
+    )
 }
 
 /// Identity read back from a sandbox's or container's labels.
@@ -201,7 +229,10 @@ mod tests {
         let c = &pod.spec.as_ref().unwrap().containers[0];
         let ann = container_annotations(&pod, c, 3);
         assert_eq!(restart_count(&ann), 3);
-        assert_eq!(ann[CONTAINER_TERMINATION_MESSAGE_PATH_ANNOTATION], "/dev/termination-log");
+        assert_eq!(
+            ann[CONTAINER_TERMINATION_MESSAGE_PATH_ANNOTATION],
+            "/dev/termination-log"
+        );
         let cl = container_labels(&pod, c, true, "node-a");
         assert_eq!(cl[CONTAINER_TYPE_LABEL], "INIT");
         assert_eq!(cl[CONTAINER_NAME_LABEL], "c");

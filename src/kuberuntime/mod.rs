@@ -42,7 +42,13 @@ pub enum RuntimeError {
 impl RuntimeError {
     /// The object does not exist (any more).
     pub fn is_not_found(&self) -> bool {
-        matches!(self, RuntimeError::Rpc { code: Code::NotFound, .. })
+        matches!(
+            self,
+            RuntimeError::Rpc {
+                code: Code::NotFound,
+                ..
+            }
+        )
     }
 
     /// The runtime could not be reached at all.
@@ -109,7 +115,10 @@ impl PodRuntimeStatus {
     }
 
     /// All statuses of the container named `name`, newest first.
-    pub fn container_history<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a cri::ContainerStatus> {
+    pub fn container_history<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> impl Iterator<Item = &'a cri::ContainerStatus> {
         self.containers
             .iter()
             .filter(move |c| c.metadata.as_ref().map(|m| m.name.as_str()) == Some(name))
@@ -180,21 +189,38 @@ impl RuntimeService {
 
     pub async fn version(&self) -> Result<cri::VersionResponse, RuntimeError> {
         let mut c = self.rt.clone();
-        self.call("version", "", Some(self.timeout), c.version(cri::VersionRequest {
-            version: "v1".into(),
-        }))
+        self.call(
+            "version",
+            "",
+            Some(self.timeout),
+            c.version(cri::VersionRequest {
+                version: "v1".into(),
+            }),
+        )
         .await
     }
 
     /// Runtime conditions (RuntimeReady, NetworkReady).
     pub async fn status(&self) -> Result<cri::StatusResponse, RuntimeError> {
         let mut c = self.rt.clone();
-        self.call("status", "", Some(self.timeout), c.status(cri::StatusRequest { verbose: false }))
-            .await
+        self.call(
+            "status",
+            "",
+            Some(self.timeout),
+            c.status(cri::StatusRequest { verbose: false }),
+        )
+        .await
     }
 
-    pub async fn run_pod_sandbox(&self, config: cri::PodSandboxConfig) -> Result<String, RuntimeError> {
-        let name = config.metadata.as_ref().map(|m| format!("{}/{}", m.namespace, m.name)).unwrap_or_default();
+    pub async fn run_pod_sandbox(
+        &self,
+        config: cri::PodSandboxConfig,
+    ) -> Result<String, RuntimeError> {
+        let name = config
+            .metadata
+            .as_ref()
+            .map(|m| format!("{}/{}", m.namespace, m.name))
+            .unwrap_or_default();
         let mut c = self.rt.clone();
         // Sandbox creation includes CNI setup; allow it the full request timeout.
         self.call(
@@ -212,29 +238,47 @@ impl RuntimeService {
 
     pub async fn stop_pod_sandbox(&self, id: &str) -> Result<(), RuntimeError> {
         let mut c = self.rt.clone();
-        self.call("stop_podsandbox", id, Some(self.timeout), c.stop_pod_sandbox(cri::StopPodSandboxRequest {
-            pod_sandbox_id: id.into(),
-        }))
+        self.call(
+            "stop_podsandbox",
+            id,
+            Some(self.timeout),
+            c.stop_pod_sandbox(cri::StopPodSandboxRequest {
+                pod_sandbox_id: id.into(),
+            }),
+        )
         .await
         .map(|_| ())
     }
 
     pub async fn remove_pod_sandbox(&self, id: &str) -> Result<(), RuntimeError> {
         let mut c = self.rt.clone();
-        self.call("remove_podsandbox", id, Some(self.timeout), c.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-            pod_sandbox_id: id.into(),
-        }))
+        self.call(
+            "remove_podsandbox",
+            id,
+            Some(self.timeout),
+            c.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+                pod_sandbox_id: id.into(),
+            }),
+        )
         .await
         .map(|_| ())
     }
 
-    pub async fn pod_sandbox_status(&self, id: &str) -> Result<cri::PodSandboxStatus, RuntimeError> {
+    pub async fn pod_sandbox_status(
+        &self,
+        id: &str,
+    ) -> Result<cri::PodSandboxStatus, RuntimeError> {
         let mut c = self.rt.clone();
         let r = self
-            .call("podsandbox_status", id, Some(self.timeout), c.pod_sandbox_status(cri::PodSandboxStatusRequest {
-                pod_sandbox_id: id.into(),
-                verbose: false,
-            }))
+            .call(
+                "podsandbox_status",
+                id,
+                Some(self.timeout),
+                c.pod_sandbox_status(cri::PodSandboxStatusRequest {
+                    pod_sandbox_id: id.into(),
+                    verbose: false,
+                }),
+            )
             .await?;
         r.status.ok_or_else(|| RuntimeError::Rpc {
             op: "podsandbox_status",
@@ -245,18 +289,26 @@ impl RuntimeService {
     }
 
     /// This agent's sandboxes (those carrying its node label), optionally of one pod.
-    pub async fn list_pod_sandboxes(&self, pod_uid: Option<&str>) -> Result<Vec<cri::PodSandbox>, RuntimeError> {
+    pub async fn list_pod_sandboxes(
+        &self,
+        pod_uid: Option<&str>,
+    ) -> Result<Vec<cri::PodSandbox>, RuntimeError> {
         let mut selector = HashMap::from([(labels::NODE_LABEL.to_string(), self.node.clone())]);
         if let Some(uid) = pod_uid {
             selector.insert(labels::POD_UID_LABEL.into(), uid.into());
         }
         let mut c = self.rt.clone();
-        self.call("list_podsandbox", "", Some(self.timeout), c.list_pod_sandbox(cri::ListPodSandboxRequest {
-            filter: Some(cri::PodSandboxFilter {
-                label_selector: selector,
-                ..Default::default()
+        self.call(
+            "list_podsandbox",
+            "",
+            Some(self.timeout),
+            c.list_pod_sandbox(cri::ListPodSandboxRequest {
+                filter: Some(cri::PodSandboxFilter {
+                    label_selector: selector,
+                    ..Default::default()
+                }),
             }),
-        }))
+        )
         .await
         .map(|r| r.items)
     }
@@ -267,22 +319,36 @@ impl RuntimeService {
         config: cri::ContainerConfig,
         sandbox_config: cri::PodSandboxConfig,
     ) -> Result<String, RuntimeError> {
-        let name = config.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default();
+        let name = config
+            .metadata
+            .as_ref()
+            .map(|m| m.name.clone())
+            .unwrap_or_default();
         let mut c = self.rt.clone();
-        self.call("create_container", &name, Some(self.timeout), c.create_container(cri::CreateContainerRequest {
-            pod_sandbox_id: sandbox_id.into(),
-            config: Some(config),
-            sandbox_config: Some(sandbox_config),
-        }))
+        self.call(
+            "create_container",
+            &name,
+            Some(self.timeout),
+            c.create_container(cri::CreateContainerRequest {
+                pod_sandbox_id: sandbox_id.into(),
+                config: Some(config),
+                sandbox_config: Some(sandbox_config),
+            }),
+        )
         .await
         .map(|r| r.container_id)
     }
 
     pub async fn start_container(&self, id: &str) -> Result<(), RuntimeError> {
         let mut c = self.rt.clone();
-        self.call("start_container", id, Some(self.timeout), c.start_container(cri::StartContainerRequest {
-            container_id: id.into(),
-        }))
+        self.call(
+            "start_container",
+            id,
+            Some(self.timeout),
+            c.start_container(cri::StartContainerRequest {
+                container_id: id.into(),
+            }),
+        )
         .await
         .map(|_| ())
     }
@@ -291,36 +357,54 @@ impl RuntimeService {
     pub async fn stop_container(&self, id: &str, grace: i64) -> Result<(), RuntimeError> {
         let mut c = self.rt.clone();
         let deadline = self.timeout + Duration::from_secs(grace.max(0) as u64);
-        self.call("stop_container", id, Some(deadline), c.stop_container(cri::StopContainerRequest {
-            container_id: id.into(),
-            timeout: grace,
-        }))
+        self.call(
+            "stop_container",
+            id,
+            Some(deadline),
+            c.stop_container(cri::StopContainerRequest {
+                container_id: id.into(),
+                timeout: grace,
+            }),
+        )
         .await
         .map(|_| ())
     }
 
     pub async fn remove_container(&self, id: &str) -> Result<(), RuntimeError> {
         let mut c = self.rt.clone();
-        self.call("remove_container", id, Some(self.timeout), c.remove_container(cri::RemoveContainerRequest {
-            container_id: id.into(),
-        }))
+        self.call(
+            "remove_container",
+            id,
+            Some(self.timeout),
+            c.remove_container(cri::RemoveContainerRequest {
+                container_id: id.into(),
+            }),
+        )
         .await
         .map(|_| ())
     }
 
     /// This agent's containers, optionally of one pod.
-    pub async fn list_containers(&self, pod_uid: Option<&str>) -> Result<Vec<cri::Container>, RuntimeError> {
+    pub async fn list_containers(
+        &self,
+        pod_uid: Option<&str>,
+    ) -> Result<Vec<cri::Container>, RuntimeError> {
         let mut selector = HashMap::from([(labels::NODE_LABEL.to_string(), self.node.clone())]);
         if let Some(uid) = pod_uid {
             selector.insert(labels::POD_UID_LABEL.into(), uid.into());
         }
         let mut c = self.rt.clone();
-        self.call("list_containers", "", Some(self.timeout), c.list_containers(cri::ListContainersRequest {
-            filter: Some(cri::ContainerFilter {
-                label_selector: selector,
-                ..Default::default()
+        self.call(
+            "list_containers",
+            "",
+            Some(self.timeout),
+            c.list_containers(cri::ListContainersRequest {
+                filter: Some(cri::ContainerFilter {
+                    label_selector: selector,
+                    ..Default::default()
+                }),
             }),
-        }))
+        )
         .await
         .map(|r| r.containers)
     }
@@ -328,10 +412,15 @@ impl RuntimeService {
     pub async fn container_status(&self, id: &str) -> Result<cri::ContainerStatus, RuntimeError> {
         let mut c = self.rt.clone();
         let r = self
-            .call("container_status", id, Some(self.timeout), c.container_status(cri::ContainerStatusRequest {
-                container_id: id.into(),
-                verbose: false,
-            }))
+            .call(
+                "container_status",
+                id,
+                Some(self.timeout),
+                c.container_status(cri::ContainerStatusRequest {
+                    container_id: id.into(),
+                    verbose: false,
+                }),
+            )
             .await?;
         r.status.ok_or_else(|| RuntimeError::Rpc {
             op: "container_status",
@@ -349,19 +438,31 @@ impl RuntimeService {
         timeout: Duration,
     ) -> Result<cri::ExecSyncResponse, RuntimeError> {
         let mut c = self.rt.clone();
-        self.call("exec_sync", id, Some(timeout + self.timeout), c.exec_sync(cri::ExecSyncRequest {
-            container_id: id.into(),
-            cmd,
-            timeout: timeout.as_secs().max(1) as i64,
-        }))
+        self.call(
+            "exec_sync",
+            id,
+            Some(timeout + self.timeout),
+            c.exec_sync(cri::ExecSyncRequest {
+                container_id: id.into(),
+                cmd,
+                timeout: timeout.as_secs().max(1) as i64,
+            }),
+        )
         .await
     }
 
     /// The full status of one pod: every sandbox and container the runtime has for its UID,
     /// newest first. Objects that vanish between the list and the status call are skipped.
-    pub async fn get_pod_status(&self, uid: &str, name: &str, namespace: &str) -> Result<PodRuntimeStatus, RuntimeError> {
-        let (sandboxes, containers) =
-            tokio::try_join!(self.list_pod_sandboxes(Some(uid)), self.list_containers(Some(uid)))?;
+    pub async fn get_pod_status(
+        &self,
+        uid: &str,
+        name: &str,
+        namespace: &str,
+    ) -> Result<PodRuntimeStatus, RuntimeError> {
+        let (sandboxes, containers) = tokio::try_join!(
+            self.list_pod_sandboxes(Some(uid)),
+            self.list_containers(Some(uid))
+        )?;
         let sb_futs = sandboxes.iter().map(|s| self.pod_sandbox_status(&s.id));
         let c_futs = containers.iter().map(|c| self.container_status(&c.id));
         let (sb, cs) = tokio::join!(join_all(sb_futs), join_all(c_futs));
@@ -372,8 +473,8 @@ impl RuntimeService {
             sandboxes: keep_found(sb)?,
             containers: keep_found(cs)?,
         };
-        status.sandboxes.sort_by(|a, b| b.created_at.cmp(&a.created_at));
-        status.containers.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        status.sandboxes.sort_by_key(|s| std::cmp::Reverse(s.created_at));
+        status.containers.sort_by_key(|c| std::cmp::Reverse(c.created_at));
         Ok(status)
     }
 
@@ -384,55 +485,84 @@ impl RuntimeService {
     pub async fn image_status(&self, image: &str) -> Result<Option<cri::Image>, RuntimeError> {
         let mut c = self.img.clone();
         let r = self
-            .call("image_status", image, Some(self.timeout), c.image_status(cri::ImageStatusRequest {
-                image: Some(cri::ImageSpec {
-                    image: image.into(),
-                    ..Default::default()
+            .call(
+                "image_status",
+                image,
+                Some(self.timeout),
+                c.image_status(cri::ImageStatusRequest {
+                    image: Some(cri::ImageSpec {
+                        image: image.into(),
+                        ..Default::default()
+                    }),
+                    verbose: false,
                 }),
-                verbose: false,
-            }))
+            )
             .await?;
         Ok(r.image.filter(|i| !i.id.is_empty()))
     }
 
     /// Pulls an image; returns the runtime's image reference. No deadline: pulls take what they take.
-    pub async fn pull_image(&self, image: &str, sandbox: Option<cri::PodSandboxConfig>) -> Result<String, RuntimeError> {
+    pub async fn pull_image(
+        &self,
+        image: &str,
+        sandbox: Option<cri::PodSandboxConfig>,
+    ) -> Result<String, RuntimeError> {
         let mut c = self.img.clone();
-        self.call("pull_image", image, None, c.pull_image(cri::PullImageRequest {
-            image: Some(cri::ImageSpec {
-                image: image.into(),
-                ..Default::default()
+        self.call(
+            "pull_image",
+            image,
+            None,
+            c.pull_image(cri::PullImageRequest {
+                image: Some(cri::ImageSpec {
+                    image: image.into(),
+                    ..Default::default()
+                }),
+                auth: None,
+                sandbox_config: sandbox,
             }),
-            auth: None,
-            sandbox_config: sandbox,
-        }))
+        )
         .await
         .map(|r| r.image_ref)
     }
 
     pub async fn list_images(&self) -> Result<Vec<cri::Image>, RuntimeError> {
         let mut c = self.img.clone();
-        self.call("list_images", "", Some(self.timeout), c.list_images(cri::ListImagesRequest { filter: None }))
-            .await
-            .map(|r| r.images)
+        self.call(
+            "list_images",
+            "",
+            Some(self.timeout),
+            c.list_images(cri::ListImagesRequest { filter: None }),
+        )
+        .await
+        .map(|r| r.images)
     }
 
     pub async fn remove_image(&self, image: &str) -> Result<(), RuntimeError> {
         let mut c = self.img.clone();
-        self.call("remove_image", image, Some(self.timeout), c.remove_image(cri::RemoveImageRequest {
-            image: Some(cri::ImageSpec {
-                image: image.into(),
-                ..Default::default()
+        self.call(
+            "remove_image",
+            image,
+            Some(self.timeout),
+            c.remove_image(cri::RemoveImageRequest {
+                image: Some(cri::ImageSpec {
+                    image: image.into(),
+                    ..Default::default()
+                }),
             }),
-        }))
+        )
         .await
         .map(|_| ())
     }
 
     pub async fn image_fs_info(&self) -> Result<cri::ImageFsInfoResponse, RuntimeError> {
         let mut c = self.img.clone();
-        self.call("image_fs_info", "", Some(self.timeout), c.image_fs_info(cri::ImageFsInfoRequest {}))
-            .await
+        self.call(
+            "image_fs_info",
+            "",
+            Some(self.timeout),
+            c.image_fs_info(cri::ImageFsInfoRequest {}),
+        )
+        .await
     }
 }
 

@@ -75,7 +75,9 @@ pub fn parse_resolv_conf(content: &str) -> (Vec<String>, Vec<String>, Vec<String
 /// `spec.dnsConfig`; other policies append `spec.dnsConfig` to the host's settings.
 pub fn dns_config(pod: &Pod, resolv_conf: &Path) -> cri::DnsConfig {
     let spec = pod.spec.as_ref();
-    let policy = spec.and_then(|s| s.dns_policy.as_deref()).unwrap_or("ClusterFirst");
+    let policy = spec
+        .and_then(|s| s.dns_policy.as_deref())
+        .unwrap_or("ClusterFirst");
     let (mut servers, mut searches, mut options) = if policy == "None" {
         (Vec::new(), Vec::new(), Vec::new())
     } else {
@@ -132,7 +134,11 @@ pub fn port_mappings(pod: &Pod) -> Vec<cri::PortMapping> {
 pub fn namespace_options(pod: &Pod) -> cri::NamespaceOption {
     let node = cri::NamespaceMode::Node as i32;
     cri::NamespaceOption {
-        network: if host_network(pod) { node } else { cri::NamespaceMode::Pod as i32 },
+        network: if host_network(pod) {
+            node
+        } else {
+            cri::NamespaceMode::Pod as i32
+        },
         pid: if spec_flag(pod, |s| s.host_pid) {
             node
         } else if spec_flag(pod, |s| s.share_process_namespace) {
@@ -140,7 +146,11 @@ pub fn namespace_options(pod: &Pod) -> cri::NamespaceOption {
         } else {
             cri::NamespaceMode::Container as i32
         },
-        ipc: if spec_flag(pod, |s| s.host_ipc) { node } else { cri::NamespaceMode::Pod as i32 },
+        ipc: if spec_flag(pod, |s| s.host_ipc) {
+            node
+        } else {
+            cri::NamespaceMode::Pod as i32
+        },
         target_id: String::new(),
         userns_options: None,
     }
@@ -194,7 +204,9 @@ pub fn sandbox_config(pod: &Pod, attempt: u32, ctx: &SandboxContext<'_>) -> cri:
             cgroup_parent: ctx.cgroup_parent.clone(),
             security_context: Some(cri::LinuxSandboxSecurityContext {
                 namespace_options: Some(namespace_options(pod)),
-                run_as_user: psc.and_then(|p| p.run_as_user).map(|value| cri::Int64Value { value }),
+                run_as_user: psc
+                    .and_then(|p| p.run_as_user)
+                    .map(|value| cri::Int64Value { value }),
                 run_as_group: psc
                     .and_then(|p| p.run_as_group)
                     .map(|value| cri::Int64Value { value }),
@@ -229,7 +241,11 @@ mod tests {
     fn sandbox_config_carries_identity_and_paths() {
         let dir = tempfile::tempdir().unwrap();
         let resolv = dir.path().join("resolv.conf");
-        std::fs::write(&resolv, "nameserver 10.0.0.2\nsearch example.com\noptions ndots:2\n").unwrap();
+        std::fs::write(
+            &resolv,
+            "nameserver 10.0.0.2\nsearch example.com\noptions ndots:2\n",
+        )
+        .unwrap();
         let p = pod(json!({
             "containers": [{"name": "c", "image": "i", "ports": [
                 {"containerPort": 80, "hostPort": 8080},
@@ -245,7 +261,15 @@ mod tests {
         };
         let c = sandbox_config(&p, 2, &ctx);
         let md = c.metadata.unwrap();
-        assert_eq!((md.name.as_str(), md.namespace.as_str(), md.uid.as_str(), md.attempt), ("web-node1", "prod", "abc", 2));
+        assert_eq!(
+            (
+                md.name.as_str(),
+                md.namespace.as_str(),
+                md.uid.as_str(),
+                md.attempt
+            ),
+            ("web-node1", "prod", "abc", 2)
+        );
         assert_eq!(c.log_directory, "/var/log/pods/prod_web-node1_abc");
         assert_eq!(c.hostname, "web-node1");
         assert_eq!(c.labels[labels::POD_UID_LABEL], "abc");
@@ -265,7 +289,9 @@ mod tests {
 
     #[test]
     fn host_network_pods_get_no_hostname() {
-        let p = pod(json!({"hostNetwork": true, "hostPID": true, "containers": [{"name": "c", "image": "i"}]}));
+        let p = pod(
+            json!({"hostNetwork": true, "hostPID": true, "containers": [{"name": "c", "image": "i"}]}),
+        );
         assert_eq!(pod_hostname(&p), "");
         let ns = namespace_options(&p);
         assert_eq!(ns.network, cri::NamespaceMode::Node as i32);
@@ -275,7 +301,9 @@ mod tests {
     #[test]
     fn long_names_are_cut_like_the_kubelet() {
         let long = format!("{}-x", "a".repeat(62));
-        let p: Pod = serde_json::from_value(json!({"metadata": {"name": long}, "spec": {"containers": []}})).unwrap();
+        let p: Pod =
+            serde_json::from_value(json!({"metadata": {"name": long}, "spec": {"containers": []}}))
+                .unwrap();
         assert_eq!(pod_hostname(&p), "a".repeat(62));
     }
 }

@@ -28,11 +28,17 @@ fn healthz_body(health: &Health, verbose: bool, only: Option<&str>) -> (StatusCo
     let checks: Vec<_> = match only {
         Some(name) => {
             let Some(c) = checks.into_iter().find(|c| c.name == name) else {
-                return (StatusCode::NOT_FOUND, format!("healthz check {name:?} not found\n"));
+                return (
+                    StatusCode::NOT_FOUND,
+                    format!("healthz check {name:?} not found\n"),
+                );
             };
             return match c.error {
                 None => (StatusCode::OK, "ok".into()),
-                Some(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("internal server error: {e}\n")),
+                Some(e) => (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("internal server error: {e}\n"),
+                ),
             };
         }
         None => checks,
@@ -64,12 +70,22 @@ struct HealthQuery {
 
 async fn healthz(State(s): State<HealthState>, Query(q): Query<HealthQuery>) -> Response {
     let (code, body) = healthz_body(&s.health, q.verbose.is_some(), None);
-    (code, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
+    (
+        code,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body,
+    )
+        .into_response()
 }
 
 async fn healthz_one(State(s): State<HealthState>, Path(name): Path<String>) -> Response {
     let (code, body) = healthz_body(&s.health, false, Some(&name));
-    (code, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
+    (
+        code,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body,
+    )
+        .into_response()
 }
 
 /// `/healthz` (and `/healthz/<check>`) only: the healthz port.
@@ -133,7 +149,10 @@ async fn pods(State(s): State<Arc<ApiState>>) -> Response {
 
 async fn metrics(State(s): State<Arc<ApiState>>) -> Response {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         s.metrics.encode(),
     )
         .into_response()
@@ -160,27 +179,43 @@ mod tests {
         assert_eq!(healthz_body(&h, false, None), (StatusCode::OK, "ok".into()));
         let (code, body) = healthz_body(&h, true, None);
         assert_eq!(code, StatusCode::OK);
-        assert!(body.contains("[+]pleg ok\n") && body.ends_with("healthz check passed\n"), "{body}");
+        assert!(
+            body.contains("[+]pleg ok\n") && body.ends_with("healthz check passed\n"),
+            "{body}"
+        );
         h.runtime_failed("dial unix /run/x.sock: connection refused".into());
         let (code, body) = healthz_body(&h, false, None);
         assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR);
-        assert!(body.contains("[-]runtime failed: container runtime is down: dial unix /run/x.sock"), "{body}");
+        assert!(
+            body.contains("[-]runtime failed: container runtime is down: dial unix /run/x.sock"),
+            "{body}"
+        );
         assert!(body.ends_with("healthz check failed\n"));
         let (code, _) = healthz_body(&h, false, Some("pleg"));
         assert_eq!(code, StatusCode::OK);
         let (code, _) = healthz_body(&h, false, Some("runtime"));
         assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR);
-        assert_eq!(healthz_body(&h, false, Some("nope")).0, StatusCode::NOT_FOUND);
+        assert_eq!(
+            healthz_body(&h, false, Some("nope")).0,
+            StatusCode::NOT_FOUND
+        );
     }
 
     #[test]
     fn pod_list_shape() {
         let s = StatusManager::new();
-        let pod: k8s_openapi::api::core::v1::Pod =
-            serde_json::from_value(serde_json::json!({"metadata": {"name": "p", "namespace": "default", "uid": "u"}})).unwrap();
+        let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(
+            serde_json::json!({"metadata": {"name": "p", "namespace": "default", "uid": "u"}}),
+        )
+        .unwrap();
         s.set_pod("u", Arc::new(pod));
         let body = pod_list_body(&s);
-        assert!(body.starts_with(r#"{"kind":"PodList","apiVersion":"v1","metadata":{},"items":[{"metadata":"#), "{body}");
+        assert!(
+            body.starts_with(
+                r#"{"kind":"PodList","apiVersion":"v1","metadata":{},"items":[{"metadata":"#
+            ),
+            "{body}"
+        );
         let v: Value = serde_json::from_str(&body).unwrap();
         assert_eq!(v["kind"], "PodList");
         assert_eq!(v["apiVersion"], "v1");

@@ -7,8 +7,8 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use k8s_openapi::api::core::v1::{
-    Container, ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
-    ContainerStatus, HostIP, Pod, PodCondition, PodIP, PodStatus,
+    Container, ContainerState, ContainerStateRunning, ContainerStateTerminated,
+    ContainerStateWaiting, ContainerStatus, HostIP, Pod, PodCondition, PodIP, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -78,7 +78,12 @@ fn terminated_of(s: &cri::ContainerStatus, runtime: &str) -> ContainerStateTermi
     }
 }
 
-fn convert(s: &cri::ContainerStatus, spec: &Container, runtime: &str, old: Option<&ContainerStatus>) -> ContainerStatus {
+fn convert(
+    s: &cri::ContainerStatus,
+    spec: &Container,
+    runtime: &str,
+    old: Option<&ContainerStatus>,
+) -> ContainerStatus {
     let state = match cri_state(s) {
         cri::ContainerState::ContainerRunning => ContainerState {
             running: Some(ContainerStateRunning {
@@ -90,12 +95,19 @@ fn convert(s: &cri::ContainerStatus, spec: &Container, runtime: &str, old: Optio
             terminated: Some(terminated_of(s, runtime)),
             ..Default::default()
         },
-        cri::ContainerState::ContainerUnknown if old.and_then(|o| o.state.as_ref()).and_then(|st| st.running.as_ref()).is_some() => {
+        cri::ContainerState::ContainerUnknown
+            if old
+                .and_then(|o| o.state.as_ref())
+                .and_then(|st| st.running.as_ref())
+                .is_some() =>
+        {
             ContainerState {
                 terminated: Some(ContainerStateTerminated {
                     exit_code: 137,
                     reason: Some("ContainerStatusUnknown".into()),
-                    message: Some("The container could not be located when the pod was terminated".into()),
+                    message: Some(
+                        "The container could not be located when the pod was terminated".into(),
+                    ),
                     ..Default::default()
                 }),
                 ..Default::default()
@@ -123,11 +135,17 @@ fn convert(s: &cri::ContainerStatus, spec: &Container, runtime: &str, old: Optio
 }
 
 fn spec_init(pod: &Pod) -> &[Container] {
-    pod.spec.as_ref().and_then(|s| s.init_containers.as_deref()).unwrap_or(&[])
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.init_containers.as_deref())
+        .unwrap_or(&[])
 }
 
 fn spec_app(pod: &Pod) -> &[Container] {
-    pod.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or(&[])
+    pod.spec
+        .as_ref()
+        .map(|s| s.containers.as_slice())
+        .unwrap_or(&[])
 }
 
 /// Container statuses for `containers` (all init or all app containers), in spec order.
@@ -138,16 +156,31 @@ fn container_statuses(
     rt: &PodRuntimeStatus,
     inp: &StatusInputs<'_>,
 ) -> Vec<ContainerStatus> {
-    let runtime = if inp.runtime_name.is_empty() { "containerd" } else { inp.runtime_name };
+    let runtime = if inp.runtime_name.is_empty() {
+        "containerd"
+    } else {
+        inp.runtime_name
+    };
     let old: HashMap<&str, &ContainerStatus> = inp
         .previous
         .map(|p| {
-            let list = if init { &p.init_container_statuses } else { &p.container_statuses };
-            list.iter().flatten().map(|c| (c.name.as_str(), c)).collect()
+            let list = if init {
+                &p.init_container_statuses
+            } else {
+                &p.container_statuses
+            };
+            list.iter()
+                .flatten()
+                .map(|c| (c.name.as_str(), c))
+                .collect()
         })
         .unwrap_or_default();
     let has_init = !spec_init(pod).is_empty();
-    let default_reason = if !init && has_init { "PodInitializing" } else { "ContainerCreating" };
+    let default_reason = if !init && has_init {
+        "PodInitializing"
+    } else {
+        "ContainerCreating"
+    };
     let mut out = Vec::with_capacity(containers.len());
     for c in containers {
         let mut st = ContainerStatus {
@@ -157,7 +190,11 @@ fn container_statuses(
             ..Default::default()
         };
         if let Some(o) = old.get(c.name.as_str()) {
-            if o.state.as_ref().and_then(|s| s.terminated.as_ref()).is_some() {
+            if o.state
+                .as_ref()
+                .and_then(|s| s.terminated.as_ref())
+                .is_some()
+            {
                 st = (*o).clone();
             } else {
                 st.restart_count = o.restart_count;
@@ -173,8 +210,15 @@ fn container_statuses(
         }
         // A container that will be started again shows why it is waiting.
         let latest = rt.container(&c.name);
-        let done_init = init && latest.is_some_and(|s| cri_state(s) == cri::ContainerState::ContainerExited && s.exit_code == 0);
-        let policy = if init && c.restart_policy.as_deref() == Some("Always") { Some("Always") } else { None };
+        let done_init = init
+            && latest.is_some_and(|s| {
+                cri_state(s) == cri::ContainerState::ContainerExited && s.exit_code == 0
+            });
+        let policy = if init && c.restart_policy.as_deref() == Some("Always") {
+            Some("Always")
+        } else {
+            None
+        };
         let init_policy = if init && policy.is_none() {
             // Init containers restart unless the pod never restarts.
             match pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref()) {
@@ -186,7 +230,12 @@ fn container_statuses(
         };
         if !done_init && should_restart(pod, latest, init_policy) {
             if let Some(f) = inp.failures.and_then(|m| m.get(&c.name)) {
-                if st.state.as_ref().and_then(|s| s.terminated.as_ref()).is_some() {
+                if st
+                    .state
+                    .as_ref()
+                    .and_then(|s| s.terminated.as_ref())
+                    .is_some()
+                {
                     st.last_state = st.state.clone();
                 }
                 st.state = Some(ContainerState {
@@ -222,11 +271,17 @@ fn is_terminated(s: &ContainerStatus) -> Option<&ContainerStateTerminated> {
 }
 
 fn is_waiting(s: &ContainerStatus) -> bool {
-    s.state.as_ref().and_then(|st| st.waiting.as_ref()).is_some()
+    s.state
+        .as_ref()
+        .and_then(|st| st.waiting.as_ref())
+        .is_some()
 }
 
 fn is_running(s: &ContainerStatus) -> bool {
-    s.state.as_ref().and_then(|st| st.running.as_ref()).is_some()
+    s.state
+        .as_ref()
+        .and_then(|st| st.running.as_ref())
+        .is_some()
 }
 
 fn last_terminated(s: &ContainerStatus) -> Option<&ContainerStateTerminated> {
@@ -235,8 +290,13 @@ fn last_terminated(s: &ContainerStatus) -> Option<&ContainerStateTerminated> {
 
 /// The pod phase from its container statuses (the kubelet's `getPhase`).
 pub fn phase(pod: &Pod, init: &[ContainerStatus], app: &[ContainerStatus]) -> &'static str {
-    let policy = pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref()).unwrap_or("Always");
-    let find = |list: &'_ [ContainerStatus], name: &str| list.iter().find(|s| s.name == name).cloned();
+    let policy = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.restart_policy.as_deref())
+        .unwrap_or("Always");
+    let find =
+        |list: &'_ [ContainerStatus], name: &str| list.iter().find(|s| s.name == name).cloned();
     let (mut pending_init, mut pending_sidecar, mut failed_init) = (0, 0, 0);
     let (mut unknown, mut running, mut waiting, mut stopped, mut succeeded) = (0, 0, 0, 0, 0);
     for c in spec_init(pod) {
@@ -323,7 +383,14 @@ pub fn phase(pod: &Pod, init: &[ContainerStatus], app: &[ContainerStatus]) -> &'
     "Pending"
 }
 
-fn condition(type_: &str, ok: bool, reason: Option<String>, message: Option<String>, prev: Option<&PodStatus>, now: &Time) -> PodCondition {
+fn condition(
+    type_: &str,
+    ok: bool,
+    reason: Option<String>,
+    message: Option<String>,
+    prev: Option<&PodStatus>,
+    now: &Time,
+) -> PodCondition {
     let status = if ok { "True" } else { "False" };
     let transition = prev
         .and_then(|p| p.conditions.as_ref())
@@ -373,22 +440,29 @@ pub fn generate_pod_status(pod: &Pod, rt: &PodRuntimeStatus, inp: &StatusInputs<
         .iter()
         .filter(|c| c.restart_policy.as_deref() != Some("Always"))
         .filter(|c| {
-            !init
+            let succeeded = init
                 .iter()
                 .find(|s| s.name == c.name)
                 .and_then(is_terminated)
-                .is_some_and(|t| t.exit_code == 0)
+                .is_some_and(|t| t.exit_code == 0);
+            !succeeded
         })
         .map(|c| c.name.clone())
         .collect();
     // Once an app container ran the pod counts as initialized even if init records are gone.
-    let app_seen = spec_app(pod).iter().any(|c| rt.container(&c.name).is_some());
+    let app_seen = spec_app(pod)
+        .iter()
+        .any(|c| rt.container(&c.name).is_some());
     let initialized = pending_init.is_empty() || app_seen;
     let unready: Vec<String> = spec_init(pod)
         .iter()
         .filter(|c| c.restart_policy.as_deref() == Some("Always"))
         .filter(|c| !init.iter().any(|s| s.name == c.name && s.ready))
-        .chain(spec_app(pod).iter().filter(|c| !app.iter().any(|s| s.name == c.name && s.ready)))
+        .chain(
+            spec_app(pod)
+                .iter()
+                .filter(|c| !app.iter().any(|s| s.name == c.name && s.ready)),
+        )
         .map(|c| c.name.clone())
         .collect();
     let completed = phase == "Succeeded";
@@ -398,16 +472,31 @@ pub fn generate_pod_status(pod: &Pod, rt: &PodRuntimeStatus, inp: &StatusInputs<
     } else if unready.is_empty() {
         (None, None)
     } else {
-        (Some("ContainersNotReady".to_string()), Some(format!("containers with unready status: {}", names(&unready))))
+        (
+            Some("ContainersNotReady".to_string()),
+            Some(format!(
+                "containers with unready status: {}",
+                names(&unready)
+            )),
+        )
     };
     let containers_ready = unready.is_empty() && !completed;
     let conditions = vec![
-        condition("PodReadyToStartContainers", networked, None, None, prev, &now),
+        condition(
+            "PodReadyToStartContainers",
+            networked,
+            None,
+            None,
+            prev,
+            &now,
+        ),
         if initialized {
             condition(
                 "Initialized",
                 true,
-                completed.then(|| "PodCompleted".to_string()).filter(|_| !spec_init(pod).is_empty()),
+                completed
+                    .then(|| "PodCompleted".to_string())
+                    .filter(|_| !spec_init(pod).is_empty()),
                 None,
                 prev,
                 &now,
@@ -417,13 +506,30 @@ pub fn generate_pod_status(pod: &Pod, rt: &PodRuntimeStatus, inp: &StatusInputs<
                 "Initialized",
                 false,
                 Some("ContainersNotInitialized".into()),
-                Some(format!("containers with incomplete status: {}", names(&pending_init))),
+                Some(format!(
+                    "containers with incomplete status: {}",
+                    names(&pending_init)
+                )),
                 prev,
                 &now,
             )
         },
-        condition("Ready", containers_ready, ready_reason.clone(), ready_message.clone(), prev, &now),
-        condition("ContainersReady", containers_ready, ready_reason, ready_message, prev, &now),
+        condition(
+            "Ready",
+            containers_ready,
+            ready_reason.clone(),
+            ready_message.clone(),
+            prev,
+            &now,
+        ),
+        condition(
+            "ContainersReady",
+            containers_ready,
+            ready_reason,
+            ready_message,
+            prev,
+            &now,
+        ),
         condition("PodScheduled", true, None, None, prev, &now),
     ];
     let start_time = prev
@@ -435,7 +541,13 @@ pub fn generate_pod_status(pod: &Pod, rt: &PodRuntimeStatus, inp: &StatusInputs<
         phase: Some(phase),
         conditions: Some(conditions),
         host_ip: inp.host_ips.first().cloned(),
-        host_ips: Some(inp.host_ips.iter().map(|ip| HostIP { ip: ip.clone() }).collect()).filter(|v: &Vec<HostIP>| !v.is_empty()),
+        host_ips: Some(
+            inp.host_ips
+                .iter()
+                .map(|ip| HostIP { ip: ip.clone() })
+                .collect(),
+        )
+        .filter(|v: &Vec<HostIP>| !v.is_empty()),
         pod_ip: pod_ips.first().cloned(),
         pod_ips: Some(pod_ips_out).filter(|v| !v.is_empty()),
         start_time,
@@ -467,12 +579,21 @@ mod tests {
     use serde_json::json;
 
     fn pod(spec: serde_json::Value) -> Pod {
-        serde_json::from_value(json!({"metadata": {"name": "p", "namespace": "d", "uid": "u"}, "spec": spec})).unwrap()
+        serde_json::from_value(
+            json!({"metadata": {"name": "p", "namespace": "d", "uid": "u"}, "spec": spec}),
+        )
+        .unwrap()
     }
 
     const SEC: i64 = 1_000_000_000;
 
-    fn cs(name: &str, state: cri::ContainerState, exit: i32, created: i64, restarts: i32) -> cri::ContainerStatus {
+    fn cs(
+        name: &str,
+        state: cri::ContainerState,
+        exit: i32,
+        created: i64,
+        restarts: i32,
+    ) -> cri::ContainerStatus {
         cri::ContainerStatus {
             id: format!("{name}{created}"),
             metadata: Some(cri::ContainerMetadata {
@@ -482,7 +603,11 @@ mod tests {
             state: state as i32,
             created_at: created * SEC,
             started_at: (created + 1) * SEC,
-            finished_at: if state == cri::ContainerState::ContainerExited { (created + 2) * SEC } else { 0 },
+            finished_at: if state == cri::ContainerState::ContainerExited {
+                (created + 2) * SEC
+            } else {
+                0
+            },
             exit_code: exit,
             reason: match (state, exit) {
                 (cri::ContainerState::ContainerExited, 0) => "Completed".into(),
@@ -490,7 +615,11 @@ mod tests {
                 _ => String::new(),
             },
             image_ref: "sha256:abc".into(),
-            annotations: [(labels::CONTAINER_RESTART_COUNT_ANNOTATION.to_string(), restarts.to_string())].into(),
+            annotations: [(
+                labels::CONTAINER_RESTART_COUNT_ANNOTATION.to_string(),
+                restarts.to_string(),
+            )]
+            .into(),
             ..Default::default()
         }
     }
@@ -517,7 +646,10 @@ mod tests {
         }
     }
 
-    fn inputs<'a>(failures: Option<&'a HashMap<String, StartFailure>>, previous: Option<&'a PodStatus>) -> StatusInputs<'a> {
+    fn inputs<'a>(
+        failures: Option<&'a HashMap<String, StartFailure>>,
+        previous: Option<&'a PodStatus>,
+    ) -> StatusInputs<'a> {
         StatusInputs {
             failures,
             host_ips: &[],
@@ -529,21 +661,52 @@ mod tests {
     }
 
     fn cond<'a>(s: &'a PodStatus, t: &str) -> &'a PodCondition {
-        s.conditions.as_ref().unwrap().iter().find(|c| c.type_ == t).unwrap()
+        s.conditions
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|c| c.type_ == t)
+            .unwrap()
     }
 
-    use cri::ContainerState::{ContainerCreated as Created, ContainerExited as Exited, ContainerRunning as Running};
+    use cri::ContainerState::{
+        ContainerCreated as Created, ContainerExited as Exited, ContainerRunning as Running,
+    };
 
     #[test]
     fn running_pod_is_ready_with_ip_and_conditions_in_kubelet_order() {
         let p = pod(json!({"containers": [{"name": "a", "image": "img"}]}));
-        let s = generate_pod_status(&p, &rt(true, vec![cs("a", Running, 0, 10, 0)]), &inputs(None, None));
+        let s = generate_pod_status(
+            &p,
+            &rt(true, vec![cs("a", Running, 0, 10, 0)]),
+            &inputs(None, None),
+        );
         assert_eq!(s.phase.as_deref(), Some("Running"));
         assert_eq!(s.pod_ip.as_deref(), Some("10.88.0.7"));
         assert_eq!(s.qos_class.as_deref(), Some("BestEffort"));
-        let types: Vec<&str> = s.conditions.as_ref().unwrap().iter().map(|c| c.type_.as_str()).collect();
-        assert_eq!(types, ["PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled"]);
-        assert!(s.conditions.as_ref().unwrap().iter().all(|c| c.status == "True"));
+        let types: Vec<&str> = s
+            .conditions
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|c| c.type_.as_str())
+            .collect();
+        assert_eq!(
+            types,
+            [
+                "PodReadyToStartContainers",
+                "Initialized",
+                "Ready",
+                "ContainersReady",
+                "PodScheduled"
+            ]
+        );
+        assert!(s
+            .conditions
+            .as_ref()
+            .unwrap()
+            .iter()
+            .all(|c| c.status == "True"));
         let c = &s.container_statuses.as_ref().unwrap()[0];
         assert!(c.ready);
         assert_eq!(c.started, Some(true));
@@ -562,7 +725,10 @@ mod tests {
                 message: "back-off 10s restarting failed container=a pod=p_d(u)".into(),
             },
         )]);
-        let r = rt(true, vec![cs("a", Exited, 1, 10, 0), cs("a", Exited, 1, 20, 1)]);
+        let r = rt(
+            true,
+            vec![cs("a", Exited, 1, 10, 0), cs("a", Exited, 1, 20, 1)],
+        );
         let s = generate_pod_status(&p, &r, &inputs(Some(&failures), None));
         let c = &s.container_statuses.as_ref().unwrap()[0];
         let w = c.state.as_ref().unwrap().waiting.as_ref().unwrap();
@@ -574,8 +740,14 @@ mod tests {
         assert!(!c.ready);
         // Restarting containers keep the pod Running under Always.
         assert_eq!(s.phase.as_deref(), Some("Running"));
-        assert_eq!(cond(&s, "Ready").reason.as_deref(), Some("ContainersNotReady"));
-        assert_eq!(cond(&s, "Ready").message.as_deref(), Some("containers with unready status: [a]"));
+        assert_eq!(
+            cond(&s, "Ready").reason.as_deref(),
+            Some("ContainersNotReady")
+        );
+        assert_eq!(
+            cond(&s, "Ready").message.as_deref(),
+            Some("containers with unready status: [a]")
+        );
     }
 
     #[test]
@@ -586,8 +758,16 @@ mod tests {
             ("OnFailure", vec![0, 0], "Succeeded"),
             ("Always", vec![0, 0], "Running"),
         ] {
-            let p = pod(json!({"restartPolicy": policy, "containers": [{"name": "a", "image": "i"}, {"name": "b", "image": "i"}]}));
-            let r = rt(false, vec![cs("a", Exited, exits[0], 10, 0), cs("b", Exited, exits[1], 11, 0)]);
+            let p = pod(
+                json!({"restartPolicy": policy, "containers": [{"name": "a", "image": "i"}, {"name": "b", "image": "i"}]}),
+            );
+            let r = rt(
+                false,
+                vec![
+                    cs("a", Exited, exits[0], 10, 0),
+                    cs("b", Exited, exits[1], 11, 0),
+                ],
+            );
             let s = generate_pod_status(&p, &r, &inputs(None, None));
             assert_eq!(s.phase.as_deref(), Some(want), "{policy} {exits:?}");
         }
@@ -595,11 +775,21 @@ mod tests {
         let p = pod(json!({"containers": [{"name": "a", "image": "i"}]}));
         let s = generate_pod_status(&p, &PodRuntimeStatus::default(), &inputs(None, None));
         assert_eq!(s.phase.as_deref(), Some("Pending"));
-        let w = s.container_statuses.as_ref().unwrap()[0].state.as_ref().unwrap().waiting.clone().unwrap();
+        let w = s.container_statuses.as_ref().unwrap()[0]
+            .state
+            .as_ref()
+            .unwrap()
+            .waiting
+            .clone()
+            .unwrap();
         assert_eq!(w.reason.as_deref(), Some("ContainerCreating"));
         assert_eq!(cond(&s, "PodReadyToStartContainers").status, "False");
         // Created but not started: waiting.
-        let s = generate_pod_status(&p, &rt(true, vec![cs("a", Created, 0, 10, 0)]), &inputs(None, None));
+        let s = generate_pod_status(
+            &p,
+            &rt(true, vec![cs("a", Created, 0, 10, 0)]),
+            &inputs(None, None),
+        );
         assert_eq!(s.phase.as_deref(), Some("Pending"));
     }
 
@@ -609,24 +799,52 @@ mod tests {
             "initContainers": [{"name": "i1", "image": "i"}, {"name": "i2", "image": "i"}],
             "containers": [{"name": "a", "image": "i"}]
         }));
-        let s = generate_pod_status(&p, &rt(true, vec![cs("i1", Running, 0, 10, 0)]), &inputs(None, None));
+        let s = generate_pod_status(
+            &p,
+            &rt(true, vec![cs("i1", Running, 0, 10, 0)]),
+            &inputs(None, None),
+        );
         assert_eq!(s.phase.as_deref(), Some("Pending"));
         let init = cond(&s, "Initialized");
         assert_eq!(init.status, "False");
         assert_eq!(init.reason.as_deref(), Some("ContainersNotInitialized"));
-        assert_eq!(init.message.as_deref(), Some("containers with incomplete status: [i1 i2]"));
+        assert_eq!(
+            init.message.as_deref(),
+            Some("containers with incomplete status: [i1 i2]")
+        );
         let app = &s.container_statuses.as_ref().unwrap()[0];
-        assert_eq!(app.state.as_ref().unwrap().waiting.as_ref().unwrap().reason.as_deref(), Some("PodInitializing"));
+        assert_eq!(
+            app.state
+                .as_ref()
+                .unwrap()
+                .waiting
+                .as_ref()
+                .unwrap()
+                .reason
+                .as_deref(),
+            Some("PodInitializing")
+        );
         // A failed init container under Never fails the pod.
         let never = pod(json!({
             "restartPolicy": "Never",
             "initContainers": [{"name": "i1", "image": "i"}],
             "containers": [{"name": "a", "image": "i"}]
         }));
-        let s = generate_pod_status(&never, &rt(true, vec![cs("i1", Exited, 1, 10, 0)]), &inputs(None, None));
+        let s = generate_pod_status(
+            &never,
+            &rt(true, vec![cs("i1", Exited, 1, 10, 0)]),
+            &inputs(None, None),
+        );
         assert_eq!(s.phase.as_deref(), Some("Failed"));
         // Done: initialized.
-        let r = rt(true, vec![cs("i1", Exited, 0, 10, 0), cs("i2", Exited, 0, 12, 0), cs("a", Running, 0, 14, 0)]);
+        let r = rt(
+            true,
+            vec![
+                cs("i1", Exited, 0, 10, 0),
+                cs("i2", Exited, 0, 12, 0),
+                cs("a", Running, 0, 14, 0),
+            ],
+        );
         let s = generate_pod_status(&p, &r, &inputs(None, None));
         assert_eq!(cond(&s, "Initialized").status, "True");
         assert_eq!(s.phase.as_deref(), Some("Running"));
@@ -636,14 +854,24 @@ mod tests {
     #[test]
     fn transition_times_move_only_on_change() {
         let p = pod(json!({"containers": [{"name": "a", "image": "i"}]}));
-        let first = generate_pod_status(&p, &rt(true, vec![cs("a", Running, 0, 10, 0)]), &inputs(None, None));
+        let first = generate_pod_status(
+            &p,
+            &rt(true, vec![cs("a", Running, 0, 10, 0)]),
+            &inputs(None, None),
+        );
         let mut later = inputs(None, Some(&first));
         later.now = Some(Timestamp::from_second(1_700_000_100).unwrap());
         let same = generate_pod_status(&p, &rt(true, vec![cs("a", Running, 0, 10, 0)]), &later);
-        assert_eq!(cond(&same, "Ready").last_transition_time, cond(&first, "Ready").last_transition_time);
+        assert_eq!(
+            cond(&same, "Ready").last_transition_time,
+            cond(&first, "Ready").last_transition_time
+        );
         let changed = generate_pod_status(&p, &rt(true, vec![cs("a", Exited, 1, 10, 0)]), &later);
         assert_eq!(cond(&changed, "Ready").status, "False");
-        assert_ne!(cond(&changed, "Ready").last_transition_time, cond(&first, "Ready").last_transition_time);
+        assert_ne!(
+            cond(&changed, "Ready").last_transition_time,
+            cond(&first, "Ready").last_transition_time
+        );
         assert_eq!(changed.start_time, first.start_time);
     }
 
@@ -653,7 +881,13 @@ mod tests {
         let mut c = cs("a", Exited, 137, 10, 0);
         c.reason = "OOMKilled".into();
         let s = generate_pod_status(&p, &rt(false, vec![c]), &inputs(None, None));
-        let t = s.container_statuses.as_ref().unwrap()[0].state.as_ref().unwrap().terminated.clone().unwrap();
+        let t = s.container_statuses.as_ref().unwrap()[0]
+            .state
+            .as_ref()
+            .unwrap()
+            .terminated
+            .clone()
+            .unwrap();
         assert_eq!(t.reason.as_deref(), Some("OOMKilled"));
         assert_eq!(t.exit_code, 137);
         assert_eq!(s.phase.as_deref(), Some("Failed"));

@@ -118,7 +118,9 @@ mod tests {
     #[test]
     fn terminal_phase_is_sticky() {
         let m = StatusManager::new();
-        let pod: Pod = serde_json::from_value(serde_json::json!({"metadata": {"name": "p", "uid": "u"}})).unwrap();
+        let pod: Pod =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": "p", "uid": "u"}}))
+                .unwrap();
         m.set_pod("u", Arc::new(pod));
         m.set_status(
             "u",
@@ -138,7 +140,10 @@ mod tests {
         let s = m.status("u").unwrap();
         assert_eq!(s.phase.as_deref(), Some("Failed"));
         assert_eq!(s.reason.as_deref(), Some("Evicted"));
-        assert_eq!(m.pods()[0].status.as_ref().unwrap().phase.as_deref(), Some("Failed"));
+        assert_eq!(
+            m.pods()[0].status.as_ref().unwrap().phase.as_deref(),
+            Some("Failed")
+        );
         m.remove("u");
         assert!(m.pods().is_empty());
     }

@@ -40,20 +40,34 @@ fn unsafe_geteuid() -> u32 {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A plain HTTP/1.1 GET on 127.0.0.1; returns (status, body).
 pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf)?;
     let text = String::from_utf8_lossy(&buf).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         dechunk(body)
     } else {
         body.to_string()
@@ -77,7 +91,11 @@ fn dechunk(mut s: &str) -> String {
 pub fn unique(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
-    format!("{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// A running kubelet-rs process for one test.
@@ -101,7 +119,10 @@ impl Agent {
     }
 
     pub fn start_with(test: &str, extra: &[&str]) -> Agent {
-        let dir = tempfile::Builder::new().prefix("kubelet-rs-test-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("kubelet-rs-test-")
+            .tempdir()
+            .unwrap();
         let node = unique(test).to_lowercase().replace('_', "-");
         let manifests = dir.path().join("manifests");
         std::fs::create_dir_all(&manifests).unwrap();
@@ -123,7 +144,11 @@ impl Agent {
 
     /// (Re)starts the process with the same node, paths and ports.
     pub fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_kubelet-rs"))
             .args([
                 "--hostname-override",
@@ -168,7 +193,11 @@ impl Agent {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
                 panic!("kubelet-rs exited with {status}:\n{}", self.log_tail());
             }
-            assert!(Instant::now() < deadline, "kubelet-rs did not become healthy:\n{}", self.log_tail());
+            assert!(
+                Instant::now() < deadline,
+                "kubelet-rs did not become healthy:\n{}",
+                self.log_tail()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -235,7 +264,12 @@ impl Agent {
     }
 
     /// Polls until `check` returns Some, or panics with the agent's log after `timeout`.
-    pub fn wait<T>(&self, what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    pub fn wait<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut check: impl FnMut() -> Option<T>,
+    ) -> T {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(v) = check() {
@@ -262,13 +296,18 @@ impl Agent {
     pub fn wait_running(&self, name: &str, timeout: Duration) -> Value {
         self.wait(&format!("pod {name} running"), timeout, || {
             let p = self.pod(name)?;
-            let all = p["status"]["containerStatuses"].as_array()?.iter().all(|c| c["state"]["running"].is_object());
+            let all = p["status"]["containerStatuses"]
+                .as_array()?
+                .iter()
+                .all(|c| c["state"]["running"].is_object());
             (p["status"]["phase"] == "Running" && all).then_some(p)
         })
     }
 
     pub fn cgroup_dir(&self, controller: &str) -> PathBuf {
-        Path::new("/sys/fs/cgroup").join(controller).join(self.cgroup_root.trim_start_matches('/'))
+        Path::new("/sys/fs/cgroup")
+            .join(controller)
+            .join(self.cgroup_root.trim_start_matches('/'))
     }
 }
 
@@ -281,10 +320,16 @@ impl Drop for Agent {
 
 /// Removes everything of a node's from the runtime, the cgroup tree and /var/log/pods.
 pub fn cleanup_node(node: &str, cgroup_root: &str) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
-        let Ok(mut c) = cri_client().await else { return };
-        let filter = std::collections::HashMap::from([("kubelet-rs.io/node".to_string(), node.to_string())]);
+        let Ok(mut c) = cri_client().await else {
+            return;
+        };
+        let filter =
+            std::collections::HashMap::from([("kubelet-rs.io/node".to_string(), node.to_string())]);
         if let Ok(r) = c
             .list_pod_sandbox(cri::ListPodSandboxRequest {
                 filter: Some(cri::PodSandboxFilter {
@@ -295,16 +340,31 @@ pub fn cleanup_node(node: &str, cgroup_root: &str) {
             .await
         {
             for sb in r.into_inner().items {
-                let _ = c.stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: sb.id.clone() }).await;
-                let _ = c.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: sb.id.clone() }).await;
-                let ns = sb.metadata.as_ref().map(|m| (m.namespace.clone(), m.name.clone(), m.uid.clone()));
+                let _ = c
+                    .stop_pod_sandbox(cri::StopPodSandboxRequest {
+                        pod_sandbox_id: sb.id.clone(),
+                    })
+                    .await;
+                let _ = c
+                    .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+                        pod_sandbox_id: sb.id.clone(),
+                    })
+                    .await;
+                let ns = sb
+                    .metadata
+                    .as_ref()
+                    .map(|m| (m.namespace.clone(), m.name.clone(), m.uid.clone()));
                 if let Some((ns, name, uid)) = ns {
                     let _ = std::fs::remove_dir_all(format!("/var/log/pods/{ns}_{name}_{uid}"));
                 }
             }
         }
     });
-    for ctl in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+    for ctl in std::fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let dir = ctl.path().join(cgroup_root.trim_start_matches('/'));
         remove_cgroup_tree(&dir);
     }
@@ -333,7 +393,10 @@ pub async fn cri_client() -> Result<proto::cri::RuntimeClient, proto::cri::Conne
 
 /// Every container of a pod, by UID, as CRI reports it.
 pub fn cri_containers(uid: &str) -> Vec<cri::Container> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let mut c = cri_client().await.unwrap();
         c.list_containers(cri::ListContainersRequest {
@@ -351,7 +414,10 @@ pub fn cri_containers(uid: &str) -> Vec<cri::Container> {
 
 /// Every sandbox of a pod, by UID.
 pub fn cri_sandboxes(uid: &str) -> Vec<cri::PodSandbox> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let mut c = cri_client().await.unwrap();
         c.list_pod_sandbox(cri::ListPodSandboxRequest {
