@@ -28,6 +28,8 @@ use crate::sources::{file::spawn_file_source, FILE_SOURCE};
 pub const CGROUP_MOUNT: &str = "/sys/fs/cgroup";
 /// The PLEG relist period.
 pub const RELIST_PERIOD: Duration = Duration::from_secs(1);
+/// The containerd root: the image filesystem.
+pub const IMAGE_FS_PATH: &str = "/var/lib/kubelet-rs/containerd";
 /// The housekeeping period (the kubelet's 2 s).
 pub const HOUSEKEEPING_PERIOD: Duration = Duration::from_secs(2);
 
@@ -37,8 +39,8 @@ pub struct Agent {
     pub healthz_addr: Option<SocketAddr>,
     pub read_only_addr: Option<SocketAddr>,
     pub cadvisor_addr: Option<SocketAddr>,
-    /// The monitoring core, when the cAdvisor port is on.
-    pub monitor: Option<Arc<collectors::Monitor>>,
+    /// The monitoring core.
+    pub monitor: Arc<collectors::Monitor>,
     monitor_handle: Option<collectors::monitor::MonitorHandle>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -162,6 +164,22 @@ pub async fn start_with(settings: &KubeletSettings, host: &HostPaths) -> anyhow:
     } else {
         tracing::warn!("no pod source configured (--pod-manifest-path): the node runs no pods");
     }
+    // The monitoring core runs whatever the ports: eviction and the stats endpoints read it.
+    let monitor_config = collectors::MonitorConfig {
+        cgroup_root: host.cgroup_mount.clone(),
+        proc_root: host.proc_root.clone(),
+        housekeeping_interval: settings.housekeeping_interval,
+        fs_paths: vec![
+            (collectors::model::fs_role::ROOT, settings.root_dir.clone()),
+            (collectors::model::fs_role::IMAGE, PathBuf::from(IMAGE_FS_PATH)),
+            (collectors::model::fs_role::LOG, settings.pod_logs_dir.clone()),
+        ],
+        ..Default::default()
+    };
+    let monitor = tokio::task::spawn_blocking(move || collectors::Monitor::new(monitor_config))
+        .await?
+        .context("cannot start the monitoring core")?;
+    let monitor_handle = monitor.start().context("cannot start the monitoring core")?;
     let names = Arc::new(RuntimeNames::new("containerd"));
     let (pleg_tx, pleg_rx) = mpsc::channel(4096);
     tasks.push(tokio::spawn(
@@ -189,8 +207,11 @@ pub async fn start_with(settings: &KubeletSettings, host: &HostPaths) -> anyhow:
     let read_only_addr = if settings.read_only_port != 0 {
         let addr = SocketAddr::new(settings.address, settings.read_only_port);
         let state = server::ApiState {
+            kubelet: kl.clone(),
             status: kl.status.clone(),
             metrics: metrics.clone(),
+            monitor: monitor.clone(),
+            names: names.clone(),
         };
         Some(
             bind(
@@ -203,36 +224,12 @@ pub async fn start_with(settings: &KubeletSettings, host: &HostPaths) -> anyhow:
     } else {
         None
     };
-    let (monitor, monitor_handle, cadvisor_addr) = if settings.cadvisor_port != 0 {
-        let config = collectors::MonitorConfig {
-            cgroup_root: host.cgroup_mount.clone(),
-            proc_root: host.proc_root.clone(),
-            housekeeping_interval: settings.housekeeping_interval,
-            fs_paths: vec![
-                (collectors::model::fs_role::ROOT, settings.root_dir.clone()),
-                (
-                    collectors::model::fs_role::IMAGE,
-                    PathBuf::from("/var/lib/kubelet-rs/containerd"),
-                ),
-                (
-                    collectors::model::fs_role::LOG,
-                    settings.pod_logs_dir.clone(),
-                ),
-            ],
-            ..Default::default()
-        };
-        let monitor = tokio::task::spawn_blocking(move || collectors::Monitor::new(config))
-            .await?
-            .context("cannot start the monitoring core")?;
-        let handle = monitor
-            .start()
-            .context("cannot start the monitoring core")?;
+    let cadvisor_addr = if settings.cadvisor_port != 0 {
         let state = CadvisorState::new(monitor.clone()).with_namer(names.clone());
         let addr = SocketAddr::new(settings.cadvisor_bind_address, settings.cadvisor_port);
-        let bound = bind(addr, cadvisor_router(state), &mut tasks).await?;
-        (Some(monitor), Some(handle), Some(bound))
+        Some(bind(addr, cadvisor_router(state), &mut tasks).await?)
     } else {
-        (None, None, None)
+        None
     };
     tasks.push(tokio::spawn(run_sync_loop(
         kl.clone(),
@@ -249,7 +246,7 @@ pub async fn start_with(settings: &KubeletSettings, host: &HostPaths) -> anyhow:
         read_only_addr,
         cadvisor_addr,
         monitor,
-        monitor_handle,
+        monitor_handle: Some(monitor_handle),
         tasks,
     })
 }

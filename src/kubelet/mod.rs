@@ -72,6 +72,17 @@ pub struct Kubelet {
     pub crash_backoff: Mutex<Backoff>,
     /// Runtime name for container IDs (`containerd://...`).
     pub runtime_name: Mutex<String>,
+    /// Requests from managers (eviction, prober) to the sync loop.
+    commands: mpsc::UnboundedSender<Command>,
+    command_rx: Mutex<Option<mpsc::UnboundedReceiver<Command>>>,
+    grace_overrides: Mutex<HashMap<String, i64>>,
+}
+
+/// A request to the sync loop from outside it.
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// Sync this pod now.
+    SyncPod(String),
 }
 
 impl Kubelet {
@@ -84,6 +95,7 @@ impl Kubelet {
         health: Health,
         objects: Arc<dyn ObjectSource>,
     ) -> Arc<Self> {
+        let (commands, command_rx) = mpsc::unbounded_channel();
         Arc::new(Self {
             opts,
             runtime,
@@ -96,7 +108,43 @@ impl Kubelet {
             probes: Arc::new(Mutex::new(ProbeVerdicts::default())),
             crash_backoff: Mutex::new(Backoff::crash_loop()),
             runtime_name: Mutex::new("containerd".into()),
+            commands,
+            command_rx: Mutex::new(Some(command_rx)),
+            grace_overrides: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Asks the sync loop to sync a pod now (after a probe result, say).
+    pub fn request_sync(&self, uid: &str) {
+        let _ = self.commands.send(Command::SyncPod(uid.to_string()));
+    }
+
+    /// Fails a pod for good (the eviction manager's `KillPodFunc`): its phase becomes `Failed`
+    /// with `reason` and `message`, and its worker stops every container, honouring
+    /// `grace_override` (seconds) when given. Returns false if the pod is unknown.
+    pub fn evict_pod(&self, uid: &str, reason: &str, message: &str, grace_override: Option<i64>) -> bool {
+        let Some(mut status) = self.status.status(uid).or_else(|| self.status.pod(uid).map(|_| PodStatus::default())) else {
+            return false;
+        };
+        status.phase = Some("Failed".into());
+        status.reason = Some(reason.to_string());
+        status.message = Some(message.to_string());
+        if let Some(g) = grace_override {
+            self.grace_overrides.lock().insert(uid.to_string(), g);
+        }
+        self.status.set_status(uid, status);
+        self.request_sync(uid);
+        true
+    }
+
+    /// A grace period set by [`Kubelet::evict_pod`], if any.
+    pub fn grace_override(&self, uid: &str) -> Option<i64> {
+        self.grace_overrides.lock().get(uid).copied()
+    }
+
+    /// The pods the node is running (desired, not terminating), with their current status.
+    pub fn active_pods(&self) -> Vec<Pod> {
+        self.status.pods()
     }
 
     pub fn pods_root(&self) -> PathBuf {
@@ -160,6 +208,7 @@ pub async fn run_sync_loop(kl: Arc<Kubelet>, mut inputs: SyncLoopInputs) {
     // Pods re-added while their previous incarnation was still terminating.
     let mut readd: HashMap<String, Arc<Pod>> = HashMap::new();
     let mut orphans: HashMap<String, JoinHandle<()>> = HashMap::new();
+    let mut commands = kl.command_rx.lock().take().expect("the sync loop runs once per Kubelet");
     let mut housekeeping = tokio::time::interval(kl.opts.housekeeping_period);
     housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -174,6 +223,9 @@ pub async fn run_sync_loop(kl: Arc<Kubelet>, mut inputs: SyncLoopInputs) {
             Some(ev) = inputs.pleg.recv() => {
                 workers.send(&ev.pod_uid, WorkKind::Sync);
             }
+            Some(cmd) = commands.recv() => match cmd {
+                Command::SyncPod(uid) => workers.send(&uid, WorkKind::Sync),
+            },
             Some(uid) = done_rx.recv() => {
                 workers.finished(&uid);
                 kl.status.remove(&uid);

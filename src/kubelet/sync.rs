@@ -101,6 +101,11 @@ fn instant_of(unix_nanos: i64) -> Instant {
 }
 
 fn termination_grace(pod: &Pod) -> i64 {
+    termination_grace_of(pod)
+}
+
+/// A pod's grace period: the deletion grace period if set, else the spec's, at least 2 s.
+pub fn termination_grace_of(pod: &Pod) -> i64 {
     pod.metadata
         .deletion_grace_period_seconds
         .or_else(|| {

@@ -96,11 +96,15 @@ pub fn healthz_router(health: Health) -> Router {
         .with_state(HealthState { health })
 }
 
-/// The state behind the read-only API.
+/// The state behind the read-only API (and later the authenticated 10250 API).
 #[derive(Clone)]
 pub struct ApiState {
+    pub kubelet: Arc<crate::kubelet::Kubelet>,
     pub status: StatusManager,
     pub metrics: Metrics,
+    pub monitor: Arc<collectors::Monitor>,
+    /// Container identities for cgroups (pod, namespace, container, image).
+    pub names: Arc<crate::cadvisor::names::RuntimeNames>,
 }
 
 /// One item of a `PodList`: the pod without its own kind/apiVersion, in the API's field order.

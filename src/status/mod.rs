@@ -78,6 +78,11 @@ impl StatusManager {
         self.bump();
     }
 
+    /// The desired pod, if known.
+    pub fn pod(&self, uid: &str) -> Option<Arc<Pod>> {
+        self.pods.read().get(uid).map(|e| e.pod.clone())
+    }
+
     pub fn status(&self, uid: &str) -> Option<PodStatus> {
         self.pods.read().get(uid).and_then(|e| e.status.clone())
     }
