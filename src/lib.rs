@@ -13,7 +13,6 @@ pub mod backoff;
 pub mod cadvisor;
 pub mod cm;
 pub mod config;
-pub mod fakeruntime;
 pub mod fieldpath;
 pub mod health;
 pub mod images;

@@ -350,7 +350,12 @@ fn container_spec_change_restarts_only_that_container_and_sandbox_change_recreat
     agent.write_manifest("spec.yaml", &uid_manifest(&uid, port, "exec sleep 3600"));
     let pod = agent.wait_running("spec", START);
     assert_eq!(pod["metadata"]["uid"], uid.as_str());
-    let id_of = |p: &Value, n: &str| status_of(p, n)["containerID"].as_str().unwrap_or("").to_string();
+    let id_of = |p: &Value, n: &str| {
+        status_of(p, n)["containerID"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
     let (first, second) = (id_of(&pod, "first"), id_of(&pod, "second"));
     let sandbox = cri_sandboxes(&uid)[0].id.clone();
 
@@ -360,10 +365,17 @@ fn container_spec_change_restarts_only_that_container_and_sandbox_change_recreat
         let new = id_of(&p, "second");
         (new != second && status_of(&p, "second")["state"]["running"].is_object()).then_some(p)
     });
-    assert_eq!(id_of(&pod, "first"), first, "the unchanged container was restarted");
+    assert_eq!(
+        id_of(&pod, "first"),
+        first,
+        "the unchanged container was restarted"
+    );
     let sandboxes = cri_sandboxes(&uid);
     assert_eq!(sandboxes.len(), 1);
-    assert_eq!(sandboxes[0].id, sandbox, "a container change must not recreate the sandbox");
+    assert_eq!(
+        sandboxes[0].id, sandbox,
+        "a container change must not recreate the sandbox"
+    );
 
     // A host port lives in the sandbox: changing it recreates the pod.
     let port2 = free_port();
@@ -374,8 +386,11 @@ fn container_spec_change_restarts_only_that_container_and_sandbox_change_recreat
             .into_iter()
             .filter(|s| s.state == proto::cri::PodSandboxState::SandboxReady as i32)
             .collect::<Vec<_>>();
-        let all_running = ["first", "second"].iter().all(|n| status_of(&p, n)["state"]["running"].is_object());
-        (ready.len() == 1 && ready[0].id != sandbox && all_running && id_of(&p, "first") != first).then_some(())
+        let all_running = ["first", "second"]
+            .iter()
+            .all(|n| status_of(&p, n)["state"]["running"].is_object());
+        (ready.len() == 1 && ready[0].id != sandbox && all_running && id_of(&p, "first") != first)
+            .then_some(())
     });
 }
 
@@ -393,15 +408,24 @@ fn a_command_that_cannot_run_is_reported() {
         let p = agent.pod("bad")?;
         let c = status_of(&p, "c");
         let term = &c["state"]["terminated"];
-        (term["reason"] == "StartError" || c["state"]["waiting"]["reason"] == "RunContainerError").then_some(p)
+        (term["reason"] == "StartError" || c["state"]["waiting"]["reason"] == "RunContainerError")
+            .then_some(p)
     });
     let c = status_of(&pod, "c");
     let text = c.to_string();
-    assert!(text.contains("/no/such/binary"), "the error should name the command: {text}");
+    assert!(
+        text.contains("/no/such/binary"),
+        "the error should name the command: {text}"
+    );
     let failed = agent.wait("pod Failed", START, || {
-        agent.pod("bad").filter(|p| p["status"]["phase"] == "Failed")
+        agent
+            .pod("bad")
+            .filter(|p| p["status"]["phase"] == "Failed")
     });
-    assert_eq!(status_of(&failed, "c")["state"]["terminated"]["exitCode"], 128);
+    assert_eq!(
+        status_of(&failed, "c")["state"]["terminated"]["exitCode"],
+        128
+    );
 }
 
 #[test]
@@ -416,8 +440,14 @@ fn missing_image_shows_err_image_pull_then_back_off() {
         let p = agent.pod("nopull")?;
         (status_of(&p, "c")["state"]["waiting"]["reason"] == "ErrImagePull").then_some(p)
     });
-    let msg = status_of(&first, "c")["state"]["waiting"]["message"].as_str().unwrap().to_string();
-    assert!(msg.contains("127.0.0.1:5000/kubelet-rs/does-not-exist:1"), "{msg}");
+    let msg = status_of(&first, "c")["state"]["waiting"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        msg.contains("127.0.0.1:5000/kubelet-rs/does-not-exist:1"),
+        "{msg}"
+    );
     let back = agent.wait("ImagePullBackOff", Duration::from_secs(90), || {
         let p = agent.pod("nopull")?;
         (status_of(&p, "c")["state"]["waiting"]["reason"] == "ImagePullBackOff").then_some(p)
@@ -437,17 +467,34 @@ fn sidecar_starts_before_the_next_init_container_and_keeps_running() {
     let agent = Agent::start("sidecar");
     let init = format!(
         "  initContainers:\n{}{}",
-        container("side", "trap 'exit 0' TERM; while true; do sleep 1; done", "    restartPolicy: Always\n"),
+        container(
+            "side",
+            "trap 'exit 0' TERM; while true; do sleep 1; done",
+            "    restartPolicy: Always\n"
+        ),
         container("setup", "sleep 1", "")
     );
-    agent.write_manifest("sc.yaml", &manifest("sc", "Always", &init, &container("app", "exec sleep 3600", "")));
+    agent.write_manifest(
+        "sc.yaml",
+        &manifest(
+            "sc",
+            "Always",
+            &init,
+            &container("app", "exec sleep 3600", ""),
+        ),
+    );
     let pod = agent.wait_running("sc", START);
     let inits = pod["status"]["initContainerStatuses"].as_array().unwrap();
     let side = inits.iter().find(|c| c["name"] == "side").unwrap();
     let setup = inits.iter().find(|c| c["name"] == "setup").unwrap();
-    assert!(side["state"]["running"].is_object(), "sidecar keeps running: {side}");
+    assert!(
+        side["state"]["running"].is_object(),
+        "sidecar keeps running: {side}"
+    );
     assert_eq!(setup["state"]["terminated"]["exitCode"], 0);
     let t = |v: &Value| v.as_str().unwrap().to_string();
-    assert!(t(&side["state"]["running"]["startedAt"]) <= t(&setup["state"]["terminated"]["startedAt"]));
+    assert!(
+        t(&side["state"]["running"]["startedAt"]) <= t(&setup["state"]["terminated"]["startedAt"])
+    );
     assert_eq!(pod["status"]["phase"], "Running");
 }
