@@ -171,15 +171,23 @@ pub async fn start_with(settings: &KubeletSettings, host: &HostPaths) -> anyhow:
         housekeeping_interval: settings.housekeeping_interval,
         fs_paths: vec![
             (collectors::model::fs_role::ROOT, settings.root_dir.clone()),
-            (collectors::model::fs_role::IMAGE, PathBuf::from(IMAGE_FS_PATH)),
-            (collectors::model::fs_role::LOG, settings.pod_logs_dir.clone()),
+            (
+                collectors::model::fs_role::IMAGE,
+                PathBuf::from(IMAGE_FS_PATH),
+            ),
+            (
+                collectors::model::fs_role::LOG,
+                settings.pod_logs_dir.clone(),
+            ),
         ],
         ..Default::default()
     };
     let monitor = tokio::task::spawn_blocking(move || collectors::Monitor::new(monitor_config))
         .await?
         .context("cannot start the monitoring core")?;
-    let monitor_handle = monitor.start().context("cannot start the monitoring core")?;
+    let monitor_handle = monitor
+        .start()
+        .context("cannot start the monitoring core")?;
     let names = Arc::new(RuntimeNames::new("containerd"));
     let (pleg_tx, pleg_rx) = mpsc::channel(4096);
     tasks.push(tokio::spawn(

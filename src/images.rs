@@ -120,17 +120,18 @@ impl ImageManager {
                 reason: ERR_IMAGE_PULL,
                 message: format!("Failed to inspect image \"{spec_image}\": {e}"),
             })?;
-        let must_pull =
-            match policy.as_str() {
-                "Always" => true,
-                "Never" => return present.map(|i| i.id).ok_or_else(|| ImageError {
+        let must_pull = match policy.as_str() {
+            "Always" => true,
+            "Never" => {
+                return present.map(|i| i.id).ok_or_else(|| ImageError {
                     reason: ERR_IMAGE_NEVER_PULL,
                     message: format!(
                         "Container image \"{spec_image}\" is not present with pull policy of Never"
                     ),
-                }),
-                _ => present.is_none(),
-            };
+                })
+            }
+            _ => present.is_none(),
+        };
         if !must_pull {
             if let Some(img) = present {
                 return Ok(img.id);

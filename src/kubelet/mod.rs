@@ -122,8 +122,18 @@ impl Kubelet {
     /// Fails a pod for good (the eviction manager's `KillPodFunc`): its phase becomes `Failed`
     /// with `reason` and `message`, and its worker stops every container, honouring
     /// `grace_override` (seconds) when given. Returns false if the pod is unknown.
-    pub fn evict_pod(&self, uid: &str, reason: &str, message: &str, grace_override: Option<i64>) -> bool {
-        let Some(mut status) = self.status.status(uid).or_else(|| self.status.pod(uid).map(|_| PodStatus::default())) else {
+    pub fn evict_pod(
+        &self,
+        uid: &str,
+        reason: &str,
+        message: &str,
+        grace_override: Option<i64>,
+    ) -> bool {
+        let Some(mut status) = self
+            .status
+            .status(uid)
+            .or_else(|| self.status.pod(uid).map(|_| PodStatus::default()))
+        else {
             return false;
         };
         status.phase = Some("Failed".into());
@@ -208,7 +218,11 @@ pub async fn run_sync_loop(kl: Arc<Kubelet>, mut inputs: SyncLoopInputs) {
     // Pods re-added while their previous incarnation was still terminating.
     let mut readd: HashMap<String, Arc<Pod>> = HashMap::new();
     let mut orphans: HashMap<String, JoinHandle<()>> = HashMap::new();
-    let mut commands = kl.command_rx.lock().take().expect("the sync loop runs once per Kubelet");
+    let mut commands = kl
+        .command_rx
+        .lock()
+        .take()
+        .expect("the sync loop runs once per Kubelet");
     let mut housekeeping = tokio::time::interval(kl.opts.housekeeping_period);
     housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

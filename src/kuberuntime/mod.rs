@@ -473,8 +473,12 @@ impl RuntimeService {
             sandboxes: keep_found(sb)?,
             containers: keep_found(cs)?,
         };
-        status.sandboxes.sort_by_key(|s| std::cmp::Reverse(s.created_at));
-        status.containers.sort_by_key(|c| std::cmp::Reverse(c.created_at));
+        status
+            .sandboxes
+            .sort_by_key(|s| std::cmp::Reverse(s.created_at));
+        status
+            .containers
+            .sort_by_key(|c| std::cmp::Reverse(c.created_at));
         Ok(status)
     }
 
