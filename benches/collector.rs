@@ -10,7 +10,7 @@
 //! cgroup write access; prints `skipped: <reason>` otherwise. Everything it creates is removed
 //! at the end, on error and on Ctrl-C.
 //!
-//! Run: `CARGO_TARGET_DIR=/work/target-collectors cargo bench --bench collector`
+//! Run: `cargo bench --bench collector`
 //! Options (after `--`): `--containers 100,1000` `--passes 20` `--rounds 3` `--threads 0`
 //! (sampling threads; 0 = one per CPU, the default of the monitor).
 

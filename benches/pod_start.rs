@@ -265,6 +265,9 @@ fn start_agent() -> AgentProc {
             "127.0.0.1",
         ])
         .args(["--cadvisor-port", "0", "--v", "0"])
+        // The build machine's disk must not refuse the bench's pods (DiskPressure): only a
+        // tiny memory threshold applies.
+        .args(["--eviction-hard", "memory.available<1Mi"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -1,6 +1,11 @@
 //! Wiring: builds the agent from resolved settings and runs it until SIGTERM/SIGINT. On a signal
 //! the agent stops promptly and leaves pods running, as the kubelet does; a restarted agent
 //! adopts them.
+//!
+//! Besides the sync loop, PLEG and servers, the agent runs the node's managers
+//! ([`start_managers`]): the event recorder (served at `/events` on the read-only port), the
+//! eviction manager and the node's pressure conditions (`/node/conditions`), image and container
+//! GC, and the OOM watcher.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -23,6 +28,8 @@ use crate::objects::MemoryObjects;
 use crate::pleg::Pleg;
 use crate::server;
 use crate::sources::{file::spawn_file_source, FILE_SOURCE};
+use managers::conditions::NodeConditions;
+use managers::EventRecorder;
 
 /// The cgroup filesystem mount point.
 pub const CGROUP_MOUNT: &str = "/sys/fs/cgroup";
@@ -41,7 +48,12 @@ pub struct Agent {
     pub cadvisor_addr: Option<SocketAddr>,
     /// The monitoring core.
     pub monitor: Arc<collectors::Monitor>,
+    /// The node's events.
+    pub events: Arc<EventRecorder>,
+    /// The node's pressure conditions.
+    pub conditions: Arc<NodeConditions>,
     monitor_handle: Option<collectors::monitor::MonitorHandle>,
+    managers: Option<Managers>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -50,10 +62,147 @@ impl Drop for Agent {
         for t in &self.tasks {
             t.abort();
         }
+        // The managers' threads may be waiting on a runtime call: let them finish on their own
+        // rather than block whoever drops the agent.
+        if let Some(m) = self.managers.take() {
+            let _ = std::thread::Builder::new()
+                .name("managers-stop".into())
+                .spawn(move || drop(m));
+        }
         if let Some(h) = self.monitor_handle.take() {
             h.stop();
         }
     }
+}
+
+/// The running managers; their threads stop when this drops.
+pub struct Managers {
+    /// The eviction manager and its thread.
+    pub eviction: crate::eviction::EvictionHandle,
+    _gc: crate::gc::GcLoop,
+    _oom: Option<managers::oom::OomWatcher>,
+}
+
+/// Where the OOM watcher reads the kernel log.
+pub const KMSG_PATH: &str = "/dev/kmsg";
+
+/// Starts the event recorder's consumers: eviction (with node conditions and admission), image
+/// and container GC, and the OOM watcher. Call from within the agent's tokio runtime.
+#[allow(clippy::too_many_arguments)]
+pub fn start_managers(
+    settings: &KubeletSettings,
+    kl: &Arc<Kubelet>,
+    monitor: &Arc<collectors::Monitor>,
+    names: Arc<RuntimeNames>,
+    channel: tonic::transport::Channel,
+    recorder: Arc<EventRecorder>,
+    host: &HostPaths,
+) -> anyhow::Result<Managers> {
+    let handle = tokio::runtime::Handle::current();
+    let clock: Arc<dyn managers::Clock> = Arc::new(managers::SystemClock);
+    let sink: Arc<dyn managers::EventSink> = recorder;
+    let node = &settings.node_name;
+    let image_service = Arc::new(crate::gc::CriImages::new(
+        kl.runtime.clone(),
+        proto::cri::RuntimeClient::new(channel),
+        settings.runtime_request_timeout,
+        PathBuf::from(IMAGE_FS_PATH),
+        handle.clone(),
+    ));
+    let infra = &settings.pod_infra_container_image;
+    let mut keep = vec![infra.clone()];
+    if let Ok(tagged) = crate::images::with_default_tag(infra) {
+        keep.push(tagged);
+    }
+    let image_gc = managers::images::ImageGcManager::new(
+        node,
+        managers::images::ImageGcPolicy {
+            high_threshold_percent: settings.image_gc_high_threshold_percent,
+            low_threshold_percent: settings.image_gc_low_threshold_percent,
+            min_age: settings.image_minimum_gc_age,
+            max_age: settings.image_maximum_gc_age,
+        },
+        keep,
+        image_service.clone(),
+        sink.clone(),
+        clock.clone(),
+    );
+    let container_gc = managers::containers::ContainerGcManager::new(
+        node,
+        managers::containers::ContainerGcPolicy::default(),
+        Arc::new(crate::gc::CriContainers::new(
+            kl.runtime.clone(),
+            node,
+            settings.pod_logs_dir.clone(),
+            handle.clone(),
+        )),
+        Arc::new(crate::gc::KubeletPodStates(kl.clone())),
+        sink.clone(),
+        clock.clone(),
+    );
+    let gc = crate::gc::GcLoop::start(
+        node,
+        image_gc.clone(),
+        image_service,
+        container_gc.clone(),
+        sink.clone(),
+    )
+    .context("cannot start garbage collection")?;
+    let eviction = crate::eviction::start(
+        settings,
+        crate::eviction::EvictionDeps {
+            kubelet: kl.clone(),
+            monitor: monitor.clone(),
+            names: names.clone(),
+            images: image_gc,
+            containers: container_gc,
+            events: sink.clone(),
+            clock,
+            handle,
+            imagefs_path: PathBuf::from(IMAGE_FS_PATH),
+            proc_root: host.proc_root.clone(),
+        },
+    )
+    .context("cannot start the eviction manager")?;
+    let status = kl.status.clone();
+    let oom_events = crate::oomwatcher::OomEvents::new(
+        node,
+        &kl.cgroups.kubepods(),
+        sink,
+        names,
+        Arc::new(move |uid: &str, container_id: &str| {
+            let pod = status.pod(uid)?;
+            let name = status.status(uid).and_then(|s| {
+                s.init_container_statuses
+                    .iter()
+                    .flatten()
+                    .chain(s.container_statuses.iter().flatten())
+                    .find(|c| {
+                        c.container_id
+                            .as_deref()
+                            .is_some_and(|id| id.rsplit("://").next() == Some(container_id))
+                    })
+                    .map(|c| c.name.clone())
+            });
+            Some((crate::events::pod_ref(&pod), name))
+        }),
+    );
+    let oom = match managers::oom::OomWatcher::start(
+        std::path::Path::new(KMSG_PATH),
+        false,
+        Arc::new(oom_events),
+    ) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(error = %e, "OOM events are off");
+            None
+        }
+    };
+    Ok(Managers {
+        eviction,
+        _gc: gc,
+        _oom: oom,
+    })
 }
 
 async fn bind(
@@ -113,7 +262,7 @@ pub async fn start_with(settings: &KubeletSettings, host: &HostPaths) -> anyhow:
         .with_context(|| "--container-runtime-endpoint".to_string())?;
     let channel = proto::cri::lazy_channel(&socket);
     let runtime = RuntimeService::new(
-        channel,
+        channel.clone(),
         settings.runtime_request_timeout,
         metrics.clone(),
         &node,
@@ -205,6 +354,23 @@ pub async fn start_with(settings: &KubeletSettings, host: &HostPaths) -> anyhow:
         runtime.clone(),
         health.clone(),
     )));
+    let recorder = EventRecorder::new(
+        &node,
+        managers::events::DEFAULT_CAPACITY,
+        Arc::new(managers::SystemClock),
+    );
+    kl.events
+        .set_recorder(Arc::new(crate::events::PodEvents(recorder.clone())));
+    let managers = start_managers(
+        settings,
+        &kl,
+        &monitor,
+        names.clone(),
+        channel,
+        recorder.clone(),
+        host,
+    )?;
+    let conditions = managers.eviction.conditions.clone();
 
     let healthz_addr = if settings.healthz_port != 0 {
         let addr = SocketAddr::new(settings.healthz_bind_address, settings.healthz_port);
@@ -224,7 +390,9 @@ pub async fn start_with(settings: &KubeletSettings, host: &HostPaths) -> anyhow:
         Some(
             bind(
                 addr,
-                server::readonly_router(state, health.clone()),
+                server::readonly_router(state, health.clone())
+                    .merge(crate::events::router(recorder.clone()))
+                    .merge(crate::eviction::router(conditions.clone())),
                 &mut tasks,
             )
             .await?,
@@ -254,7 +422,10 @@ pub async fn start_with(settings: &KubeletSettings, host: &HostPaths) -> anyhow:
         read_only_addr,
         cadvisor_addr,
         monitor,
+        events: recorder,
+        conditions,
         monitor_handle: Some(monitor_handle),
+        managers: Some(managers),
         tasks,
     })
 }

@@ -3,18 +3,21 @@
 //! sandboxes and containers, compares their states with the previous relist, and sends one
 //! event per change to the sync loop, which wakes the owning pod worker. It also records relist
 //! health (a relist older than 3 minutes fails `/healthz`), the relist metrics and the running
-//! pod/container gauges.
+//! pod/container gauges, and keeps the cAdvisor names table current. Relists read lean lists
+//! (IDs and states only); the full objects are listed only when sandboxes or containers came or
+//! went, so a relist with nothing new decodes no labels or annotations.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
-use proto::cri;
+use proto::cri::{self, lean};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::cadvisor::names::RuntimeNames;
 use crate::health::Health;
-use crate::kuberuntime::{labels, RuntimeService};
+use crate::kuberuntime::{labels, RuntimeError, RuntimeService};
 use crate::metrics::Metrics;
 
 /// What happened to a container (or sandbox) of a pod.
@@ -61,9 +64,6 @@ fn sandbox_state(s: i32) -> State {
     }
 }
 
-/// Per pod: state of every container and sandbox by ID.
-type Snapshot = HashMap<String, HashMap<String, State>>;
-
 /// The events for one object going from `old` to `new` (`generateEvents`).
 fn events_for(uid: &str, id: &str, old: State, new: State, out: &mut Vec<PlegEvent>) {
     if old == new {
@@ -89,48 +89,154 @@ fn events_for(uid: &str, id: &str, old: State, new: State, out: &mut Vec<PlegEve
     }
 }
 
-/// The events between two relists.
-fn diff(old: &Snapshot, new: &Snapshot) -> Vec<PlegEvent> {
-    let mut out = Vec::new();
-    let empty = HashMap::new();
-    for (uid, now) in new {
-        let before = old.get(uid).unwrap_or(&empty);
-        for (id, st) in now {
-            events_for(
-                uid,
-                id,
-                *before.get(id).unwrap_or(&State::NonExistent),
-                *st,
-                &mut out,
+/// What the PLEG knows of one sandbox or container.
+#[derive(Debug)]
+struct Known {
+    /// The pod's UID.
+    uid: String,
+    state: State,
+    /// The last relist that listed it.
+    seen: u64,
+}
+
+/// A sandbox or container that a relist listed for the first time.
+struct Added<'a> {
+    id: &'a str,
+    /// `None` for a container whose sandbox is unknown: its pod UID label is read from a full
+    /// list.
+    uid: Option<String>,
+    state: State,
+}
+
+/// What one relist found, against what the previous relists knew; nothing is applied yet, so
+/// a relist that fails half-way loses no event.
+struct Changes<'a> {
+    relist: u64,
+    /// Known objects listed again.
+    seen: usize,
+    /// Known objects whose state changed: ID and new state.
+    changed: Vec<(&'a str, State)>,
+    added: Vec<Added<'a>>,
+}
+
+/// Every sandbox and container of the last relist by ID, updated in place by each relist
+/// (`podRecords` in the kubelet). A relist in which nothing changed allocates nothing here.
+#[derive(Debug, Default)]
+struct Tracker {
+    objects: HashMap<String, Known>,
+    relists: u64,
+}
+
+impl Tracker {
+    /// Starts a relist.
+    fn begin<'a>(&mut self) -> Changes<'a> {
+        self.relists += 1;
+        Changes {
+            relist: self.relists,
+            seen: 0,
+            changed: Vec::new(),
+            added: Vec::new(),
+        }
+    }
+
+    /// Notes that the relist listed `id` in `state`; `false` when `id` is new (the caller then
+    /// adds it to `ch.added` with its pod UID).
+    fn scan<'a>(&mut self, ch: &mut Changes<'a>, id: &'a str, state: State) -> bool {
+        let Some(k) = self.objects.get_mut(id) else {
+            return false;
+        };
+        k.seen = ch.relist;
+        ch.seen += 1;
+        if k.state != state {
+            ch.changed.push((id, state));
+        }
+        true
+    }
+
+    /// The pod UID of a known object.
+    fn uid(&self, id: &str) -> Option<&str> {
+        self.objects.get(id).map(|k| k.uid.as_str())
+    }
+
+    /// Whether the set of IDs differs from the previous relist's.
+    fn ids_changed(&self, ch: &Changes<'_>) -> bool {
+        !ch.added.is_empty() || self.objects.len() > ch.seen
+    }
+
+    /// Applies a relist's changes; returns their events, or none when `events` is false (the
+    /// first relist reports no changes, as in the kubelet).
+    fn apply(&mut self, ch: Changes<'_>, events: bool) -> Vec<PlegEvent> {
+        let mut out = Vec::new();
+        for (id, state) in ch.changed {
+            if let Some(k) = self.objects.get_mut(id) {
+                events_for(&k.uid, id, k.state, state, &mut out);
+                k.state = state;
+            }
+        }
+        let added = ch.added.len();
+        for a in ch.added {
+            let uid = a.uid.unwrap_or_default();
+            events_for(&uid, a.id, State::NonExistent, a.state, &mut out);
+            self.objects.insert(
+                a.id.to_string(),
+                Known {
+                    uid,
+                    state: a.state,
+                    seen: ch.relist,
+                },
             );
         }
-        for (id, st) in before {
-            if !now.contains_key(id) {
-                events_for(uid, id, *st, State::NonExistent, &mut out);
-            }
+        if self.objects.len() > ch.seen + added {
+            self.objects.retain(|id, k| {
+                if k.seen == ch.relist {
+                    return true;
+                }
+                events_for(&k.uid, id, k.state, State::NonExistent, &mut out);
+                false
+            });
         }
-    }
-    for (uid, before) in old {
-        if !new.contains_key(uid) {
-            for (id, st) in before {
-                events_for(uid, id, *st, State::NonExistent, &mut out);
-            }
+        if !events {
+            out.clear();
         }
+        out
     }
-    out
+
+    /// The UIDs of every pod with a sandbox or container.
+    fn pods(&self) -> HashSet<&str> {
+        self.objects.values().map(|k| k.uid.as_str()).collect()
+    }
+}
+
+/// The cAdvisor names table the PLEG keeps up to date.
+struct NamesFeed {
+    names: Arc<RuntimeNames>,
+    pause_image: String,
+    /// Whether the table may lack a sandbox or container of the last relist, or hold one that
+    /// is gone: before the first build, and when the full lists it was built from did not
+    /// hold the same IDs as that relist's lean lists (an object came or went in between).
+    stale: bool,
 }
 
 /// The relisting event generator.
+///
+/// Every relist uses the lean lists ([`RuntimeService::list_lean`]: IDs, states, the sandbox's
+/// pod UID, the container's sandbox), which cost a fraction of the full ones; a container's pod
+/// is its sandbox's. The full lists are made only when something needs them: the names table
+/// when the set of sandbox and container IDs changed since it was built, and a new container
+/// whose sandbox is unknown (created between the two lists), whose pod is then read from its
+/// `io.kubernetes.pod.uid` label.
 pub struct Pleg {
     runtime: RuntimeService,
     metrics: Metrics,
     health: Health,
     period: Duration,
     tx: mpsc::Sender<PlegEvent>,
-    last: Option<Snapshot>,
+    known: Tracker,
+    /// A relist has succeeded: later ones report changes.
+    listed: bool,
     last_relist: Option<Instant>,
     runtime_was_down: bool,
-    names: Option<(std::sync::Arc<RuntimeNames>, String)>,
+    names: Option<NamesFeed>,
 }
 
 impl Pleg {
@@ -147,17 +253,23 @@ impl Pleg {
             health,
             period,
             tx,
-            last: None,
+            known: Tracker::default(),
+            listed: false,
             last_relist: None,
             runtime_was_down: false,
             names: None,
         }
     }
 
-    /// Keeps `names` (the cAdvisor API's container identities) up to date on every relist;
+    /// Keeps `names` (the cAdvisor API's container identities) up to date: it is rebuilt from
+    /// the full lists on the first relist and whenever a sandbox or container came or went;
     /// sandboxes are shown with `pause_image`.
-    pub fn with_names(mut self, names: std::sync::Arc<RuntimeNames>, pause_image: &str) -> Self {
-        self.names = Some((names, pause_image.to_string()));
+    pub fn with_names(mut self, names: Arc<RuntimeNames>, pause_image: &str) -> Self {
+        self.names = Some(NamesFeed {
+            names,
+            pause_image: pause_image.to_string(),
+            stale: true,
+        });
         self
     }
 
@@ -173,6 +285,53 @@ impl Pleg {
         }
     }
 
+    /// A list failed: the runtime is down until a relist succeeds.
+    fn list_failed(&mut self, e: RuntimeError) -> String {
+        if !self.runtime_was_down {
+            tracing::error!(error = %e, "PLEG relist failed: container runtime unreachable");
+        }
+        self.runtime_was_down = true;
+        self.health.runtime_failed(e.to_string());
+        e.to_string()
+    }
+
+    /// The full lists, for the names table and for new containers of unknown sandboxes:
+    /// rebuilds the table and fills in those containers' pod UIDs from their labels.
+    async fn full_lists(
+        &mut self,
+        sandboxes: &[lean::PodSandbox],
+        containers: &[lean::Container],
+        added: &mut [Added<'_>],
+    ) -> Result<(), RuntimeError> {
+        let (full_sandboxes, full_containers) = tokio::try_join!(
+            self.runtime.list_pod_sandboxes(None),
+            self.runtime.list_containers(None)
+        )?;
+        for a in added.iter_mut().filter(|a| a.uid.is_none()) {
+            let label = full_containers
+                .iter()
+                .find(|c| c.id == a.id)
+                .and_then(|c| c.labels.get(labels::POD_UID_LABEL));
+            a.uid = Some(label.cloned().unwrap_or_default());
+        }
+        if let Some(feed) = &mut self.names {
+            feed.names
+                .update(&full_sandboxes, &full_containers, &feed.pause_image);
+            let lean: HashSet<&str> = sandboxes
+                .iter()
+                .map(|s| s.id.as_str())
+                .chain(containers.iter().map(|c| c.id.as_str()))
+                .collect();
+            feed.stale = full_sandboxes.len() + full_containers.len() != lean.len()
+                || !full_sandboxes
+                    .iter()
+                    .map(|s| s.id.as_str())
+                    .chain(full_containers.iter().map(|c| c.id.as_str()))
+                    .all(|id| lean.contains(id));
+        }
+        Ok(())
+    }
+
     /// One relist; returns the events sent.
     pub async fn relist(&mut self) -> Result<usize, String> {
         let start = Instant::now();
@@ -182,76 +341,95 @@ impl Pleg {
                 .observe(start.saturating_duration_since(prev).as_secs_f64());
         }
         self.last_relist = Some(start);
-        let listed = tokio::try_join!(
-            self.runtime.list_pod_sandboxes(None),
-            self.runtime.list_containers(None)
-        );
-        let (sandboxes, containers) = match listed {
+        let (sandboxes, containers) = match self.runtime.list_lean().await {
             Ok(v) => v,
-            Err(e) => {
-                if !self.runtime_was_down {
-                    tracing::error!(error = %e, "PLEG relist failed: container runtime unreachable");
-                }
-                self.runtime_was_down = true;
-                self.health.runtime_failed(e.to_string());
-                return Err(e.to_string());
-            }
+            Err(e) => return Err(self.list_failed(e)),
         };
-        if let Some((names, pause)) = &self.names {
-            names.update(&sandboxes, &containers, pause);
-        }
-        let mut snap: Snapshot = HashMap::new();
+
+        let mut ch = self.known.begin();
         let mut running_pods = 0i64;
         for s in &sandboxes {
-            let uid = s
-                .labels
-                .get(labels::POD_UID_LABEL)
-                .cloned()
-                .unwrap_or_default();
             let st = sandbox_state(s.state);
             if st == State::Running {
                 running_pods += 1;
             }
-            snap.entry(uid).or_default().insert(s.id.clone(), st);
+            if !self.known.scan(&mut ch, &s.id, st) {
+                ch.added.push(Added {
+                    id: &s.id,
+                    uid: Some(s.pod_uid().to_string()),
+                    state: st,
+                });
+            }
         }
-        let mut by_state: HashMap<&'static str, i64> = HashMap::new();
+        // Sandbox ID to pod UID of this relist's sandboxes, for a new container whose sandbox
+        // is new too (built when first needed).
+        let mut listed_sandboxes: Option<HashMap<&str, &str>> = None;
+        // Containers by CRI state: created, running, exited, unknown.
+        let mut by_state = [0i64; 4];
         for c in &containers {
-            let uid = c
-                .labels
-                .get(labels::POD_UID_LABEL)
-                .cloned()
-                .unwrap_or_default();
-            let st = container_state(c.state);
-            let name = match cri::ContainerState::try_from(c.state) {
-                Ok(cri::ContainerState::ContainerCreated) => "created",
-                Ok(cri::ContainerState::ContainerRunning) => "running",
-                Ok(cri::ContainerState::ContainerExited) => "exited",
-                _ => "unknown",
+            let i = match cri::ContainerState::try_from(c.state) {
+                Ok(cri::ContainerState::ContainerCreated) => 0,
+                Ok(cri::ContainerState::ContainerRunning) => 1,
+                Ok(cri::ContainerState::ContainerExited) => 2,
+                _ => 3,
             };
-            *by_state.entry(name).or_default() += 1;
-            snap.entry(uid).or_default().insert(c.id.clone(), st);
+            by_state[i] += 1;
+            let st = container_state(c.state);
+            if self.known.scan(&mut ch, &c.id, st) {
+                continue;
+            }
+            let uid = match self.known.uid(&c.pod_sandbox_id) {
+                Some(uid) => Some(uid.to_string()),
+                None => listed_sandboxes
+                    .get_or_insert_with(|| {
+                        sandboxes
+                            .iter()
+                            .map(|s| (s.id.as_str(), s.pod_uid()))
+                            .collect()
+                    })
+                    .get(c.pod_sandbox_id.as_str())
+                    .map(|uid| uid.to_string()),
+            };
+            ch.added.push(Added {
+                id: &c.id,
+                uid,
+                state: st,
+            });
         }
+        let names_stale = self
+            .names
+            .as_ref()
+            .is_some_and(|n| n.stale || self.known.ids_changed(&ch));
+        if names_stale || ch.added.iter().any(|a| a.uid.is_none()) {
+            if let Err(e) = self
+                .full_lists(&sandboxes, &containers, &mut ch.added)
+                .await
+            {
+                return Err(self.list_failed(e));
+            }
+        }
+        let mut events = self.known.apply(ch, self.listed);
+        self.listed = true;
+
         self.metrics.running_pods.set(running_pods);
-        for k in ["created", "running", "exited", "unknown"] {
+        for (k, n) in ["created", "running", "exited", "unknown"]
+            .into_iter()
+            .zip(by_state)
+        {
             self.metrics
                 .running_containers
                 .with_label_values(&[k])
-                .set(*by_state.get(k).unwrap_or(&0));
+                .set(n);
         }
-        let mut events = match &self.last {
-            Some(old) => diff(old, &snap),
-            None => Vec::new(),
-        };
         if self.runtime_was_down {
             tracing::info!("container runtime reachable again: resyncing every pod");
             self.runtime_was_down = false;
-            events.extend(snap.keys().map(|uid| PlegEvent {
-                pod_uid: uid.clone(),
+            events.extend(self.known.pods().into_iter().map(|uid| PlegEvent {
+                pod_uid: uid.to_string(),
                 kind: PlegEventType::PodSync,
                 id: String::new(),
             }));
         }
-        self.last = Some(snap);
         self.health.relist_ok();
         let elapsed = start.elapsed();
         self.metrics
@@ -277,14 +455,35 @@ impl Pleg {
 mod tests {
     use super::*;
 
-    fn snap(entries: &[(&str, &str, State)]) -> Snapshot {
-        let mut s: Snapshot = HashMap::new();
-        for (uid, id, st) in entries {
-            s.entry(uid.to_string())
-                .or_default()
-                .insert(id.to_string(), *st);
+    /// A relist's objects: (pod UID, ID, state).
+    fn snap(entries: &[(&str, &str, State)]) -> Vec<(String, String, State)> {
+        entries
+            .iter()
+            .map(|(uid, id, st)| (uid.to_string(), id.to_string(), *st))
+            .collect()
+    }
+
+    fn observe<'a>(t: &mut Tracker, objects: &'a [(String, String, State)]) -> Changes<'a> {
+        let mut ch = t.begin();
+        for (uid, id, st) in objects {
+            if !t.scan(&mut ch, id, *st) {
+                ch.added.push(Added {
+                    id,
+                    uid: Some(uid.clone()),
+                    state: *st,
+                });
+            }
         }
-        s
+        ch
+    }
+
+    /// The events of a relist listing `new` after one listing `old`.
+    fn diff(old: &[(String, String, State)], new: &[(String, String, State)]) -> Vec<PlegEvent> {
+        let mut t = Tracker::default();
+        let ch = observe(&mut t, old);
+        assert!(t.apply(ch, false).is_empty());
+        let ch = observe(&mut t, new);
+        t.apply(ch, true)
     }
 
     fn kinds(mut ev: Vec<PlegEvent>) -> Vec<(String, PlegEventType)> {
@@ -320,5 +519,304 @@ mod tests {
             ]
         );
         assert!(diff(&new, &new).is_empty());
+    }
+
+    /// The set of IDs changed when an object came or went, not when one changed state; a
+    /// relist that is not applied (a later list failed) changes nothing.
+    #[test]
+    fn ids_change_only_when_objects_come_or_go() {
+        use State::*;
+        let mut t = Tracker::default();
+        let first = snap(&[("p", "a", Running), ("p", "b", Running)]);
+        let ch = observe(&mut t, &first);
+        assert!(t.ids_changed(&ch));
+        t.apply(ch, false);
+        let exited = snap(&[("p", "a", Running), ("p", "b", Exited)]);
+        let ch = observe(&mut t, &exited);
+        assert!(!t.ids_changed(&ch));
+        drop(ch);
+        let gone = snap(&[("p", "a", Running)]);
+        let ch = observe(&mut t, &gone);
+        assert!(t.ids_changed(&ch));
+        drop(ch);
+        let added = snap(&[
+            ("p", "a", Running),
+            ("p", "b", Running),
+            ("q", "c", Running),
+        ]);
+        let ch = observe(&mut t, &added);
+        assert!(t.ids_changed(&ch));
+        drop(ch);
+        // Nothing was applied since the first relist: b is still running, c unknown.
+        let ch = observe(&mut t, &exited);
+        assert_eq!(
+            kinds(t.apply(ch, true)),
+            vec![("b".into(), PlegEventType::ContainerDied)]
+        );
+        assert_eq!(t.pods(), HashSet::from(["p"]));
+    }
+
+    use crate::fakeruntime::{self, FakeRuntime, Op};
+    use collectors::ContainerNamer;
+
+    const NODE: &str = "n1";
+
+    struct Runtime {
+        fake: FakeRuntime,
+        rt: RuntimeService,
+        _task: tokio::task::JoinHandle<Result<(), fakeruntime::FakeError>>,
+        _dir: tempfile::TempDir,
+    }
+
+    async fn runtime() -> Runtime {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("fake.sock");
+        let (fake, task) = fakeruntime::serve(&sock).await.unwrap();
+        fake.preload_image("busybox:1.35");
+        let channel = proto::cri::connect(&sock).await.unwrap();
+        let rt = RuntimeService::new(channel, Duration::from_secs(10), Metrics::new(NODE), NODE);
+        Runtime {
+            fake,
+            rt,
+            _task: task,
+            _dir: dir,
+        }
+    }
+
+    fn sandbox_config(name: &str, uid: &str) -> cri::PodSandboxConfig {
+        cri::PodSandboxConfig {
+            metadata: Some(cri::PodSandboxMetadata {
+                name: name.into(),
+                uid: uid.into(),
+                namespace: "default".into(),
+                attempt: 0,
+            }),
+            labels: HashMap::from([
+                (labels::POD_NAME_LABEL.to_string(), name.to_string()),
+                (labels::POD_NAMESPACE_LABEL.to_string(), "default".into()),
+                (labels::POD_UID_LABEL.to_string(), uid.to_string()),
+                (labels::NODE_LABEL.to_string(), NODE.to_string()),
+            ]),
+            ..Default::default()
+        }
+    }
+
+    /// Starts a container `name` in sandbox `sb` of pod `pod`/`uid`; returns its ID.
+    async fn start(r: &Runtime, sb: &str, pod: &str, uid: &str, name: &str) -> String {
+        let sb_cfg = sandbox_config(pod, uid);
+        let mut labels = sb_cfg.labels.clone();
+        labels.insert(labels::CONTAINER_NAME_LABEL.to_string(), name.to_string());
+        let cfg = cri::ContainerConfig {
+            metadata: Some(cri::ContainerMetadata {
+                name: name.into(),
+                attempt: 0,
+            }),
+            image: Some(cri::ImageSpec {
+                image: "busybox:1.35".into(),
+                ..Default::default()
+            }),
+            labels,
+            ..Default::default()
+        };
+        let id = r.rt.create_container(sb, cfg, sb_cfg).await.unwrap();
+        r.rt.start_container(&id).await.unwrap();
+        id
+    }
+
+    /// (ListPodSandbox, ListContainers) calls the fake has answered so far.
+    fn lists(r: &Runtime) -> (u64, u64) {
+        (
+            r.fake.calls(Op::ListPodSandbox),
+            r.fake.calls(Op::ListContainers),
+        )
+    }
+
+    /// A relist with no sandbox or container come or gone makes only the lean lists (one call
+    /// of each); a new or removed container brings one full list, which updates the names
+    /// table; state changes still produce their events from the lean lists alone.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn steady_relists_are_lean_and_new_containers_are_named() {
+        let r = runtime().await;
+        let sb =
+            r.rt.run_pod_sandbox(sandbox_config("web", "u1"))
+                .await
+                .unwrap();
+        let c1 = start(&r, &sb, "web", "u1", "app").await;
+        let names = Arc::new(RuntimeNames::new("containerd"));
+        let (tx, mut rx) = mpsc::channel(64);
+        let mut pleg = Pleg::new(
+            r.rt.clone(),
+            Metrics::new(NODE),
+            Health::new(),
+            Duration::from_secs(1),
+            tx,
+        )
+        .with_names(names.clone(), "pause:3.10");
+        let cgroup = |id: &str| format!("/kubepods/besteffort/podu1/{id}");
+
+        // First relist: lean, then full for the names table.
+        let before = lists(&r);
+        assert_eq!(pleg.relist().await.unwrap(), 0);
+        assert_eq!(lists(&r), (before.0 + 2, before.1 + 2));
+        assert_eq!(
+            names.identify(&cgroup(&c1)).unwrap().labels[labels::CONTAINER_NAME_LABEL],
+            "app"
+        );
+        assert_eq!(names.pod("u1").unwrap().name, "web");
+
+        // Steady state: lean lists only.
+        for _ in 0..3 {
+            let before = lists(&r);
+            assert_eq!(pleg.relist().await.unwrap(), 0);
+            assert_eq!(lists(&r), (before.0 + 1, before.1 + 1));
+        }
+
+        // A state change: an event, from the lean lists alone, with the sandbox's pod UID.
+        r.fake.exit_container(&c1, 1).unwrap();
+        let before = lists(&r);
+        assert_eq!(pleg.relist().await.unwrap(), 1);
+        assert_eq!(lists(&r), (before.0 + 1, before.1 + 1));
+        assert_eq!(
+            rx.try_recv().unwrap(),
+            PlegEvent {
+                pod_uid: "u1".into(),
+                kind: PlegEventType::ContainerDied,
+                id: c1.clone(),
+            }
+        );
+
+        // A new container: one full list, and the names table knows it.
+        let c2 = start(&r, &sb, "web", "u1", "sidecar").await;
+        assert!(names.identify(&cgroup(&c2)).is_none());
+        let before = lists(&r);
+        assert_eq!(pleg.relist().await.unwrap(), 1);
+        assert_eq!(lists(&r), (before.0 + 2, before.1 + 2));
+        assert_eq!(
+            rx.try_recv().unwrap(),
+            PlegEvent {
+                pod_uid: "u1".into(),
+                kind: PlegEventType::ContainerStarted,
+                id: c2.clone(),
+            }
+        );
+        let id = names.identify(&cgroup(&c2)).unwrap();
+        assert_eq!(id.labels[labels::CONTAINER_NAME_LABEL], "sidecar");
+        assert_eq!(id.image, "busybox:1.35");
+        let before = lists(&r);
+        assert_eq!(pleg.relist().await.unwrap(), 0);
+        assert_eq!(lists(&r), (before.0 + 1, before.1 + 1));
+
+        // A removed container: one full list, and the names table forgets it.
+        r.rt.remove_container(&c1).await.unwrap();
+        let before = lists(&r);
+        assert_eq!(pleg.relist().await.unwrap(), 1);
+        assert_eq!(lists(&r), (before.0 + 2, before.1 + 2));
+        assert_eq!(rx.try_recv().unwrap().kind, PlegEventType::ContainerRemoved);
+        assert!(names.identify(&cgroup(&c1)).is_none());
+        assert!(names.identify(&cgroup(&c2)).is_some());
+    }
+
+    /// Without a names table nothing needs the full lists: every relist is lean.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn without_names_every_relist_is_lean() {
+        let r = runtime().await;
+        let sb =
+            r.rt.run_pod_sandbox(sandbox_config("web", "u1"))
+                .await
+                .unwrap();
+        let (tx, mut rx) = mpsc::channel(64);
+        let mut pleg = Pleg::new(
+            r.rt.clone(),
+            Metrics::new(NODE),
+            Health::new(),
+            Duration::from_secs(1),
+            tx,
+        );
+        assert_eq!(pleg.relist().await.unwrap(), 0);
+        let c = start(&r, &sb, "web", "u1", "app").await;
+        let before = lists(&r);
+        assert_eq!(pleg.relist().await.unwrap(), 1);
+        assert_eq!(lists(&r), (before.0 + 1, before.1 + 1));
+        let e = rx.try_recv().unwrap();
+        assert_eq!(
+            (e.pod_uid.as_str(), e.kind, e.id),
+            ("u1", PlegEventType::ContainerStarted, c)
+        );
+    }
+
+    /// A container whose sandbox the lean sandbox list lacks (here: a sandbox without the
+    /// node label; in life, one created or removed between the two lists) takes its pod from
+    /// its pod UID label, read from a full list.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_container_without_a_listed_sandbox_takes_its_pod_from_its_label() {
+        let r = runtime().await;
+        let mut hidden = sandbox_config("web", "u1");
+        hidden.labels.remove(labels::NODE_LABEL);
+        let sb = r.rt.run_pod_sandbox(hidden).await.unwrap();
+        let (tx, mut rx) = mpsc::channel(64);
+        let mut pleg = Pleg::new(
+            r.rt.clone(),
+            Metrics::new(NODE),
+            Health::new(),
+            Duration::from_secs(1),
+            tx,
+        );
+        assert_eq!(pleg.relist().await.unwrap(), 0);
+        let c = start(&r, &sb, "web", "u1", "app").await;
+        let before = lists(&r);
+        assert_eq!(pleg.relist().await.unwrap(), 1);
+        assert_eq!(lists(&r), (before.0 + 2, before.1 + 2));
+        let e = rx.try_recv().unwrap();
+        assert_eq!(
+            (e.pod_uid.as_str(), e.kind, e.id),
+            ("u1", PlegEventType::ContainerStarted, c)
+        );
+    }
+
+    /// A runtime that does not answer fails the relist and the runtime check; the first relist
+    /// after it returns sends a PodSync for every pod, and the changes made meanwhile.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn runtime_down_then_back_resyncs_every_pod() {
+        let r = runtime().await;
+        let sb =
+            r.rt.run_pod_sandbox(sandbox_config("web", "u1"))
+                .await
+                .unwrap();
+        let c = start(&r, &sb, "web", "u1", "app").await;
+        let health = Health::new();
+        let (tx, mut rx) = mpsc::channel(64);
+        let mut pleg = Pleg::new(
+            r.rt.clone(),
+            Metrics::new(NODE),
+            health.clone(),
+            Duration::from_secs(1),
+            tx,
+        )
+        .with_names(Arc::new(RuntimeNames::new("containerd")), "pause:3.10");
+        assert_eq!(pleg.relist().await.unwrap(), 0);
+        r.fake.set_down(true);
+        assert!(pleg.relist().await.is_err());
+        assert!(health.runtime_error().is_some());
+        r.fake.set_down(false);
+        r.fake.exit_container(&c, 0).unwrap();
+        assert_eq!(pleg.relist().await.unwrap(), 2);
+        assert_eq!(health.runtime_error(), None);
+        let mut got = vec![rx.try_recv().unwrap(), rx.try_recv().unwrap()];
+        got.sort_by_key(|e| e.kind as u8);
+        assert_eq!(
+            got,
+            vec![
+                PlegEvent {
+                    pod_uid: "u1".into(),
+                    kind: PlegEventType::ContainerDied,
+                    id: c,
+                },
+                PlegEvent {
+                    pod_uid: "u1".into(),
+                    kind: PlegEventType::PodSync,
+                    id: String::new(),
+                },
+            ]
+        );
     }
 }

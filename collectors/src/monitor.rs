@@ -544,14 +544,19 @@ impl Monitor {
 
     fn add(&self, name: String) {
         let mut map = self.containers.write();
-        if !map.contains_key(&name) {
-            let p = CgroupPaths::resolve(&self.layout, &name);
-            if p.is_empty() {
-                return;
-            }
-            map.insert(name.clone(), std::sync::Arc::new(Container::new(name, p)));
-            self.generation.fetch_add(1, Ordering::Relaxed);
+        let known = map.get(&name).map(|c| dir_count(c.paths()));
+        let p = CgroupPaths::resolve(&self.layout, &name);
+        if p.is_empty() || known.is_some_and(|n| dir_count(&p) <= n) {
+            return;
         }
+        // New, or seen in more hierarchies than when first found: runc creates a container's
+        // directories one hierarchy after another, and the first inotify event can arrive
+        // before the rest exist. Start over with every directory.
+        if let Some(old) = map.get(&name) {
+            old.close();
+        }
+        map.insert(name.clone(), std::sync::Arc::new(Container::new(name, p)));
+        self.generation.fetch_add(1, Ordering::Relaxed);
     }
 
     fn remove(&self, name: &str) {
@@ -718,6 +723,16 @@ impl Monitor {
             }
         }
     }
+}
+
+/// How many hierarchies a cgroup's directories were found in.
+fn dir_count(p: &CgroupPaths) -> usize {
+    [
+        &p.cpu, &p.cpuacct, &p.memory, &p.pids, &p.blkio, &p.cpuset, &p.unified,
+    ]
+    .iter()
+    .filter(|d| d.is_some())
+    .count()
 }
 
 /// Keeps the housekeeping thread running; stops and joins it on [`MonitorHandle::stop`] or
@@ -997,5 +1012,29 @@ mod tests {
         cfg.housekeeping_interval = Duration::from_millis(10);
         let e = Monitor::new(cfg).unwrap_err();
         assert!(e.to_string().contains("housekeeping_interval"));
+    }
+
+    #[test]
+    fn containers_found_in_one_hierarchy_first_get_the_others_later() {
+        let t = FixtureTree::new(Layout::V1);
+        // Only the cpu hierarchy has it yet, as in the middle of runc creating a container.
+        std::fs::create_dir(t.root().join("cpu/late")).unwrap();
+        let m = Monitor::new(config(&t)).unwrap();
+        let first = m.container("/late").unwrap();
+        assert!(first.paths().cpu.is_some() && first.paths().memory.is_none());
+        t.add_cgroup("/late", &FixtureCgroup::default());
+        m.rescan().unwrap();
+        let c = m.container("/late").unwrap();
+        assert!(
+            c.paths().memory.is_some() && c.paths().pids.is_some(),
+            "{:?}",
+            c.paths()
+        );
+        assert!(first.is_gone(), "the incomplete one is closed");
+        m.rescan().unwrap();
+        assert!(
+            std::sync::Arc::ptr_eq(&c, &m.container("/late").unwrap()),
+            "complete ones stay"
+        );
     }
 }

@@ -1,4 +1,5 @@
-//! CRI v1: generated types and clients, plus endpoint parsing and Unix-socket connection.
+//! CRI v1: generated types and clients, plus endpoint parsing and Unix-socket connection, and
+//! [`lean`] list responses for frequent relists.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -8,6 +9,8 @@ use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint, Uri};
 
 pub use k8s_cri::v1::*;
+
+pub mod lean;
 
 /// Client for `runtime.v1.RuntimeService`.
 pub type RuntimeClient = runtime_service_client::RuntimeServiceClient<Channel>;

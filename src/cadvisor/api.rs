@@ -47,7 +47,7 @@ pub fn rfc3339_nano(ns: Timestamp) -> String {
 /// Go's zero `time.Time`.
 pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 
-fn go_time<S: Serializer>(ns: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn go_time<S: Serializer>(ns: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
     if *ns == 0 {
         s.serialize_str(ZERO_TIME)
     } else {
@@ -56,7 +56,7 @@ fn go_time<S: Serializer>(ns: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
 }
 
 /// Go prints integral floats without a fraction (`0`, not `0.0`).
-fn go_float<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn go_float<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
     if v.fract() == 0.0 && v.abs() < 9.0e15 {
         s.serialize_i64(*v as i64)
     } else {
@@ -64,14 +64,14 @@ fn go_float<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
     }
 }
 
-fn is_zero(v: &u64) -> bool {
+pub(crate) fn is_zero(v: &u64) -> bool {
     *v == 0
 }
 
 // ---------------------------------------------------------------- machine (info/v1)
 
 /// `v1.FsInfo`.
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 pub struct FsInfo {
     pub device: String,
     pub capacity: u64,
@@ -82,7 +82,7 @@ pub struct FsInfo {
 }
 
 /// `v1.Cache`.
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 pub struct Cache {
     pub id: u64,
     pub size: u64,
@@ -92,7 +92,7 @@ pub struct Cache {
 }
 
 /// `v1.Core`.
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 pub struct Core {
     pub core_id: u64,
     pub thread_ids: Vec<u64>,
@@ -102,14 +102,14 @@ pub struct Core {
 }
 
 /// `v1.HugePagesInfo`.
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 pub struct HugePagesInfo {
     pub page_size: u64,
     pub num_pages: u64,
 }
 
 /// `v1.Node`.
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 pub struct Node {
     pub node_id: u64,
     pub memory: u64,
@@ -120,7 +120,7 @@ pub struct Node {
 }
 
 /// `v1.DiskInfo`.
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 pub struct DiskInfo {
     pub name: String,
     pub major: u64,
@@ -130,7 +130,7 @@ pub struct DiskInfo {
 }
 
 /// `v1.NetInfo`.
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 pub struct NetInfo {
     pub name: String,
     pub mac_address: String,
@@ -139,7 +139,7 @@ pub struct NetInfo {
 }
 
 /// `v1.NVMInfo`.
-#[derive(Serialize, Default)]
+#[derive(Clone, Serialize, Default)]
 pub struct NvmInfo {
     pub memory_mode_capacity: u64,
     #[serde(rename = "app direct_mode_capacity")]
@@ -148,14 +148,14 @@ pub struct NvmInfo {
 }
 
 /// `v1.MemoryInfo`.
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 pub struct MemoryInfo {
     pub capacity: u64,
     pub dimm_count: u64,
 }
 
 /// `v1.MachineInfo`.
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 pub struct MachineInfo {
     #[serde(serialize_with = "go_time")]
     pub timestamp: Timestamp,
@@ -285,7 +285,7 @@ impl From<&CMachine> for MachineInfo {
 // ---------------------------------------------------------------- spec (info/v2)
 
 /// `v2.CpuSpec` as `/api/v2.0/spec` fills it (limit, max_limit, mask).
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 pub struct CpuSpec {
     pub limit: u64,
     pub max_limit: u64,
@@ -298,7 +298,7 @@ pub struct CpuSpec {
 }
 
 /// `v2.MemorySpec`.
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 pub struct MemorySpec {
     #[serde(skip_serializing_if = "is_zero")]
     pub limit: u64,
@@ -309,14 +309,14 @@ pub struct MemorySpec {
 }
 
 /// `v1.ProcessSpec`.
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 pub struct ProcessSpec {
     #[serde(skip_serializing_if = "is_zero")]
     pub limit: u64,
 }
 
 /// `v2.ContainerSpec`.
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 pub struct ContainerSpec {
     #[serde(serialize_with = "go_time")]
     pub creation_time: Timestamp,
@@ -408,7 +408,7 @@ pub fn spec_from(
 // ---------------------------------------------------------------- stats (v2.0 API)
 
 /// `v1.PSIData`.
-#[derive(Serialize, Default)]
+#[derive(Clone, Serialize, Default)]
 pub struct PsiData {
     pub total: u64,
     #[serde(serialize_with = "go_float")]
@@ -420,13 +420,13 @@ pub struct PsiData {
 }
 
 /// `v1.PSIStats` (`full` before `some`, as cAdvisor declares them).
-#[derive(Serialize, Default)]
+#[derive(Clone, Serialize, Default)]
 pub struct PsiStats {
     pub full: PsiData,
     pub some: PsiData,
 }
 
-fn psi(p: Option<m::Psi>) -> PsiStats {
+pub(crate) fn psi(p: Option<m::Psi>) -> PsiStats {
     let d = |d: &m::PsiData| PsiData {
         total: d.total,
         avg10: d.avg10,
@@ -441,15 +441,17 @@ fn psi(p: Option<m::Psi>) -> PsiStats {
 }
 
 /// `v1.CpuUsage`.
-#[derive(Serialize, Default)]
+#[derive(Clone, Serialize, Default)]
 pub struct CpuUsage {
     pub total: u64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub per_cpu_usage: Vec<u64>,
     pub user: u64,
     pub system: u64,
 }
 
 /// `v1.CpuCFS`.
-#[derive(Serialize, Default)]
+#[derive(Clone, Serialize, Default)]
 pub struct CpuCfs {
     pub periods: u64,
     pub throttled_periods: u64,
@@ -459,7 +461,7 @@ pub struct CpuCfs {
 }
 
 /// `v1.CpuSchedstat`.
-#[derive(Serialize, Default)]
+#[derive(Clone, Serialize, Default)]
 pub struct CpuSchedstat {
     pub run_time: u64,
     pub runqueue_time: u64,
@@ -467,7 +469,7 @@ pub struct CpuSchedstat {
 }
 
 /// `v1.CpuStats`.
-#[derive(Serialize, Default)]
+#[derive(Clone, Serialize, Default)]
 pub struct CpuStats {
     pub usage: CpuUsage,
     pub cfs: CpuCfs,
@@ -478,7 +480,7 @@ pub struct CpuStats {
 }
 
 /// `v2.CpuInstUsage`.
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 pub struct CpuInstUsage {
     pub total: u64,
     pub user: u64,
@@ -486,13 +488,13 @@ pub struct CpuInstUsage {
 }
 
 /// `v2.CpuInstStats`.
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 pub struct CpuInstStats {
     pub usage: CpuInstUsage,
 }
 
 /// `v1.PerDiskStats`.
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 pub struct PerDiskStats {
     pub device: String,
     pub major: u64,
@@ -501,7 +503,7 @@ pub struct PerDiskStats {
 }
 
 /// `v1.DiskIoStats` (only the fields we fill; the rest are `omitempty`).
-#[derive(Serialize, Default)]
+#[derive(Clone, Serialize, Default)]
 pub struct DiskIoStats {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub io_service_bytes: Vec<PerDiskStats>,
@@ -511,11 +513,11 @@ pub struct DiskIoStats {
 }
 
 /// `v1.MemoryNumaStats` (empty: `omitempty` maps).
-#[derive(Serialize, Default)]
+#[derive(Clone, Serialize, Default)]
 pub struct MemoryNumaStats {}
 
 /// `v1.MemoryStatsMemoryData`.
-#[derive(Serialize, Default)]
+#[derive(Clone, Serialize, Default)]
 pub struct MemoryData {
     pub pgfault: u64,
     pub pgmajfault: u64,
@@ -523,14 +525,14 @@ pub struct MemoryData {
 }
 
 /// `v1.MemoryEvents`.
-#[derive(Serialize, Default)]
+#[derive(Clone, Serialize, Default)]
 pub struct MemoryEvents {
     pub high: u64,
     pub max: u64,
 }
 
 /// `v1.MemoryStats`.
-#[derive(Serialize, Default)]
+#[derive(Clone, Serialize, Default)]
 pub struct MemoryStats {
     pub usage: u64,
     pub max_usage: u64,
@@ -556,7 +558,7 @@ pub struct MemoryStats {
 }
 
 /// `v1.InterfaceStats`.
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 pub struct InterfaceStats {
     pub name: String,
     pub rx_bytes: u64,
@@ -570,7 +572,7 @@ pub struct InterfaceStats {
 }
 
 /// `v2.TcpStat` (Go field names, no JSON tags).
-#[derive(Serialize, Default)]
+#[derive(Clone, Serialize, Default)]
 #[serde(rename_all = "PascalCase")]
 pub struct TcpStat {
     pub established: u64,
@@ -587,7 +589,7 @@ pub struct TcpStat {
 }
 
 /// `v1.UdpStat`.
-#[derive(Serialize, Default)]
+#[derive(Clone, Serialize, Default)]
 #[serde(rename_all = "PascalCase")]
 pub struct UdpStat {
     pub listen: u64,
@@ -700,7 +702,7 @@ const TCP_ADVANCED: &[&str] = &[
 ];
 
 /// `v1.TcpAdvancedStat`, all zero (the v2.0 stats API copies only interfaces).
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct TcpAdvancedStat;
 
 impl Serialize for TcpAdvancedStat {
@@ -715,7 +717,7 @@ impl Serialize for TcpAdvancedStat {
 }
 
 /// `v2.NetworkStats`.
-#[derive(Serialize, Default)]
+#[derive(Clone, Serialize, Default)]
 pub struct NetworkStats {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub interfaces: Vec<InterfaceStats>,
@@ -727,7 +729,7 @@ pub struct NetworkStats {
 }
 
 /// `v1.ProcessStats`.
-#[derive(Serialize, Default)]
+#[derive(Clone, Serialize, Default)]
 pub struct ProcessStats {
     pub process_count: u64,
     pub fd_count: u64,
@@ -739,7 +741,7 @@ pub struct ProcessStats {
 }
 
 /// `v1.FsStats`.
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 pub struct FsStats {
     #[serde(skip_serializing_if = "String::is_empty")]
     pub device: String,
@@ -766,7 +768,7 @@ pub struct FsStats {
 }
 
 /// `v1.LoadStats`.
-#[derive(Serialize, Default)]
+#[derive(Clone, Serialize, Default)]
 pub struct LoadStats {
     pub nr_sleeping: u64,
     pub nr_running: u64,
@@ -776,11 +778,11 @@ pub struct LoadStats {
 }
 
 /// `v1.ResctrlStats` (empty: `omitempty` slices).
-#[derive(Serialize, Default)]
+#[derive(Clone, Serialize, Default)]
 pub struct ResctrlStats {}
 
 /// `v2.DeprecatedContainerStats`: one element of `/api/v2.0/stats` answers.
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 pub struct DeprecatedContainerStats {
     #[serde(serialize_with = "go_time")]
     pub timestamp: Timestamp,
@@ -826,7 +828,7 @@ pub fn cpu_inst(prev: &CStats, cur: &CStats) -> Option<CpuInstStats> {
     })
 }
 
-fn per_disk(
+pub(crate) fn per_disk(
     devices: &[m::BlkioDevice],
     disk_names: &BTreeMap<String, String>,
     pick: impl Fn(&m::BlkioDevice) -> m::IoCounts,
@@ -855,7 +857,7 @@ fn per_disk(
         .collect()
 }
 
-fn interfaces(v: &[m::InterfaceStats]) -> Vec<InterfaceStats> {
+pub(crate) fn interfaces(v: &[m::InterfaceStats]) -> Vec<InterfaceStats> {
     v.iter()
         .map(|i| InterfaceStats {
             name: i.name.as_str().into_owned(),
@@ -867,6 +869,57 @@ fn interfaces(v: &[m::InterfaceStats]) -> Vec<InterfaceStats> {
             tx_packets: i.counters.tx_packets,
             tx_errors: i.counters.tx_errors,
             tx_dropped: i.counters.tx_dropped,
+        })
+        .collect()
+}
+
+/// The node's filesystems as cAdvisor's root `FsStats` (one per device), with the disk I/O
+/// counters of their devices. `fs_names`: `major:minor` → (device, type).
+pub(crate) fn node_filesystems(
+    n: &NodeStats,
+    fs_names: &BTreeMap<String, (String, String)>,
+) -> Vec<FsStats> {
+    let mut seen = Vec::new();
+    n.filesystems
+        .iter()
+        .filter(|f| {
+            let new = !seen.contains(&f.dev);
+            seen.push(f.dev);
+            new
+        })
+        .map(|f| {
+            let (device, fs_type) = fs_names
+                .get(&f.dev.to_string())
+                .cloned()
+                .unwrap_or_default();
+            let dc = n
+                .disks
+                .iter()
+                .find(|d| d.dev == f.dev)
+                .map(|d| d.counters)
+                .unwrap_or_default();
+            FsStats {
+                device,
+                fs_type,
+                capacity: f.capacity,
+                usage: f.usage,
+                base_usage: 0,
+                available: f.available,
+                has_inodes: f.inodes > 0,
+                inodes: f.inodes,
+                inodes_free: f.inodes_free,
+                reads_completed: dc.reads_completed,
+                reads_merged: dc.reads_merged,
+                sectors_read: dc.sectors_read,
+                read_time: dc.read_time,
+                writes_completed: dc.writes_completed,
+                writes_merged: dc.writes_merged,
+                sectors_written: dc.sectors_written,
+                write_time: dc.write_time,
+                io_in_progress: dc.io_in_progress,
+                io_time: dc.io_time,
+                weighted_io_time: dc.weighted_io_time,
+            }
         })
         .collect()
 }
@@ -901,42 +954,7 @@ pub fn deprecated_stats(
             (None, None) => &[],
         };
         let filesystem: Vec<FsStats> = node
-            .map(|n| {
-                n.filesystems
-                    .iter()
-                    .map(|f| {
-                        let (device, fs_type) = ctx
-                            .fs_names
-                            .get(&f.dev.to_string())
-                            .cloned()
-                            .unwrap_or_default();
-                        let disk = n.disks.iter().find(|d| d.dev == f.dev);
-                        let dc = disk.map(|d| d.counters).unwrap_or_default();
-                        FsStats {
-                            device,
-                            fs_type,
-                            capacity: f.capacity,
-                            usage: f.usage,
-                            base_usage: 0,
-                            available: f.available,
-                            has_inodes: f.inodes > 0,
-                            inodes: f.inodes,
-                            inodes_free: f.inodes_free,
-                            reads_completed: dc.reads_completed,
-                            reads_merged: dc.reads_merged,
-                            sectors_read: dc.sectors_read,
-                            read_time: dc.read_time,
-                            writes_completed: dc.writes_completed,
-                            writes_merged: dc.writes_merged,
-                            sectors_written: dc.sectors_written,
-                            write_time: dc.write_time,
-                            io_in_progress: dc.io_in_progress,
-                            io_time: dc.io_time,
-                            weighted_io_time: dc.weighted_io_time,
-                        }
-                    })
-                    .collect()
-            })
+            .map(|n| node_filesystems(n, ctx.fs_names))
             .unwrap_or_default();
         let has_network = !net_src.is_empty() || s.network.is_some();
         let has_cpu = ctx.spec.has_cpu || s.cpu.is_some();
@@ -946,6 +964,7 @@ pub fn deprecated_stats(
             cpu: CpuStats {
                 usage: CpuUsage {
                     total: cpu.usage_total,
+                    per_cpu_usage: Vec::new(),
                     user: cpu.usage_user,
                     system: cpu.usage_system,
                 },
@@ -973,40 +992,7 @@ pub fn deprecated_stats(
                 psi: psi(s.psi.io),
             },
             has_memory: ctx.spec.has_memory || s.memory.is_some(),
-            memory: MemoryStats {
-                usage: mem.usage,
-                max_usage: mem.max_usage,
-                cache: mem.cache,
-                rss: mem.rss,
-                swap: mem.swap,
-                mapped_file: mem.mapped_file,
-                working_set: mem.working_set,
-                total_active_file: mem.total_active_file,
-                total_inactive_file: mem.total_inactive_file,
-                file_dirty: mem.file_dirty,
-                file_writeback: mem.file_writeback,
-                pgscan: mem.pgscan,
-                pgsteal: mem.pgsteal,
-                workingset_refault_file: mem.workingset_refault_file,
-                workingset_refault_anon: mem.workingset_refault_anon,
-                failcnt: mem.failcnt,
-                kernel: mem.kernel,
-                container_data: MemoryData {
-                    pgfault: mem.pgfault,
-                    pgmajfault: mem.pgmajfault,
-                    numa_stats: MemoryNumaStats {},
-                },
-                hierarchical_data: MemoryData {
-                    pgfault: mem.hierarchical_pgfault,
-                    pgmajfault: mem.hierarchical_pgmajfault,
-                    numa_stats: MemoryNumaStats {},
-                },
-                psi: psi(s.psi.memory),
-                events: MemoryEvents {
-                    high: 0,
-                    max: mem.failcnt,
-                },
-            },
+            memory: memory_stats(&mem, psi(s.psi.memory)),
             has_hugetlb: false,
             has_network,
             network: NetworkStats {
@@ -1034,6 +1020,45 @@ pub fn deprecated_stats(
         });
     }
     out
+}
+
+/// cAdvisor's `MemoryStats` (info/v1) from one memory sample; `psi` is the memory pressure to
+/// report (the container's, or the node's for the root).
+pub(crate) fn memory_stats(mem: &m::MemoryStats, psi: PsiStats) -> MemoryStats {
+    MemoryStats {
+        usage: mem.usage,
+        max_usage: mem.max_usage,
+        cache: mem.cache,
+        rss: mem.rss,
+        swap: mem.swap,
+        mapped_file: mem.mapped_file,
+        working_set: mem.working_set,
+        total_active_file: mem.total_active_file,
+        total_inactive_file: mem.total_inactive_file,
+        file_dirty: mem.file_dirty,
+        file_writeback: mem.file_writeback,
+        pgscan: mem.pgscan,
+        pgsteal: mem.pgsteal,
+        workingset_refault_file: mem.workingset_refault_file,
+        workingset_refault_anon: mem.workingset_refault_anon,
+        failcnt: mem.failcnt,
+        kernel: mem.kernel,
+        container_data: MemoryData {
+            pgfault: mem.pgfault,
+            pgmajfault: mem.pgmajfault,
+            numa_stats: MemoryNumaStats {},
+        },
+        hierarchical_data: MemoryData {
+            pgfault: mem.hierarchical_pgfault,
+            pgmajfault: mem.hierarchical_pgmajfault,
+            numa_stats: MemoryNumaStats {},
+        },
+        psi,
+        events: MemoryEvents {
+            high: 0,
+            max: mem.failcnt,
+        },
+    }
 }
 
 #[cfg(test)]

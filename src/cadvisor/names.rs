@@ -2,6 +2,14 @@
 //! sandbox and container with its labels, so each relist refreshes a table from runtime ID to
 //! identity, and a cgroup is named by its last path component (`.../pod<uid>/<id>`), which is
 //! the runtime ID under the cgroupfs driver.
+//!
+//! Identities follow what cAdvisor's containerd handler reports: aliases are the container
+//! ID and the cgroup name, the namespace is `containerd`, the labels are the container's CRI
+//! labels plus `io.cri-containerd.kind` (`sandbox` or `container`; a sandbox has no
+//! `io.kubernetes.container.name`), and the image is the container's image (the pause image
+//! for sandboxes). Pod-level cgroups (`.../pod<uid>`) are not containers; [`PodLookup`]
+//! names their pod for the kubelet's `/metrics/cadvisor`, as the kubelet's
+//! `GetPodByCgroupfs` does.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -11,40 +19,66 @@ use proto::cri;
 
 use crate::kuberuntime::labels;
 
+/// The label containerd's CRI plugin puts on every container it creates.
+pub const KIND_LABEL: &str = "io.cri-containerd.kind";
+
+/// A pod, as the metrics endpoints label it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PodRef {
+    /// Pod name.
+    pub name: String,
+    /// Pod namespace.
+    pub namespace: String,
+    /// Pod UID.
+    pub uid: String,
+}
+
+/// Finds the pod a pod-level cgroup belongs to.
+pub trait PodLookup: Send + Sync {
+    /// The pod of cgroup `cgroup_name` if it is a pod-level cgroup (`.../pod<uid>`).
+    fn pod_for_cgroup(&self, cgroup_name: &str) -> Option<PodRef>;
+}
+
+/// The pod UID in a pod-level cgroup's last component: `pod<uid>` (cgroupfs driver) or
+/// `kubepods-<qos>-pod<uid_with_underscores>.slice` (systemd driver).
+pub fn pod_uid_of_cgroup(cgroup_name: &str) -> Option<String> {
+    let last = cgroup_name.rsplit('/').next()?;
+    if let Some(s) = last.strip_suffix(".slice") {
+        let (_, uid) = s.rsplit_once("-pod")?;
+        return (!uid.is_empty()).then(|| uid.replace('_', "-"));
+    }
+    let uid = last.strip_prefix("pod")?;
+    (!uid.is_empty()).then(|| uid.to_string())
+}
+
+#[derive(Debug, Default)]
+struct Tables {
+    by_id: HashMap<String, ContainerIdentity>,
+    pods: HashMap<String, PodRef>,
+}
+
 /// Runtime ID → identity, refreshed by the PLEG.
 #[derive(Debug, Default)]
 pub struct RuntimeNames {
-    by_id: RwLock<HashMap<String, ContainerIdentity>>,
+    tables: RwLock<Tables>,
     runtime: String,
 }
 
 fn identity(
     id: &str,
-    container_name: &str,
+    kind: &str,
     l: &HashMap<String, String>,
     image: &str,
     runtime: &str,
 ) -> ContainerIdentity {
-    let pod = l.get(labels::POD_NAME_LABEL).cloned().unwrap_or_default();
-    let ns = l
-        .get(labels::POD_NAMESPACE_LABEL)
-        .cloned()
-        .unwrap_or_default();
-    let uid = l.get(labels::POD_UID_LABEL).cloned().unwrap_or_default();
-    let labels: BTreeMap<String, String> = [
-        (labels::POD_NAME_LABEL, pod.clone()),
-        (labels::POD_NAMESPACE_LABEL, ns.clone()),
-        (labels::POD_UID_LABEL, uid.clone()),
-        (labels::CONTAINER_NAME_LABEL, container_name.to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    let mut labels: BTreeMap<String, String> = l
+        .iter()
+        .filter(|(k, _)| k.as_str() != labels::NODE_LABEL)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    labels.insert(KIND_LABEL.to_string(), kind.to_string());
     ContainerIdentity {
-        aliases: vec![
-            format!("k8s_{container_name}_{pod}_{ns}_{uid}_0"),
-            id.to_string(),
-        ],
+        aliases: vec![id.to_string()],
         namespace: runtime.to_string(),
         labels,
         image: image.to_string(),
@@ -54,51 +88,74 @@ fn identity(
 impl RuntimeNames {
     pub fn new(runtime: &str) -> Self {
         Self {
-            by_id: RwLock::new(HashMap::new()),
+            tables: RwLock::new(Tables::default()),
             runtime: runtime.to_string(),
         }
     }
 
-    /// Replaces the table with what one relist saw. Sandboxes are named `POD`, as the kubelet's
-    /// cAdvisor labels them.
+    /// Replaces the table with what one relist saw.
     pub fn update(
         &self,
         sandboxes: &[cri::PodSandbox],
         containers: &[cri::Container],
         pause_image: &str,
     ) {
-        let mut m = HashMap::with_capacity(sandboxes.len() + containers.len());
+        let mut t = Tables {
+            by_id: HashMap::with_capacity(sandboxes.len() + containers.len()),
+            pods: HashMap::with_capacity(sandboxes.len()),
+        };
         for s in sandboxes {
-            m.insert(
+            t.by_id.insert(
                 s.id.clone(),
-                identity(&s.id, "POD", &s.labels, pause_image, &self.runtime),
+                identity(&s.id, "sandbox", &s.labels, pause_image, &self.runtime),
             );
+            let get = |k: &str| s.labels.get(k).cloned().unwrap_or_default();
+            let uid = get(labels::POD_UID_LABEL);
+            if !uid.is_empty() {
+                t.pods.insert(
+                    uid.clone(),
+                    PodRef {
+                        name: get(labels::POD_NAME_LABEL),
+                        namespace: get(labels::POD_NAMESPACE_LABEL),
+                        uid,
+                    },
+                );
+            }
         }
         for c in containers {
-            let name = c
-                .labels
-                .get(labels::CONTAINER_NAME_LABEL)
-                .cloned()
-                .unwrap_or_default();
             let image = c
                 .annotations
                 .get(labels::CONTAINER_IMAGE_ANNOTATION)
                 .cloned()
                 .or_else(|| c.image.as_ref().map(|i| i.image.clone()))
                 .unwrap_or_default();
-            m.insert(
+            t.by_id.insert(
                 c.id.clone(),
-                identity(&c.id, &name, &c.labels, &image, &self.runtime),
+                identity(&c.id, "container", &c.labels, &image, &self.runtime),
             );
         }
-        *self.by_id.write() = m;
+        *self.tables.write() = t;
+    }
+
+    /// The pod with UID `uid`, if a sandbox of it is known.
+    pub fn pod(&self, uid: &str) -> Option<PodRef> {
+        self.tables.read().pods.get(uid).cloned()
     }
 }
 
 impl ContainerNamer for RuntimeNames {
     fn identify(&self, cgroup_name: &str) -> Option<ContainerIdentity> {
         let last = cgroup_name.rsplit('/').next()?;
-        self.by_id.read().get(last).cloned()
+        let mut id = self.tables.read().by_id.get(last).cloned()?;
+        // cAdvisor's containerd handler: aliases are the ID and the cgroup name.
+        id.aliases.push(cgroup_name.to_string());
+        Some(id)
+    }
+}
+
+impl PodLookup for RuntimeNames {
+    fn pod_for_cgroup(&self, cgroup_name: &str) -> Option<PodRef> {
+        self.pod(&pod_uid_of_cgroup(cgroup_name)?)
     }
 }
 
@@ -109,19 +166,21 @@ mod tests {
     #[test]
     fn names_cgroups_by_runtime_id() {
         let names = RuntimeNames::new("containerd");
-        let l: HashMap<String, String> = [
+        let pod_labels: HashMap<String, String> = [
             (labels::POD_NAME_LABEL.to_string(), "web".to_string()),
             (
                 labels::POD_NAMESPACE_LABEL.to_string(),
                 "default".to_string(),
             ),
             (labels::POD_UID_LABEL.to_string(), "u1".to_string()),
-            (labels::CONTAINER_NAME_LABEL.to_string(), "app".to_string()),
+            (labels::NODE_LABEL.to_string(), "node-a".to_string()),
         ]
         .into();
+        let mut l = pod_labels.clone();
+        l.insert(labels::CONTAINER_NAME_LABEL.to_string(), "app".to_string());
         let c = cri::Container {
             id: "abc123".into(),
-            labels: l.clone(),
+            labels: l,
             image: Some(cri::ImageSpec {
                 image: "busybox".into(),
                 ..Default::default()
@@ -130,16 +189,52 @@ mod tests {
         };
         let sb = cri::PodSandbox {
             id: "sb1".into(),
-            labels: l,
+            labels: pod_labels,
             ..Default::default()
         };
         names.update(&[sb], &[c], "pause:3.10");
         let id = names.identify("/kubepods/besteffort/podu1/abc123").unwrap();
         assert_eq!(id.labels[labels::CONTAINER_NAME_LABEL], "app");
+        assert_eq!(id.labels[KIND_LABEL], "container");
+        assert!(!id.labels.contains_key(labels::NODE_LABEL));
         assert_eq!(id.image, "busybox");
-        assert_eq!(id.aliases[0], "k8s_app_web_default_u1_0");
+        assert_eq!(id.aliases, ["abc123", "/kubepods/besteffort/podu1/abc123"]);
+        assert_eq!(id.namespace, "containerd");
         let pod = names.identify("/kubepods/besteffort/podu1/sb1").unwrap();
-        assert_eq!(pod.labels[labels::CONTAINER_NAME_LABEL], "POD");
+        assert!(!pod.labels.contains_key(labels::CONTAINER_NAME_LABEL));
+        assert_eq!(pod.labels[KIND_LABEL], "sandbox");
+        assert_eq!(pod.image, "pause:3.10");
         assert!(names.identify("/kubepods/besteffort/podu1").is_none());
+        let want = PodRef {
+            name: "web".into(),
+            namespace: "default".into(),
+            uid: "u1".into(),
+        };
+        assert_eq!(
+            names.pod_for_cgroup("/kubepods/besteffort/podu1"),
+            Some(want.clone())
+        );
+        assert_eq!(names.pod_for_cgroup("/kubepods/besteffort/podu2"), None);
+        assert_eq!(names.pod_for_cgroup("/kubepods/besteffort"), None);
+        assert_eq!(
+            names.pod_for_cgroup(
+                "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-podu1.slice"
+            ),
+            Some(want)
+        );
+    }
+
+    #[test]
+    fn pod_uids_from_cgroup_names() {
+        assert_eq!(
+            pod_uid_of_cgroup("/n/kubepods/podabc-1").as_deref(),
+            Some("abc-1")
+        );
+        assert_eq!(
+            pod_uid_of_cgroup("/kubepods-besteffort-poda_b_c.slice").as_deref(),
+            Some("a-b-c")
+        );
+        assert_eq!(pod_uid_of_cgroup("/kubepods/burstable"), None);
+        assert_eq!(pod_uid_of_cgroup("/pod"), None);
     }
 }

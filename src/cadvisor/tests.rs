@@ -511,3 +511,626 @@ fn flags_parse_with_defaults_and_go_durations() {
         .unwrap();
     assert!(e.to_string().contains("100ms"), "{e}");
 }
+
+// ------------------------------------------------------------------ exposition and v1/v2 shapes
+
+/// Compares text output with a golden file.
+fn golden_text(name: &str, actual: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src/cadvisor/testdata")
+        .join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, actual).unwrap();
+    }
+    let want = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1)", path.display()));
+    assert_eq!(
+        actual,
+        want,
+        "{} differs from the golden file",
+        path.display()
+    );
+}
+
+fn fixed_node() -> m::NodeStats {
+    m::NodeStats {
+        timestamp: 1_700_000_001_000_000_000,
+        cpu: m::NodeCpuStats {
+            user: 5_000_000_000,
+            system: 2_000_000_000,
+            idle: 90_000_000_000,
+            ..Default::default()
+        },
+        memory: m::NodeMemoryStats {
+            total: 8_013_434_880,
+            free: 4_000_000_000,
+            available: 6_000_000_000,
+            inactive_file: 1_000_000_000,
+            ..Default::default()
+        },
+        disks: vec![m::DiskStats {
+            dev: m::DevNum {
+                major: 254,
+                minor: 0,
+            },
+            counters: m::DiskCounters {
+                reads_completed: 100,
+                reads_merged: 3,
+                sectors_read: 800,
+                read_time: 1500,
+                writes_completed: 200,
+                writes_merged: 4,
+                sectors_written: 1600,
+                write_time: 2500,
+                io_in_progress: 1,
+                io_time: 3000,
+                weighted_io_time: 4000,
+            },
+        }],
+        network: vec![m::InterfaceStats {
+            name: m::IfName::new(b"eth0"),
+            counters: m::NetCounters {
+                rx_bytes: 123_456_789,
+                rx_packets: 1000,
+                tx_bytes: 987_654,
+                tx_packets: 900,
+                rx_errors: 1,
+                ..Default::default()
+            },
+        }],
+        filesystems: vec![
+            m::FsStats {
+                dev: m::DevNum {
+                    major: 254,
+                    minor: 0,
+                },
+                roles: fs_role::ROOT | fs_role::IMAGE,
+                capacity: 67_000_000_000,
+                available: 30_000_000_000,
+                usage: 37_000_000_000,
+                inodes: 4_000_000,
+                inodes_free: 3_000_000,
+            },
+            m::FsStats {
+                dev: m::DevNum {
+                    major: 254,
+                    minor: 0,
+                },
+                roles: fs_role::LOG,
+                capacity: 67_000_000_000,
+                available: 30_000_000_000,
+                usage: 37_000_000_000,
+                inodes: 4_000_000,
+                inodes_free: 3_000_000,
+            },
+        ],
+        psi: m::PsiStats::default(),
+        procs_running: 2,
+        procs_blocked: 0,
+    }
+}
+
+fn fixed_version() -> collectors::VersionInfo {
+    collectors::VersionInfo {
+        kernel_version: "6.1.0-test".into(),
+        container_os_version: "Debian GNU/Linux 12 (bookworm)".into(),
+    }
+}
+
+fn root_spec() -> ContainerSpec {
+    ContainerSpec {
+        creation_time: 1_699_990_000_000_000_000,
+        has_cpu: true,
+        cpu_shares: 1024,
+        cpu_quota: None,
+        cpu_period: 100_000,
+        cpu_mask: "0-1".into(),
+        has_memory: true,
+        memory_limit: 9_223_372_036_854_771_712,
+        memory_reservation: 9_223_372_036_854_771_712,
+        swap_limit: 9_223_372_036_854_771_712,
+        has_processes: true,
+        pids_limit: u64::MAX,
+        has_diskio: true,
+    }
+}
+
+fn identities() -> (ContainerIdentity, ContainerIdentity) {
+    let pod_labels = [
+        ("io.kubernetes.pod.name", "web-0"),
+        ("io.kubernetes.pod.namespace", "default"),
+        ("io.kubernetes.pod.uid", "uid-1"),
+    ];
+    let mk = |kind: &str, id: &str, image: &str, container: Option<&str>| {
+        let mut labels: BTreeMap<String, String> = pod_labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        labels.insert(names::KIND_LABEL.into(), kind.into());
+        if let Some(c) = container {
+            labels.insert("io.kubernetes.container.name".into(), c.into());
+        }
+        ContainerIdentity {
+            aliases: vec![id.into(), format!("/kubepods/burstable/poduid-1/{id}")],
+            namespace: "containerd".into(),
+            labels,
+            image: image.into(),
+        }
+    };
+    (
+        mk(
+            "container",
+            "abc123",
+            "127.0.0.1:5000/kubelet-rs/busybox:1.35",
+            Some("app"),
+        ),
+        mk(
+            "sandbox",
+            "sb1",
+            "127.0.0.1:5000/kubelet-rs/pause:3.10",
+            None,
+        ),
+    )
+}
+
+/// A container of the exposition fixture: name, identity, pod, sample, spec.
+type Entry = (
+    &'static str,
+    Option<ContainerIdentity>,
+    Option<names::PodRef>,
+    m::ContainerStats,
+    ContainerSpec,
+);
+
+fn exposition(flavour: prom::Flavour) -> String {
+    let machine = fixed_machine();
+    let node = fixed_node();
+    let version = fixed_version();
+    let samples = fixed_samples();
+    let (app, sandbox) = identities();
+    let pod = names::PodRef {
+        name: "web-0".into(),
+        namespace: "default".into(),
+        uid: "uid-1".into(),
+    };
+    let mut root_sample = samples[1].clone();
+    root_sample.network = None;
+    // The container's own sample has the pod's network too; only the sandbox reports it.
+    let container_sample = samples[1].clone();
+    let sandbox_sample = samples[1].clone();
+    let entries: Vec<Entry> = vec![
+        ("/", None, None, root_sample, root_spec()),
+        (
+            "/kubepods/burstable/poduid-1",
+            None,
+            Some(pod),
+            samples[1].clone(),
+            fixed_spec(),
+        ),
+        (
+            "/kubepods/burstable/poduid-1/abc123",
+            Some(app),
+            None,
+            container_sample,
+            fixed_spec(),
+        ),
+        (
+            "/kubepods/burstable/poduid-1/sb1",
+            Some(sandbox),
+            None,
+            sandbox_sample,
+            fixed_spec(),
+        ),
+    ];
+    let union = prom::label_union(entries.iter().filter_map(|e| e.1.as_ref()));
+    let labels: Vec<expo::LabelSet> = entries
+        .iter()
+        .map(|(n, id, pod, _, _)| match flavour {
+            prom::Flavour::Kubelet => prom::kubelet_labels(n, id.as_ref(), pod.as_ref()),
+            prom::Flavour::Cadvisor => prom::cadvisor_labels(n, id.as_ref(), &union),
+        })
+        .collect();
+    let mut rows: Vec<prom::Row<'_>> = entries
+        .iter()
+        .zip(&labels)
+        .map(|((n, _, _, s, spec), l)| prom::Row {
+            labels: l,
+            s: Some(s),
+            spec,
+            ts: Some(expo::ms(s.timestamp)),
+            root: *n == "/",
+            oom: u64::from(n.ends_with("abc123")),
+            shares_network: prom::shares_network(
+                entries
+                    .iter()
+                    .find(|e| e.0 == *n)
+                    .and_then(|e| e.1.as_ref()),
+            ),
+        })
+        .collect();
+    rows.sort_by(|a, b| a.labels.as_bytes().cmp(b.labels.as_bytes()));
+    let disks = prom::disk_names(&machine);
+    let fs = prom::root_filesystems(&machine, &node);
+    let machine_labels = expo::LabelSet::new([
+        ("boot_id", machine.boot_id.as_str()),
+        ("machine_id", machine.machine_id.as_str()),
+        ("system_uuid", machine.system_uuid.as_str()),
+    ]);
+    let ctx = prom::Ctx {
+        now_s: 1_700_000_002.0,
+        now_ms: 1_700_000_002_000,
+        node: Some(&node),
+        disks: &disks,
+        fs: &fs,
+        machine: &machine,
+        machine_labels: &machine_labels,
+        version: &version,
+    };
+    let mut out = Vec::new();
+    prom::write_families(&mut out, flavour, &rows, &ctx);
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn golden_exposition_cadvisor() {
+    golden_text(
+        "metrics_cadvisor.prom",
+        &exposition(prom::Flavour::Cadvisor),
+    );
+}
+
+#[test]
+fn golden_exposition_kubelet() {
+    let text = exposition(prom::Flavour::Kubelet);
+    golden_text("metrics_kubelet_cadvisor.prom", &text);
+    // The kubelet's labels: the container by name, its pod; the sandbox and the pod cgroup
+    // with container="" (containerd's sandbox has no container name label).
+    assert!(text.contains(
+        "container_memory_working_set_bytes{container=\"app\",id=\"/kubepods/burstable/poduid-1/abc123\",image=\"127.0.0.1:5000/kubelet-rs/busybox:1.35\",name=\"abc123\",namespace=\"default\",pod=\"web-0\"} 7.340032e+06 1700000001000\n"
+    ), "{text}");
+    assert!(text.contains(
+        "container_memory_working_set_bytes{container=\"\",id=\"/kubepods/burstable/poduid-1\",image=\"\",name=\"\",namespace=\"default\",pod=\"web-0\"} 7.340032e+06 1700000001000\n"
+    ));
+    assert!(text.contains("container_cpu_usage_seconds_total{container=\"\",cpu=\"total\",id=\"/kubepods/burstable/poduid-1/sb1\",image=\"127.0.0.1:5000/kubelet-rs/pause:3.10\",name=\"sb1\",namespace=\"default\",pod=\"web-0\"} 1.25 1700000001000\n"));
+    // Spec families carry no timestamp.
+    assert!(text.contains("container_spec_cpu_quota{container=\"app\","));
+    assert!(text.contains("container_spec_memory_limit_bytes{container=\"\",id=\"/\",image=\"\",name=\"\",namespace=\"\",pod=\"\"} 0\n"));
+}
+
+#[test]
+fn golden_v1_container_info() {
+    let samples = fixed_samples();
+    let spec = fixed_spec();
+    let names = BTreeMap::from([("254:0".to_string(), "/dev/vda".to_string())]);
+    let ctx = StatsContext {
+        spec: &spec,
+        disk_names: &names,
+        node: None,
+        fs_names: &BTreeMap::new(),
+    };
+    let (app, _) = identities();
+    let mut stats = v1::stats(&samples, &ctx, 1);
+    stats[1].cpu.usage.per_cpu_usage = vec![600_000_000, 650_000_000];
+    let info = v1::ContainerInfo {
+        reference: v1::reference("/kubepods/burstable/poduid-1/abc123", Some(&app)),
+        subcontainers: vec![],
+        spec: v1::spec(
+            "/kubepods/burstable/poduid-1/abc123",
+            &spec,
+            false,
+            1 << 30,
+            Some(&app),
+        ),
+        stats: stats.clone(),
+    };
+    golden("containers_v1.json", &info);
+    let spec1 = v1::spec("/x", &spec, true, 1 << 30, None);
+    golden("stats_v21.json", &v2::stats_from_v1(&spec1, stats));
+}
+
+#[test]
+fn golden_machine_stats_and_attributes() {
+    let samples = fixed_samples();
+    let spec = root_spec();
+    let node = fixed_node();
+    let by_time = BTreeMap::from([(samples[1].timestamp, node)]);
+    let fs_names = BTreeMap::from([(
+        "254:0".to_string(),
+        ("/dev/vda".to_string(), "ext4".to_string()),
+    )]);
+    let ctx = StatsContext {
+        spec: &spec,
+        disk_names: &BTreeMap::new(),
+        node: Some(&by_time),
+        fs_names: &fs_names,
+    };
+    let stats = v1::stats(&samples, &ctx, 0);
+    let spec1 = v1::spec("/", &spec, true, 1 << 30, None);
+    golden(
+        "machinestats.json",
+        &v2::machine_stats_from_v1(&spec1, stats),
+    );
+    golden(
+        "attributes.json",
+        &v2::attributes(&fixed_machine(), &fixed_version()),
+    );
+}
+
+async fn post(app: &Router, uri: &str, body: &str) -> (StatusCode, String) {
+    let resp = app
+        .clone()
+        .oneshot(
+            Request::post(uri)
+                .body(Body::from(body.to_string()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let status = resp.status();
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 24)
+        .await
+        .unwrap();
+    (status, String::from_utf8(body.to_vec()).unwrap())
+}
+
+fn state(t: &FixtureTree) -> CadvisorState {
+    CadvisorState::with_options(monitor(t), tracker::TrackerOptions::default())
+}
+
+#[tokio::test]
+async fn v1_containers_and_subcontainers() {
+    let t = FixtureTree::new(Layout::V1);
+    let app = router(state(&t));
+    let (st, body) = post(
+        &app,
+        "/api/v1.3/containers/kubepods/pod1",
+        r#"{"num_stats": 2}"#,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let v = parse(&body);
+    assert_eq!(v["name"], "/kubepods/pod1");
+    assert_eq!(v["stats"].as_array().unwrap().len(), 2);
+    let s = &v["stats"][1];
+    assert_eq!(s["cpu"]["usage"]["total"], 2_000_000_000u64);
+    assert_eq!(s["memory"]["usage"], 1u64 << 20);
+    assert_eq!(s["network"]["name"], "eth0", "first interface inline");
+    assert_eq!(s["health"]["status"], "");
+    assert_eq!(v["spec"]["has_cpu"], true);
+    assert_eq!(v["spec"]["cpu"]["period"], 100_000);
+    // GET without a body: the default of 60 (all 3 here).
+    let (_, body) = get(&app, "/api/v1.3/containers/kubepods/pod1").await;
+    assert_eq!(parse(&body)["stats"].as_array().unwrap().len(), 3);
+    // The root lists its direct children only.
+    let (_, body) = post(&app, "/api/v1.0/containers/", r#"{"num_stats": 1}"#).await;
+    let v = parse(&body);
+    let subs: Vec<&str> = v["subcontainers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(subs, ["/kubepods"]);
+    assert_eq!(v["spec"]["has_filesystem"], true);
+    let (st, body) = post(
+        &app,
+        "/api/v1.1/subcontainers/kubepods",
+        r#"{"num_stats": 1}"#,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let names: Vec<String> = parse(&body)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["/kubepods", "/kubepods/pod1"]);
+    // A time range: start after every sample gives none (and no "stats" key, omitempty).
+    let (_, body) = post(
+        &app,
+        "/api/v1.3/containers/kubepods",
+        r#"{"start": "2100-01-01T00:00:00Z"}"#,
+    )
+    .await;
+    assert!(parse(&body).get("stats").is_none(), "{body}");
+}
+
+#[tokio::test]
+async fn api_errors_name_the_problem() {
+    let t = FixtureTree::new(Layout::V2);
+    let app = router(state(&t));
+    let cases: &[(&str, Option<&str>, StatusCode, &str)] = &[
+        ("/api/v1.3/containers/nope", Some("{}"), StatusCode::NOT_FOUND, "failed to get container \"/nope\" with error: unknown container \"/nope\"\n"),
+        ("/api/v1.3/containers/kubepods", Some("{"), StatusCode::BAD_REQUEST, "unable to decode the json value"),
+        ("/api/v1.3/containers/kubepods", Some(r#"{"num_stats": -5}"#), StatusCode::BAD_REQUEST, "invalid \"num_stats\""),
+        ("/api/v1.3/containers/kubepods", Some(r#"{"start": "yesterday"}"#), StatusCode::BAD_REQUEST, "unable to decode the json value: invalid \"start\" time"),
+        ("/api/v9.9/machine", None, StatusCode::NOT_FOUND, "unsupported API version \"v9.9\"\n"),
+        ("/api/v2.0/bogus", None, StatusCode::NOT_FOUND, "unknown request type \"bogus\"\n"),
+        ("/api/v1.0/events", None, StatusCode::NOT_FOUND, "unknown request type \"events\"\n"),
+        ("/api/v2.0", None, StatusCode::BAD_REQUEST, "Supported request types: \"appmetrics,attributes,events,machine,ps,spec,stats,storage,summary,version\"\n"),
+        ("/api/", None, StatusCode::BAD_REQUEST, "Supported API versions: v1.0,v1.1,v1.2,v1.3,v2.0,v2.1\n"),
+        ("/api/v2.0/events/?stream=maybe", None, StatusCode::BAD_REQUEST, "invalid \"stream\" option"),
+        ("/api/v2.0/events/?max_events=ten", None, StatusCode::BAD_REQUEST, "invalid \"max_events\" option"),
+        ("/api/v2.0/events/?start_time=noon", None, StatusCode::BAD_REQUEST, "invalid \"start_time\" option"),
+        ("/api/v2.0/events/?stream=true&start_time=2020-01-01T00:00:00Z", None, StatusCode::BAD_REQUEST, "for a call to watch"),
+        ("/api/v2.0/storage?label=nope", None, StatusCode::NOT_FOUND, "no filesystem with label \"nope\"\n"),
+        ("/api/v2.1/stats/nope", None, StatusCode::NOT_FOUND, "unknown container \"/nope\"\n"),
+        ("/api/v2.0/summary/nope", None, StatusCode::NOT_FOUND, "unknown container \"/nope\"\n"),
+        ("/api/v2.0/ps/nope", None, StatusCode::NOT_FOUND, "unknown container \"/nope\"\n"),
+        ("/api/v2.1/machinestats?count=x", None, StatusCode::BAD_REQUEST, "failed to parse 'count' option: x\n"),
+        ("/api/v1.2/docker/abc", None, StatusCode::NOT_FOUND, "failed to get Docker container \"abc\""),
+    ];
+    for (uri, body, status, text) in cases {
+        let (st, got) = match body {
+            Some(b) => post(&app, uri, b).await,
+            None => get(&app, uri).await,
+        };
+        assert_eq!(st, *status, "{uri}: {got}");
+        assert!(
+            got.starts_with(text),
+            "{uri}: {got:?} does not start with {text:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn v2_endpoints_answer_with_cadvisors_shapes() {
+    let t = FixtureTree::new(Layout::Hybrid);
+    let st = state(&t);
+    let app = router(st.clone());
+    let (code, body) = get(&app, "/api/v2.0/version").await;
+    assert_eq!(
+        (code, body.as_str()),
+        (
+            StatusCode::OK,
+            concat!("\"kubelet-rs-", env!("CARGO_PKG_VERSION"), "\"")
+        )
+    );
+    let v = parse(&get(&app, "/api/v2.0/attributes").await.1);
+    assert_eq!(v["num_cores"], 2);
+    assert_eq!(v["docker_version"], "");
+    let v = parse(
+        &get(&app, "/api/v2.1/stats/kubepods?recursive=true&count=2")
+            .await
+            .1,
+    );
+    let pod = &v["/kubepods/pod1"];
+    assert_eq!(pod["stats"].as_array().unwrap().len(), 2);
+    assert!(pod["stats"][1]["cpu_inst"]["usage"]["total"].is_u64());
+    assert!(pod["spec"]["has_cpu"].as_bool().unwrap());
+    let v = parse(&get(&app, "/api/v2.1/stats/?count=1").await.1);
+    assert_eq!(
+        v,
+        serde_json::json!({}),
+        "v2.1 stats leave the root out, as cAdvisor does"
+    );
+    let v = parse(&get(&app, "/api/v2.1/machinestats?count=2").await.1);
+    let m = v.as_array().unwrap();
+    assert_eq!(m.len(), 2);
+    assert!(m[1]["cpu_inst"].is_object() && m[1]["memory"].is_object());
+    assert!(m[1]["filesystem"][0]["inline"].is_object(), "{v}");
+    let v = parse(&get(&app, "/api/v2.0/summary/kubepods/pod1").await.1);
+    let d = &v["/kubepods/pod1"];
+    assert_eq!(
+        d["latest_usage"]["memory"],
+        1u64 << 20,
+        "the fixture's working set"
+    );
+    assert!(d["minute_usage"]["cpu"].is_object());
+    let v = parse(&get(&app, "/api/v2.0/storage").await.1);
+    assert_eq!(v[0]["labels"][0], "root");
+    let v = parse(&get(&app, "/api/v2.0/storage?label=root").await.1);
+    assert_eq!(v.as_array().unwrap().len(), 1);
+    let v = parse(&get(&app, "/api/v2.0/ps/kubepods/pod1").await.1);
+    assert!(v.is_array(), "{v}");
+    let v = parse(&get(&app, "/api/v2.0/appmetrics/kubepods").await.1);
+    assert_eq!(v, serde_json::json!({"/kubepods": {}}));
+    // Events: the tracker's first pass reports the monitor's containers as created.
+    st.monitor.housekeep();
+    st.tracker.catch_up();
+    let v = parse(
+        &get(
+            &app,
+            "/api/v1.3/events/?all_events=true&subcontainers=true&max_events=-1",
+        )
+        .await
+        .1,
+    );
+    let created: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event_type"] == "containerCreation")
+        .map(|e| e["container_name"].as_str().unwrap())
+        .collect();
+    assert!(created.contains(&"/kubepods/pod1"), "{v}");
+    let v = parse(
+        &get(&app, "/api/v2.0/events/kubepods?creation_events=true")
+            .await
+            .1,
+    );
+    assert_eq!(
+        v.as_array().unwrap().len(),
+        1,
+        "only the container itself: {v}"
+    );
+    // The legacy Docker API: no Docker containers.
+    assert_eq!(
+        get(&app, "/api/v1.2/docker").await,
+        (StatusCode::OK, "{}".into())
+    );
+}
+
+#[tokio::test]
+async fn metrics_ui_and_redirect() {
+    let t = FixtureTree::new(Layout::V1);
+    let app = router(state(&t));
+    let (st, body) = get(&app, "/metrics").await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(body.contains("# TYPE container_cpu_usage_seconds_total counter\n"));
+    assert!(
+        body.contains("container_cpu_usage_seconds_total{cpu=\"total\",id=\"/kubepods/pod1\"} 2 "),
+        "{body}"
+    );
+    assert!(body.contains("machine_memory_bytes{boot_id="));
+    assert!(body.contains("# TYPE kubelet_rs_collector_passes_total counter\n"));
+    assert!(body.contains("# TYPE process_cpu_seconds_total counter\n"));
+    let resp = app
+        .clone()
+        .oneshot(Request::get("/").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::TEMPORARY_REDIRECT);
+    assert_eq!(resp.headers()["location"], "/containers/");
+    for uri in ["/containers/", "/containers/kubepods/pod1"] {
+        let (st, body) = get(&app, uri).await;
+        assert_eq!(st, StatusCode::OK);
+        assert!(body.contains("/static/containers.js"));
+    }
+    let (st, body) = get(&app, "/static/charts.js").await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(body.contains("const Charts"));
+    assert_eq!(get(&app, "/static/nope.js").await.0, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn event_streams_deliver_new_events_and_end_on_shutdown() {
+    use futures_util::StreamExt;
+    let t = FixtureTree::new(Layout::V1);
+    let st = state(&t);
+    // The tracker's first pass reports every container as created: get past it.
+    st.monitor.housekeep();
+    st.tracker.catch_up();
+    let app = router(st.clone());
+    let resp = app
+        .clone()
+        .oneshot(
+            Request::get(
+                "/api/v1.3/events/kubepods?stream=true&subcontainers=true&creation_events=true",
+            )
+            .body(Body::empty())
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut body = resp.into_body().into_data_stream();
+    t.add_cgroup("/kubepods/pod2", &FixtureCgroup::default());
+    st.monitor.rescan().unwrap();
+    st.monitor.housekeep();
+    st.tracker.catch_up();
+    let chunk = tokio::time::timeout(Duration::from_secs(10), body.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let e = parse(std::str::from_utf8(&chunk).unwrap().trim_end());
+    assert_eq!(e["container_name"], "/kubepods/pod2");
+    assert_eq!(e["event_type"], "containerCreation");
+    st.shutdown();
+    let end = tokio::time::timeout(Duration::from_secs(10), body.next())
+        .await
+        .unwrap();
+    assert!(end.is_none(), "the stream ends on shutdown");
+}

@@ -198,6 +198,9 @@ pub struct KubeletSettings {
     /// Seconds; 0 means the pod's own grace period.
     pub eviction_max_pod_grace_period: i64,
     pub eviction_minimum_reclaim: EvictionThresholds,
+    /// `localStorageCapacityIsolation` (file only): emptyDir `sizeLimit`s are enforced by
+    /// eviction.
+    pub local_storage_capacity_isolation: bool,
 
     pub image_gc_high_threshold_percent: u8,
     pub image_gc_low_threshold_percent: u8,
@@ -921,6 +924,11 @@ pub fn resolve(
         0,
         i64::from(i32::MAX),
     )?;
+    let (local_storage_capacity_isolation, _) = r.file_only(
+        "localStorageCapacityIsolation",
+        |c| c.local_storage_capacity_isolation,
+        || true,
+    );
 
     // --- Image GC -------------------------------------------------------------------------------
     let (high, s_high) = r.pick(
@@ -1304,6 +1312,7 @@ pub fn resolve(
         eviction_pressure_transition_period,
         eviction_max_pod_grace_period,
         eviction_minimum_reclaim,
+        local_storage_capacity_isolation,
         image_gc_high_threshold_percent: high,
         image_gc_low_threshold_percent: low,
         image_minimum_gc_age,
@@ -1515,6 +1524,7 @@ mod tests {
         assert_eq!(s.eviction_hard.len(), 4);
         assert!(s.eviction_soft.is_empty());
         assert_eq!(s.eviction_pressure_transition_period, 5 * MINUTE);
+        assert!(s.local_storage_capacity_isolation);
         assert_eq!(s.image_gc_high_threshold_percent, 85);
         assert_eq!(s.image_gc_low_threshold_percent, 80);
         assert_eq!(s.image_minimum_gc_age, 2 * MINUTE);

@@ -26,14 +26,18 @@ use crate::cm::CgroupManager;
 use crate::fieldpath::PodRuntimeFacts;
 use crate::health::Health;
 use crate::images::ImageManager;
-use crate::kuberuntime::actions::ProbeVerdicts;
 use crate::kuberuntime::RuntimeService;
+use crate::lifecycle::{Events, HookRunner};
 use crate::metrics::Metrics;
 use crate::objects::ObjectSource;
 use crate::pleg::PlegEvent;
 use crate::podconfig::{uid_of, PodChange, PodConfig};
+use crate::prober::http::HttpClient;
+use crate::prober::probe::Prober;
+use crate::prober::ProberManager;
 use crate::sources::PodUpdate;
 use crate::status::StatusManager;
+use crate::volumemanager::{VolumeManager, VolumeOptions};
 use pod_workers::{PodWorkers, WorkKind};
 
 /// What the sync loop needs from the configuration.
@@ -66,8 +70,14 @@ pub struct Kubelet {
     pub metrics: Metrics,
     pub health: Health,
     pub objects: Arc<dyn ObjectSource>,
-    /// Probe verdicts by container ID, filled by the prober.
-    pub probes: Arc<Mutex<ProbeVerdicts>>,
+    /// Startup, liveness and readiness probes; their verdicts feed each sync.
+    pub prober: ProberManager,
+    /// postStart and preStop hooks.
+    pub hooks: HookRunner,
+    /// Where events go (logged until an event recorder is set).
+    pub events: Events,
+    /// Pod volumes: set up before containers start, torn down after they stop.
+    pub volumes: Arc<VolumeManager>,
     /// Container restart backoff, keyed like the kubelet's stable container key.
     pub crash_backoff: Mutex<Backoff>,
     /// Runtime name for container IDs (`containerd://...`).
@@ -76,7 +86,14 @@ pub struct Kubelet {
     commands: mpsc::UnboundedSender<Command>,
     command_rx: Mutex<Option<mpsc::UnboundedReceiver<Command>>>,
     grace_overrides: Mutex<HashMap<String, i64>>,
+    /// Set once every pod source has reported (GC may then remove what no source wants).
+    sources_ready: std::sync::atomic::AtomicBool,
+    /// Admission checks run before a pod starts (the eviction manager's, under pressure).
+    admit_handlers: Mutex<Vec<AdmitHandler>>,
 }
+
+/// An admission check: `Err((reason, message))` refuses the pod, which then fails with them.
+pub type AdmitHandler = Arc<dyn Fn(&Pod) -> Result<(), (String, String)> + Send + Sync>;
 
 /// A request to the sync loop from outside it.
 #[derive(Debug, Clone)]
@@ -96,6 +113,36 @@ impl Kubelet {
         objects: Arc<dyn ObjectSource>,
     ) -> Arc<Self> {
         let (commands, command_rx) = mpsc::unbounded_channel();
+        let events = Events::default();
+        let http = HttpClient::new();
+        let wake = commands.clone();
+        let prober = ProberManager::new(
+            Arc::new(Prober {
+                runtime: Some(runtime.clone()),
+                http: http.clone(),
+            }),
+            events.clone(),
+            Arc::new(move |uid: &str| {
+                let _ = wake.send(Command::SyncPod(uid.to_string()));
+            }),
+        );
+        // Every probe execution feeds `/metrics/probes`.
+        prober.set_observer(Arc::new(metrics.probes.clone()));
+        let hooks = HookRunner {
+            runtime: Some(runtime.clone()),
+            http,
+        };
+        let volumes = Arc::new(VolumeManager::new(
+            VolumeOptions {
+                pods_root: opts.root_dir.join("pods"),
+                mountinfo: crate::volumemanager::mount::MOUNTINFO.into(),
+                resync_period: opts
+                    .sync_frequency
+                    .min(crate::volumemanager::DEFAULT_RESYNC),
+            },
+            objects.clone(),
+            events.clone(),
+        ));
         Arc::new(Self {
             opts,
             runtime,
@@ -105,13 +152,29 @@ impl Kubelet {
             metrics,
             health,
             objects,
-            probes: Arc::new(Mutex::new(ProbeVerdicts::default())),
+            prober,
+            hooks,
+            events,
+            volumes,
             crash_backoff: Mutex::new(Backoff::crash_loop()),
             runtime_name: Mutex::new("containerd".into()),
             commands,
             command_rx: Mutex::new(Some(command_rx)),
             grace_overrides: Mutex::new(HashMap::new()),
+            sources_ready: std::sync::atomic::AtomicBool::new(false),
+            admit_handlers: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Whether every pod source has reported at least once.
+    pub fn sources_ready(&self) -> bool {
+        self.sources_ready
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Adds an admission check run before each new pod starts.
+    pub fn add_admit_handler(&self, h: AdmitHandler) {
+        self.admit_handlers.lock().push(h);
     }
 
     /// Asks the sync loop to sync a pod now (after a probe result, say).
@@ -223,6 +286,8 @@ pub async fn run_sync_loop(kl: Arc<Kubelet>, mut inputs: SyncLoopInputs) {
         .lock()
         .take()
         .expect("the sync loop runs once per Kubelet");
+    // Object-backed volumes are refreshed on their own timer, off the loop.
+    let volume_refresh = tokio::spawn(kl.volumes.clone().run());
     let mut housekeeping = tokio::time::interval(kl.opts.housekeeping_period);
     housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -252,12 +317,14 @@ pub async fn run_sync_loop(kl: Arc<Kubelet>, mut inputs: SyncLoopInputs) {
                 kl.images.gc();
                 kl.crash_backoff.lock().gc(tokio::time::Instant::now());
                 if config.sources_ready() {
+                    kl.sources_ready.store(true, std::sync::atomic::Ordering::Relaxed);
                     let desired: HashSet<String> = config.pods().into_keys().collect();
                     cleanup_orphans(&kl, &desired, &workers, &mut orphans).await;
                 }
             }
         }
     }
+    volume_refresh.abort();
     tracing::info!("pod sources closed; sync loop stopping");
 }
 
@@ -281,6 +348,23 @@ fn start_pod(kl: &Arc<Kubelet>, workers: &mut PodWorkers, pod: Arc<Pod>) {
             },
         );
         return;
+    }
+    let handlers = kl.admit_handlers.lock().clone();
+    for h in handlers {
+        if let Err((reason, message)) = h(&pod) {
+            tracing::warn!(pod = %pod_ref(&pod), %reason, "rejecting pod: {message}");
+            kl.status.set_pod(&uid, pod);
+            kl.status.set_status(
+                &uid,
+                PodStatus {
+                    phase: Some("Failed".into()),
+                    reason: Some(reason),
+                    message: Some(message),
+                    ..Default::default()
+                },
+            );
+            return;
+        }
     }
     kl.status.set_pod(&uid, pod.clone());
     workers.start(pod);

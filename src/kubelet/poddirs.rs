@@ -139,6 +139,22 @@ pub fn read_termination_message(status: &cri::ContainerStatus) -> Option<String>
 /// reported) rather than emptied through the mount.
 pub fn remove_pod_dir(pods_root: &Path, uid: &str) -> Result<(), PodDirError> {
     let dir = pod_dir(pods_root, uid);
+    // Never delete through a mount (a subPath bind of a hostPath would lose host files).
+    let table =
+        crate::volumemanager::mount::mount_table(Path::new(crate::volumemanager::mount::MOUNTINFO))
+            .map_err(|e| PodDirError {
+                what: "cannot read the mount table before removing",
+                path: dir.clone(),
+                source: e,
+            })?;
+    let mounted = crate::volumemanager::mount::mounts_under(&table, &dir);
+    if let Some(m) = mounted.first() {
+        return Err(PodDirError {
+            what: "refusing to remove: something is still mounted below",
+            path: dir.clone(),
+            source: io::Error::other(format!("{} is a mount point", m.display())),
+        });
+    }
     match fs::remove_dir_all(&dir) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),

@@ -13,8 +13,10 @@ use tokio::time::Instant;
 
 use super::{pod_ref, poddirs, Kubelet};
 use crate::cm::{pod_qos_class, pod_resources, QosClass};
-use crate::kuberuntime::actions::{compute_pod_actions, sandbox_hash, SANDBOX_HASH_LABEL};
-use crate::kuberuntime::container::{container_config, ContainerContext};
+use crate::kuberuntime::actions::{
+    compute_pod_actions, sandbox_hash, KillReason, SANDBOX_HASH_LABEL,
+};
+use crate::kuberuntime::container::{container_config, environment, ContainerContext};
 use crate::kuberuntime::labels::{self, PodIdentity};
 use crate::kuberuntime::sandbox::{pod_hostname, pod_log_dir, sandbox_config, SandboxContext};
 use crate::kuberuntime::PodRuntimeStatus;
@@ -26,11 +28,19 @@ const ERROR_REQUEUE: Duration = Duration::from_secs(10);
 const RUNTIME_DOWN_REQUEUE: Duration = Duration::from_secs(2);
 /// The shortest grace period a container is stopped with.
 const MIN_GRACE_SECONDS: i64 = 2;
+/// How long a postStart hook may run (the kubelet waits without a bound; a hung hook would hold
+/// the pod worker forever).
+const POST_START_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub const CRASH_LOOP_BACKOFF: &str = "CrashLoopBackOff";
 pub const CREATE_CONTAINER_CONFIG_ERROR: &str = "CreateContainerConfigError";
 pub const CREATE_CONTAINER_ERROR: &str = "CreateContainerError";
 pub const RUN_CONTAINER_ERROR: &str = "RunContainerError";
+/// A postStart hook failed (the kubelet's `ErrPostStartHook`).
+pub const POST_START_HOOK_ERROR: &str = "PostStartHookError";
+/// The first retry after a failed volume setup; doubles up to [`MOUNT_RETRY_MAX`].
+const MOUNT_RETRY: Duration = Duration::from_secs(1);
+const MOUNT_RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// What a pod worker keeps between syncs.
 #[derive(Debug)]
@@ -41,6 +51,10 @@ pub struct WorkerState {
     first_seen_instant: Instant,
     start_reported: bool,
     synced: bool,
+    /// Consecutive syncs whose volume setup failed (for the retry backoff).
+    mount_failures: u32,
+    /// A terminal pod's volumes and probes were released.
+    released: bool,
 }
 
 impl Default for WorkerState {
@@ -57,6 +71,8 @@ impl WorkerState {
             first_seen_instant: Instant::now(),
             start_reported: false,
             synced: false,
+            mount_failures: 0,
+            released: false,
         }
     }
 }
@@ -162,6 +178,15 @@ pub async fn sync_pod(kl: &Kubelet, pod: &Pod, state: &mut WorkerState) -> SyncO
         {
             kill_pod(kl, pod, &rt, termination_grace(pod)).await;
             acted = true;
+        } else if !state.released {
+            // Nothing runs any more: probes stop and volumes are torn down (the pod directory
+            // stays until the pod leaves its source).
+            kl.prober.remove_pod(&uid);
+            if let Err(e) = kl.volumes.unmount_pod(&uid).await {
+                tracing::warn!(pod = %pod_ref(pod), error = %e, "cannot tear down volumes of a finished pod");
+            } else {
+                state.released = true;
+            }
         }
     } else {
         let cgroup_parent = match kl.cgroups.ensure_pod_cgroup(
@@ -178,7 +203,8 @@ pub async fn sync_pod(kl: &Kubelet, pod: &Pod, state: &mut WorkerState) -> SyncO
                 };
             }
         };
-        let probes = kl.probes.lock().clone();
+        kl.prober.add_pod(pod);
+        let (probes, _) = kl.prober.verdicts(pod, &rt);
         let actions = compute_pod_actions(pod, &rt, &probes);
         tracing::debug!(pod = %pod_ref(pod), ?actions, "computed pod actions");
         if actions.kill_pod {
@@ -189,10 +215,10 @@ pub async fn sync_pod(kl: &Kubelet, pod: &Pod, state: &mut WorkerState) -> SyncO
         } else {
             for (id, info) in &actions.containers_to_kill {
                 tracing::info!(pod = %pod_ref(pod), container = %info.name, "killing container: {}", info.message);
+                kl.events.normal(pod, "Killing", &info.message);
                 let grace = container_grace(pod, &info.name, info.reason);
-                if let Err(e) = kl.runtime.stop_container(id, grace).await {
-                    tracing::warn!(pod = %pod_ref(pod), container = %info.name, error = %e, "cannot stop container");
-                }
+                let pod_ip = hook_ip(kl, pod, &rt);
+                kill_container(kl, pod, id, &info.name, grace, &pod_ip).await;
                 acted = true;
             }
         }
@@ -200,6 +226,33 @@ pub async fn sync_pod(kl: &Kubelet, pod: &Pod, state: &mut WorkerState) -> SyncO
         let sb_ctx_parent = cgroup_parent;
         let wants_start =
             !actions.init_containers_to_start.is_empty() || !actions.containers_to_start.is_empty();
+        // Volumes are set up before the sandbox and any container (`WaitForAttachAndMount`); a
+        // pod whose volumes fail stays ContainerCreating and is retried with a backoff. Every
+        // sync hands the volume manager the pod as it is now (downwardAPI files follow it).
+        let facts = kl.facts(rt.ips());
+        let mounted = kl.volumes.mount_pod(pod, &facts).await;
+        if wants_start {
+            match mounted {
+                Ok(()) => state.mount_failures = 0,
+                Err(e) => {
+                    state.mount_failures = state.mount_failures.saturating_add(1);
+                    let retry = MOUNT_RETRY
+                        .saturating_mul(1 << state.mount_failures.min(7).saturating_sub(1))
+                        .min(MOUNT_RETRY_MAX);
+                    tracing::warn!(pod = %pod_ref(pod), retry = ?retry, "{e}");
+                    if acted {
+                        if let Ok(s) = kl.runtime.get_pod_status(&uid, &name, &ns).await {
+                            rt = s;
+                        }
+                    }
+                    publish_status(kl, pod, &rt, state);
+                    return SyncOutcome {
+                        requeue_after: retry.min(requeue),
+                        operation,
+                    };
+                }
+            }
+        }
         if actions.create_sandbox && wants_start {
             let log_dir = pod_log_dir(&kl.opts.log_root, &ns, &name, &uid);
             if let Err(e) = std::fs::create_dir_all(&log_dir) {
@@ -299,25 +352,29 @@ pub async fn sync_pod(kl: &Kubelet, pod: &Pod, state: &mut WorkerState) -> SyncO
     }
 }
 
-fn container_grace(pod: &Pod, name: &str, reason: &str) -> i64 {
-    // A liveness kill may carry its own grace period on the probe.
-    if reason == "Unhealthy" {
-        let spec = pod.spec.as_ref();
-        if let Some(g) = spec
-            .into_iter()
-            .flat_map(|s| {
-                s.containers
-                    .iter()
-                    .chain(s.init_containers.iter().flatten())
-            })
-            .find(|c| c.name == name)
-            .and_then(|c| c.liveness_probe.as_ref())
-            .and_then(|p| p.termination_grace_period_seconds)
-        {
-            return g.max(MIN_GRACE_SECONDS);
-        }
+/// The grace period of a container killed for `reason` (`setTerminationGracePeriod`): a pod
+/// being deleted gets its deletion grace period; otherwise a kill for a failed startup or
+/// liveness probe takes that probe's `terminationGracePeriodSeconds` when it has one, else the
+/// pod's.
+fn container_grace(pod: &Pod, name: &str, reason: KillReason) -> i64 {
+    if pod.metadata.deletion_grace_period_seconds.is_some() {
+        return termination_grace(pod);
     }
-    termination_grace(pod)
+    let container = pod.spec.as_ref().and_then(|s| {
+        s.containers
+            .iter()
+            .chain(s.init_containers.iter().flatten())
+            .find(|c| c.name == name)
+    });
+    let probe = container.and_then(|c| match reason {
+        KillReason::StartupProbe => c.startup_probe.as_ref(),
+        KillReason::LivenessProbe => c.liveness_probe.as_ref(),
+        KillReason::SpecChanged | KillReason::UnknownState => None,
+    });
+    match probe.and_then(|p| p.termination_grace_period_seconds) {
+        Some(g) => g.max(MIN_GRACE_SECONDS),
+        None => termination_grace(pod),
+    }
 }
 
 fn make_sandbox_config(
@@ -350,13 +407,14 @@ fn publish_status(kl: &Kubelet, pod: &Pod, rt: &PodRuntimeStatus, state: &mut Wo
             }
         }
     }
+    let (verdicts, ready) = kl.prober.verdicts(pod, &rt);
     let status = generate_pod_status(
         pod,
         &rt,
         &StatusInputs {
             failures: Some(&state.failures),
-            ready: None,
-            not_started: None,
+            ready: Some(&ready),
+            not_started: Some(&verdicts.not_started),
             host_ips: &kl.opts.host_ips,
             runtime_name: &runtime_name,
             previous: previous.as_ref(),
@@ -378,6 +436,50 @@ fn publish_status(kl: &Kubelet, pod: &Pod, rt: &PodRuntimeStatus, state: &mut Wo
         }
     }
     kl.status.set_status(&uid, status);
+    kl.prober.update_pod(pod, &rt, &hook_ip(kl, pod, &rt));
+}
+
+/// The IP probes and lifecycle hooks default to: the pod's IP, or the node's for host-network
+/// pods.
+fn hook_ip(kl: &Kubelet, pod: &Pod, rt: &PodRuntimeStatus) -> String {
+    if crate::kuberuntime::sandbox::host_network(pod) {
+        return kl.opts.host_ips.first().cloned().unwrap_or_default();
+    }
+    rt.ips().into_iter().next().unwrap_or_default()
+}
+
+fn spec_container<'a>(pod: &'a Pod, name: &str) -> Option<&'a Container> {
+    let spec = pod.spec.as_ref()?;
+    spec.containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .find(|c| c.name == name)
+}
+
+/// Stops one container: its preStop hook first (`killContainer`), within the grace period, then
+/// StopContainer with what is left of it (at least the minimum).
+async fn kill_container(kl: &Kubelet, pod: &Pod, id: &str, name: &str, grace: i64, pod_ip: &str) {
+    let mut grace = grace;
+    if let Some(handler) = spec_container(pod, name).and_then(|c| {
+        c.lifecycle
+            .as_ref()
+            .and_then(|l| l.pre_stop.as_ref())
+            .map(|h| (c, h))
+    }) {
+        let (c, h) = handler;
+        let started = Instant::now();
+        let budget = Duration::from_secs(grace.max(0) as u64);
+        tracing::info!(pod = %pod_ref(pod), container = %name, "running preStop hook");
+        if let Err(e) = kl.hooks.run(pod, c, id, h, pod_ip, budget).await {
+            kl.events.warning(pod, "FailedPreStopHook", &e.to_string());
+        }
+        grace = (grace - started.elapsed().as_secs() as i64).max(MIN_GRACE_SECONDS);
+    }
+    if let Err(e) = kl.runtime.stop_container(id, grace).await {
+        if !e.is_not_found() {
+            tracing::warn!(pod = %pod_ref(pod), container = %name, error = %e, "cannot stop container");
+        }
+    }
 }
 
 /// Starts one container: crash-loop backoff, image, config, create, start. On failure returns
@@ -441,9 +543,31 @@ async fn start_container(
         .map(|s| labels::restart_count(&s.annotations) + 1)
         .unwrap_or(0);
     let pods_root = kl.pods_root();
-    let mut mounts = Vec::new();
+    let facts = kl.facts(pod_ips.to_vec());
+    // Volume mounts first: subPathExpr expands with the container's environment.
+    let mut mounts = {
+        let needs_env = c
+            .volume_mounts
+            .iter()
+            .flatten()
+            .any(|m| m.sub_path_expr.as_deref().is_some_and(|e| !e.is_empty()));
+        let env = if needs_env {
+            environment(pod, c, &facts, kl.objects.as_ref())
+                .map_err(|e| fail(CREATE_CONTAINER_CONFIG_ERROR, e.to_string(), ERROR_REQUEUE))?
+        } else {
+            Vec::new()
+        };
+        let volumes = kl.volumes.clone();
+        let (p, cc) = (pod.clone(), c.clone());
+        tokio::task::spawn_blocking(move || volumes.container_mounts(&p, &cc, &env))
+            .await
+            .map_err(|e| fail(CREATE_CONTAINER_CONFIG_ERROR, e.to_string(), ERROR_REQUEUE))?
+            .map_err(|e| fail(CREATE_CONTAINER_CONFIG_ERROR, e.to_string(), ERROR_REQUEUE))?
+    };
+    let mounts_etc_hosts = mounts.iter().any(|m| m.container_path == "/etc/hosts");
     let hostname = pod_hostname(pod);
     match poddirs::ensure_etc_hosts(&pods_root, pod, pod_ips, &hostname) {
+        Ok(Some(_)) if mounts_etc_hosts => {}
         Ok(Some(m)) => mounts.push(m),
         Ok(None) => {}
         Err(e) => {
@@ -465,7 +589,6 @@ async fn start_container(
             ))
         }
     }
-    let facts = kl.facts(pod_ips.to_vec());
     let ctx = ContainerContext {
         node: &kl.opts.node_name,
         image_ref: &image_ref,
@@ -501,6 +624,25 @@ async fn start_container(
             .inc();
         fail(RUN_CONTAINER_ERROR, e.message(), ERROR_REQUEUE)
     })?;
+    // postStart runs right after the start; the container is not "running" for the pod worker
+    // until it returns, and a failure kills it (`FailedPostStartHook`).
+    if let Some(h) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
+        let pod_ip = if crate::kuberuntime::sandbox::host_network(pod) {
+            kl.opts.host_ips.first().cloned().unwrap_or_default()
+        } else {
+            pod_ips.first().cloned().unwrap_or_default()
+        };
+        if let Err(e) = kl
+            .hooks
+            .run(pod, c, &id, h, &pod_ip, POST_START_TIMEOUT)
+            .await
+        {
+            let msg = e.to_string();
+            kl.events.warning(pod, "FailedPostStartHook", &msg);
+            kill_container(kl, pod, &id, &c.name, termination_grace(pod), &pod_ip).await;
+            return Err(fail(POST_START_HOOK_ERROR, msg, ERROR_REQUEUE));
+        }
+    }
     Ok(())
 }
 
@@ -532,13 +674,11 @@ pub async fn kill_pod(kl: &Kubelet, pod: &Pod, rt: &PodRuntimeStatus, grace: i64
         .and_then(|s| s.init_containers.as_ref())
         .map(|v| v.iter().collect())
         .unwrap_or_default();
+    let pod_ip = hook_ip(kl, pod, rt);
+    let pod_ip = pod_ip.as_str();
     let stop_all = |targets: Vec<(String, String)>| async move {
         let futs = targets.into_iter().map(|(id, name)| async move {
-            if let Err(e) = kl.runtime.stop_container(&id, grace).await {
-                if !e.is_not_found() {
-                    tracing::warn!(pod = %pod_ref(pod), container = %name, error = %e, "cannot stop container");
-                }
-            }
+            kill_container(kl, pod, &id, &name, grace, pod_ip).await;
         });
         futures_util::future::join_all(futs).await;
     };
@@ -609,6 +749,12 @@ async fn remove_pod(kl: &Kubelet, id: &PodIdentity, rt: &PodRuntimeStatus, qos: 
             tracing::warn!(dir = %log_dir.display(), error = %e, "cannot remove pod log directory");
         }
     }
+    // Volumes after the containers that used them, and before the pod directory: nothing
+    // mounted may be removed through.
+    if let Err(e) = kl.volumes.unmount_pod(&id.uid).await {
+        tracing::warn!(uid = %id.uid, error = %e, "cannot tear down pod volumes; keeping the pod directory");
+        return;
+    }
     if let Err(e) = poddirs::remove_pod_dir(&kl.pods_root(), &id.uid) {
         tracing::warn!(uid = %id.uid, error = %e, "cannot remove pod directory");
     }
@@ -641,6 +787,7 @@ pub async fn terminate_pod(kl: &Kubelet, pod: &Pod, _state: &mut WorkerState) {
             }
         }
     };
+    kl.prober.remove_pod(&uid);
     kill_pod(kl, pod, &rt, termination_grace(pod)).await;
     let rt = kl
         .runtime
@@ -687,4 +834,49 @@ pub async fn teardown_orphan(kl: &Kubelet, id: &PodIdentity) {
         .unwrap_or(rt);
     remove_pod(kl, id, &rt, None).await;
     tracing::info!(pod = %format!("{}/{}", id.namespace, id.name), "orphaned pod removed");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_probe_kill_takes_the_failed_probes_grace_period() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "uid": "u"},
+            "spec": {
+                "terminationGracePeriodSeconds": 40,
+                "containers": [
+                    {"name": "both", "image": "i",
+                     "startupProbe": {"exec": {"command": ["true"]}, "terminationGracePeriodSeconds": 7},
+                     "livenessProbe": {"exec": {"command": ["true"]}, "terminationGracePeriodSeconds": 11}},
+                    {"name": "startup-only", "image": "i",
+                     "startupProbe": {"exec": {"command": ["true"]}, "terminationGracePeriodSeconds": 0},
+                     "livenessProbe": {"exec": {"command": ["true"]}}}
+                ]
+            }
+        }))
+        .unwrap();
+        assert_eq!(container_grace(&pod, "both", KillReason::StartupProbe), 7);
+        assert_eq!(container_grace(&pod, "both", KillReason::LivenessProbe), 11);
+        assert_eq!(container_grace(&pod, "both", KillReason::SpecChanged), 40);
+        assert_eq!(container_grace(&pod, "both", KillReason::UnknownState), 40);
+        // A probe without its own grace period falls back to the pod's; a tiny one is raised
+        // to the minimum.
+        assert_eq!(
+            container_grace(&pod, "startup-only", KillReason::LivenessProbe),
+            40
+        );
+        assert_eq!(
+            container_grace(&pod, "startup-only", KillReason::StartupProbe),
+            MIN_GRACE_SECONDS
+        );
+        // A pod being deleted gets its deletion grace period whatever the probe says.
+        let mut deleting = pod.clone();
+        deleting.metadata.deletion_grace_period_seconds = Some(5);
+        assert_eq!(
+            container_grace(&deleting, "both", KillReason::LivenessProbe),
+            5
+        );
+    }
 }

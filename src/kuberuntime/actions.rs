@@ -36,13 +36,41 @@ pub struct ProbeVerdicts {
     pub not_started: HashSet<String>,
 }
 
+/// Why a running container is killed (the kubelet's `containerKillReason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KillReason {
+    /// Its spec (hash) changed.
+    SpecChanged,
+    /// The runtime reports it in an unknown state.
+    UnknownState,
+    /// Its liveness probe failed.
+    LivenessProbe,
+    /// Its startup probe failed.
+    StartupProbe,
+}
+
+impl KillReason {
+    /// Whether a probe failed (the kill then counts as a failure for the restart policy).
+    pub fn is_probe_failure(self) -> bool {
+        matches!(self, KillReason::LivenessProbe | KillReason::StartupProbe)
+    }
+
+    /// The event reason: `Unhealthy` for a failed probe, empty otherwise.
+    pub fn event_reason(self) -> &'static str {
+        if self.is_probe_failure() {
+            "Unhealthy"
+        } else {
+            ""
+        }
+    }
+}
+
 /// Why a running container is killed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KillInfo {
     pub name: String,
     pub message: String,
-    /// `Unhealthy`-style event reason, empty for spec changes.
-    pub reason: &'static str,
+    pub reason: KillReason,
 }
 
 /// The decision for one sync.
@@ -195,20 +223,23 @@ fn kill_reason(
     c: &Container,
     s: &cri::ContainerStatus,
     probes: &ProbeVerdicts,
-) -> Option<(String, &'static str)> {
+) -> Option<(String, KillReason)> {
     if hash_of(s).is_some_and(|h| h != labels::container_hash(c)) {
-        return Some((format!("Container {} definition changed", c.name), ""));
+        return Some((
+            format!("Container {} definition changed", c.name),
+            KillReason::SpecChanged,
+        ));
     }
     if probes.liveness_failed.contains(&s.id) {
         return Some((
             format!("Container {} failed liveness probe", c.name),
-            "Unhealthy",
+            KillReason::LivenessProbe,
         ));
     }
     if probes.startup_failed.contains(&s.id) {
         return Some((
             format!("Container {} failed startup probe", c.name),
-            "Unhealthy",
+            KillReason::StartupProbe,
         ));
     }
     None
@@ -270,7 +301,7 @@ fn init_container_actions(
                             KillInfo {
                                 name: c.name.clone(),
                                 message: format!("Container {} is in unknown state", c.name),
-                                reason: "",
+                                reason: KillReason::UnknownState,
                             },
                         );
                     }
@@ -322,7 +353,7 @@ fn init_container_actions(
                     KillInfo {
                         name: c.name.clone(),
                         message: format!("Init container {} is in {:?} state", c.name, state(s)),
-                        reason: "",
+                        reason: KillReason::UnknownState,
                     },
                 );
                 actions.init_containers_to_start.push(i);
@@ -395,7 +426,7 @@ pub fn compute_pod_actions(
                 if let Some((message, reason)) = kill_reason(c, s, probes) {
                     // A spec change restarts the container whatever the policy; a failed probe
                     // restarts it per policy (OnFailure counts a probe kill as a failure).
-                    let restart = reason.is_empty() || policy != "Never";
+                    let restart = !reason.is_probe_failure() || policy != "Never";
                     let message = if restart {
                         actions.containers_to_start.push(i);
                         format!("{message}, will be restarted")
@@ -424,7 +455,7 @@ pub fn compute_pod_actions(
                             KillInfo {
                                 name: c.name.clone(),
                                 message: format!("Container {} is in unknown state", c.name),
-                                reason: "",
+                                reason: KillReason::UnknownState,
                             },
                         );
                     }
@@ -644,6 +675,31 @@ mod tests {
     }
 
     #[test]
+    fn startup_failure_is_told_apart_from_liveness_failure() {
+        let p = pod(json!({"containers": [{"name": "a", "image": "i"}]}));
+        let st = status(
+            vec![sandbox("s1", true, 0, 1, &p)],
+            vec![container(&p, "a", false, Running, 0, 2)],
+        );
+        let probes = ProbeVerdicts {
+            startup_failed: HashSet::from(["a-2".to_string()]),
+            ..Default::default()
+        };
+        let a = compute_pod_actions(&p, &st, &probes);
+        assert_eq!(a.containers_to_start, vec![0]);
+        let kill = &a.containers_to_kill["a-2"];
+        assert_eq!(kill.reason, KillReason::StartupProbe);
+        assert_eq!(kill.reason.event_reason(), "Unhealthy");
+        assert_eq!(
+            kill.message,
+            "Container a failed startup probe, will be restarted"
+        );
+        // A spec change is no probe failure: it restarts even under `Never`.
+        assert!(!KillReason::SpecChanged.is_probe_failure());
+        assert_eq!(KillReason::SpecChanged.event_reason(), "");
+    }
+
+    #[test]
     fn liveness_failure_kills_and_restarts() {
         let p = pod(json!({"containers": [{"name": "a", "image": "i"}]}));
         let st = status(
@@ -656,7 +712,14 @@ mod tests {
         };
         let a = compute_pod_actions(&p, &st, &probes);
         assert_eq!(a.containers_to_start, vec![0]);
-        assert_eq!(a.containers_to_kill["a-2"].reason, "Unhealthy");
+        assert_eq!(
+            a.containers_to_kill["a-2"].reason,
+            KillReason::LivenessProbe
+        );
+        assert_eq!(
+            a.containers_to_kill["a-2"].reason.event_reason(),
+            "Unhealthy"
+        );
         let never =
             pod(json!({"restartPolicy": "Never", "containers": [{"name": "a", "image": "i"}]}));
         let st = status(

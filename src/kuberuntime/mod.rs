@@ -130,6 +130,8 @@ impl PodRuntimeStatus {
 pub struct RuntimeService {
     rt: RuntimeClient,
     img: ImageClient,
+    /// The list RPCs again, with responses that keep only IDs and states ([`Self::list_lean`]).
+    lean: cri::lean::LeanClient,
     timeout: Duration,
     metrics: Metrics,
     node: String,
@@ -141,6 +143,7 @@ impl RuntimeService {
     pub fn new(channel: Channel, timeout: Duration, metrics: Metrics, node: &str) -> Self {
         Self {
             rt: RuntimeClient::new(channel.clone()).max_decoding_message_size(16 << 20),
+            lean: cri::lean::LeanClient::new(channel.clone()).max_decoding_message_size(16 << 20),
             img: ImageClient::new(channel).max_decoding_message_size(16 << 20),
             timeout,
             metrics,
@@ -311,6 +314,43 @@ impl RuntimeService {
         )
         .await
         .map(|r| r.items)
+    }
+
+    /// This agent's sandboxes and containers as [`cri::lean`] objects: IDs, states, creation
+    /// times, a sandbox's pod UID (`metadata.uid`) and a container's sandbox ID, without the
+    /// labels and annotations whose decoding dominates a full list. The same two RPCs, selector,
+    /// deadline, operation names and metrics as [`Self::list_pod_sandboxes`] and
+    /// [`Self::list_containers`], sent at once.
+    pub async fn list_lean(
+        &self,
+    ) -> Result<(Vec<cri::lean::PodSandbox>, Vec<cri::lean::Container>), RuntimeError> {
+        let selector = HashMap::from([(labels::NODE_LABEL.to_string(), self.node.clone())]);
+        let (mut sb, mut ct) = (self.lean.clone(), self.lean.clone());
+        let (sandboxes, containers) = tokio::try_join!(
+            self.call(
+                "list_podsandbox",
+                "",
+                Some(self.timeout),
+                sb.list_pod_sandbox(cri::ListPodSandboxRequest {
+                    filter: Some(cri::PodSandboxFilter {
+                        label_selector: selector.clone(),
+                        ..Default::default()
+                    }),
+                }),
+            ),
+            self.call(
+                "list_containers",
+                "",
+                Some(self.timeout),
+                ct.list_containers(cri::ListContainersRequest {
+                    filter: Some(cri::ContainerFilter {
+                        label_selector: selector.clone(),
+                        ..Default::default()
+                    }),
+                }),
+            ),
+        )?;
+        Ok((sandboxes.items, containers.containers))
     }
 
     pub async fn create_container(

@@ -1,6 +1,11 @@
 //! The kubelet's HTTP endpoints: `/healthz` on the healthz port (127.0.0.1:10248) and the
-//! read-only API (`--read-only-port`, plain HTTP, off by default): `/pods`, `/healthz`,
-//! `/metrics`.
+//! read-only API (`--read-only-port`, plain HTTP, off by default): `/pods`, `/healthz`, and
+//! the monitoring endpoints of [`endpoints`] (`/metrics`, `/metrics/cadvisor`,
+//! `/metrics/resource`, `/metrics/probes`, `/stats/summary`), which the authenticated 10250
+//! server will mount the same way ([`endpoints::routes`]).
+
+pub mod endpoints;
+pub mod stats;
 
 use std::sync::Arc;
 
@@ -151,24 +156,14 @@ async fn pods(State(s): State<Arc<ApiState>>) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-async fn metrics(State(s): State<Arc<ApiState>>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        s.metrics.encode(),
-    )
-        .into_response()
-}
-
-/// The read-only port: `/pods`, `/metrics`, and `/healthz`.
+/// The read-only port: `/pods`, the monitoring endpoints, and `/healthz`.
 pub fn readonly_router(state: ApiState, health: Health) -> Router {
+    let state = Arc::new(state);
     Router::new()
         .route("/pods", get(pods))
         .route("/pods/", get(pods))
-        .route("/metrics", get(metrics))
-        .with_state(Arc::new(state))
+        .with_state(state.clone())
+        .merge(endpoints::routes(state))
         .merge(healthz_router(health))
 }
 

@@ -384,6 +384,20 @@ const HOST_PATH_TYPES: &[&str] = &[
     "BlockDevice",
 ];
 const MOUNT_PROPAGATION: &[&str] = &["None", "HostToContainer", "Bidirectional"];
+const MODE_RANGE_MSG: &str = "must be a number between 0 and 0777 (octal), both inclusive";
+
+/// What is wrong with a path that must stay inside a volume (item paths, subPathExpr).
+fn relative_path_problem(p: &str) -> Option<&'static str> {
+    if p.starts_with('/') {
+        Some("must be a relative path")
+    } else if p.split('/').any(|seg| seg == "..") {
+        Some("must not contain '..'")
+    } else if p.starts_with("..") {
+        Some("must not start with '..'")
+    } else {
+        None
+    }
+}
 /// Resources that may not be overcommitted: their request must equal their limit.
 const HUGEPAGES_PREFIX: &str = "hugepages-";
 /// Most bytes all annotations of one object may take (the API server's limit).
@@ -664,6 +678,7 @@ impl Validator {
                     }
                 }
             }
+            self.projections(vol, &vpath);
             if let Some(ed) = &vol.empty_dir {
                 if let Some(limit) = &ed.size_limit {
                     self.quantity(&vpath.child("emptyDir").child("sizeLimit"), limit);
@@ -681,6 +696,121 @@ impl Validator {
             }
         }
         names
+    }
+
+    /// configMap, secret, downwardAPI and projected volumes: modes and item paths (the files
+    /// the atomic writer creates must stay inside the volume).
+    fn projections(&mut self, vol: &Volume, vpath: &FieldPath) {
+        let mut items: Vec<(FieldPath, Option<&str>, &str, Option<i32>)> = Vec::new();
+        let mut modes: Vec<(FieldPath, Option<i32>)> = Vec::new();
+        if let Some(c) = &vol.config_map {
+            let p = vpath.child("configMap");
+            modes.push((p.child("defaultMode"), c.default_mode));
+            for (i, it) in c.items.iter().flatten().enumerate() {
+                items.push((p.child("items").index(i), Some(&it.key), &it.path, it.mode));
+            }
+        }
+        if let Some(c) = &vol.secret {
+            let p = vpath.child("secret");
+            modes.push((p.child("defaultMode"), c.default_mode));
+            for (i, it) in c.items.iter().flatten().enumerate() {
+                items.push((p.child("items").index(i), Some(&it.key), &it.path, it.mode));
+            }
+        }
+        if let Some(d) = &vol.downward_api {
+            let p = vpath.child("downwardAPI");
+            modes.push((p.child("defaultMode"), d.default_mode));
+            for (i, it) in d.items.iter().flatten().enumerate() {
+                let ip = p.child("items").index(i);
+                self.downward_item(it, &ip);
+                items.push((ip, None, &it.path, it.mode));
+            }
+        }
+        if let Some(pr) = &vol.projected {
+            let p = vpath.child("projected");
+            modes.push((p.child("defaultMode"), pr.default_mode));
+            for (si, src) in pr.sources.iter().flatten().enumerate() {
+                let sp = p.child("sources").index(si);
+                if let Some(c) = &src.config_map {
+                    for (i, it) in c.items.iter().flatten().enumerate() {
+                        let ip = sp.child("configMap").child("items").index(i);
+                        items.push((ip, Some(&it.key), &it.path, it.mode));
+                    }
+                }
+                if let Some(c) = &src.secret {
+                    for (i, it) in c.items.iter().flatten().enumerate() {
+                        let ip = sp.child("secret").child("items").index(i);
+                        items.push((ip, Some(&it.key), &it.path, it.mode));
+                    }
+                }
+                if let Some(d) = &src.downward_api {
+                    for (i, it) in d.items.iter().flatten().enumerate() {
+                        let ip = sp.child("downwardAPI").child("items").index(i);
+                        self.downward_item(it, &ip);
+                        items.push((ip, None, &it.path, it.mode));
+                    }
+                }
+                if let Some(t) = &src.service_account_token {
+                    if let Some(reason) = relative_path_problem(&t.path) {
+                        self.errs.push(FieldError::invalid_str(
+                            sp.child("serviceAccountToken").child("path"),
+                            &t.path,
+                            reason,
+                        ));
+                    }
+                }
+            }
+        }
+        for (path, mode) in modes {
+            if let Some(m) = mode.filter(|m| !(0..=0o777).contains(m)) {
+                self.errs
+                    .push(FieldError::invalid_int(path, m.into(), MODE_RANGE_MSG));
+            }
+        }
+        for (path, key, file, mode) in items {
+            if key == Some("") {
+                self.errs.push(FieldError::required(path.child("key")));
+            }
+            if file.is_empty() {
+                self.errs.push(FieldError::required(path.child("path")));
+            } else if let Some(reason) = relative_path_problem(file) {
+                self.errs
+                    .push(FieldError::invalid_str(path.child("path"), file, reason));
+            }
+            if let Some(m) = mode.filter(|m| !(0..=0o777).contains(m)) {
+                self.errs.push(FieldError::invalid_int(
+                    path.child("mode"),
+                    m.into(),
+                    MODE_RANGE_MSG,
+                ));
+            }
+        }
+    }
+
+    fn downward_item(
+        &mut self,
+        it: &k8s_openapi::api::core::v1::DownwardAPIVolumeFile,
+        path: &FieldPath,
+    ) {
+        match (&it.field_ref, &it.resource_field_ref) {
+            (Some(_), Some(_)) => self.errs.push(FieldError::invalid_str(
+                path,
+                "",
+                "fieldRef and resourceFieldRef can not be specified simultaneously",
+            )),
+            (None, None) => self.errs.push(FieldError::required_because(
+                path,
+                "one of fieldRef and resourceFieldRef is required",
+            )),
+            (None, Some(r)) => {
+                if r.container_name.as_deref().unwrap_or("").is_empty() {
+                    self.errs.push(FieldError::required(
+                        path.child("resourceFieldRef").child("containerName"),
+                    ));
+                }
+            }
+            (Some(_), None) => {}
+        }
     }
 
     fn container(
@@ -990,6 +1120,21 @@ impl Validator {
                     &m.mount_path,
                     "must be unique",
                 ));
+            }
+            if let Some(expr) = m.sub_path_expr.as_deref().filter(|s| !s.is_empty()) {
+                if m.sub_path.as_deref().is_some_and(|s| !s.is_empty()) {
+                    self.errs.push(FieldError::invalid_str(
+                        p.child("subPathExpr"),
+                        expr,
+                        "subPathExpr and subPath are mutually exclusive",
+                    ));
+                } else if let Some(reason) = relative_path_problem(expr) {
+                    self.errs.push(FieldError::invalid_str(
+                        p.child("subPathExpr"),
+                        expr,
+                        reason,
+                    ));
+                }
             }
             if let Some(sub) = m.sub_path.as_deref().filter(|s| !s.is_empty()) {
                 if sub.starts_with('/') {
@@ -1361,6 +1506,40 @@ mod tests {
             "spec.volumes[3]: Required value: must specify a volume type",
             "spec.containers[0].volumeMounts[1].name: Not found: \"missing\"",
             "spec.containers[0].volumeMounts[1].mountPath: Invalid value: \"/data\": must be unique",
+        ];
+        for e in expect {
+            assert!(errs.contains(&e.to_string()), "missing {e} in {errs:#?}");
+        }
+    }
+
+    #[test]
+    fn projected_files_and_sub_path_exprs() {
+        let mut v = good();
+        v["spec"]["volumes"] = json!([
+            {"name": "cm", "configMap": {"name": "c", "defaultMode": 0o1000,
+                "items": [{"key": "k", "path": "../x"}, {"key": "", "path": "ok", "mode": -1}]}},
+            {"name": "dapi", "downwardAPI": {"items": [
+                {"path": "/abs", "fieldRef": {"fieldPath": "metadata.name"}},
+                {"path": "r", "resourceFieldRef": {"resource": "limits.cpu"}},
+                {"path": "n"}]}},
+            {"name": "pr", "projected": {"sources": [{"secret": {"name": "s", "items": [{"key": "k", "path": "..hidden"}]}}]}}
+        ]);
+        v["spec"]["containers"][0]["volumeMounts"] = json!([
+            {"name": "cm", "mountPath": "/a", "subPath": "x", "subPathExpr": "$(Y)"},
+            {"name": "cm", "mountPath": "/b", "subPathExpr": "../$(Y)"}
+        ]);
+        let errs = errors_of(v);
+        let expect = [
+            "spec.volumes[0].configMap.defaultMode: Invalid value: 512: must be a number between 0 and 0777 (octal), both inclusive",
+            "spec.volumes[0].configMap.items[0].path: Invalid value: \"../x\": must not contain '..'",
+            "spec.volumes[0].configMap.items[1].key: Required value",
+            "spec.volumes[0].configMap.items[1].mode: Invalid value: -1: must be a number between 0 and 0777 (octal), both inclusive",
+            "spec.volumes[1].downwardAPI.items[0].path: Invalid value: \"/abs\": must be a relative path",
+            "spec.volumes[1].downwardAPI.items[1].resourceFieldRef.containerName: Required value",
+            "spec.volumes[1].downwardAPI.items[2]: Required value: one of fieldRef and resourceFieldRef is required",
+            "spec.volumes[2].projected.sources[0].secret.items[0].path: Invalid value: \"..hidden\": must not start with '..'",
+            "spec.containers[0].volumeMounts[0].subPathExpr: Invalid value: \"$(Y)\": subPathExpr and subPath are mutually exclusive",
+            "spec.containers[0].volumeMounts[1].subPathExpr: Invalid value: \"../$(Y)\": must not contain '..'",
         ];
         for e in expect {
             assert!(errs.contains(&e.to_string()), "missing {e} in {errs:#?}");

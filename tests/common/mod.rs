@@ -167,13 +167,33 @@ impl Agent {
                 "127.0.0.1",
                 "--port",
                 &free_port().to_string(),
-                "--cadvisor-port",
-                "0",
                 "--file-check-frequency",
                 "2s",
                 "--v",
                 "2",
             ])
+            // The cAdvisor port is off unless a test asks for one (clap refuses a repeated flag).
+            .args(
+                (!self
+                    .extra_args
+                    .iter()
+                    .any(|a| a.starts_with("--cadvisor-port")))
+                .then_some(["--cadvisor-port", "0"])
+                .into_iter()
+                .flatten(),
+            )
+            // The node's own disk and memory must not decide these tests: unless a test sets
+            // its thresholds, only a tiny memory threshold applies (no DiskPressure because the
+            // build machine's disk is nearly full).
+            .args(
+                (!self
+                    .extra_args
+                    .iter()
+                    .any(|a| a.starts_with("--eviction-hard")))
+                .then_some(["--eviction-hard", "memory.available<1Mi"])
+                .into_iter()
+                .flatten(),
+            )
             .args(&self.extra_args)
             .env("RUST_LOG", "kubelet_rs=debug,info")
             .stdout(Stdio::from(log.try_clone().unwrap()))
@@ -187,7 +207,12 @@ impl Agent {
     fn wait_healthy(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok((200, _)) = http_get(self.healthz_port, "/healthz") {
+            // Healthy, and the read-only API (which the tests read pods from) is serving: the
+            // servers bind independently, so one being up says nothing of the other.
+            if let (Ok((200, _)), Ok((200, _))) = (
+                http_get(self.healthz_port, "/healthz"),
+                http_get(self.read_only_port, "/pods"),
+            ) {
                 return;
             }
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {

@@ -1,0 +1,530 @@
+//! Probe benchmark (issue 7): the agent's CPU per probe execution, for N pods (default 110)
+//! each with an httpGet readiness probe every second against a real HTTP listener on loopback,
+//! on the in-process fake CRI runtime.
+//!
+//! One process holds the agent (its multi-threaded tokio runtime), the fake runtime on its own
+//! thread, and the HTTP listeners on another thread with its own single-threaded runtime (one
+//! listener per pod on 127.0.0.1, answering `200 ok` and closing, as a probed app would). CPU is
+//! split as in `hollow_pods`: process CPU (`getrusage`) minus the fake's thread, the listeners'
+//! thread and the bench's own thread is the agent's. Kernel work is charged to whichever thread
+//! did it; on loopback the sender's thread often also runs the receiving side's TCP processing,
+//! so part of the listeners' kernel work lands on the agent: the figure is an upper bound.
+//!
+//! Two runs, same pods: a baseline without probes (PLEG relists, housekeeping, status), then the
+//! same pods with probes. Reported: probe executions in the window (the prober's own count, and
+//! the requests the listeners served), agent CPU per probe over everything, and agent CPU per
+//! probe above the baseline, which is the prober's cost. Target: under 20 µs.
+//!
+//! Run: `cargo bench --bench probes` (use your own `CARGO_TARGET_DIR` if others build).
+//! Options (after `--`): `--pods 110` `--secs 20` (each steady window) `--log info|off`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kubelet_rs::fakeruntime::{
+    clock_cpu_time, current_thread_cpu_time, HollowConfig, HollowNode, Op,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const IMAGE: &str = "127.0.0.1:5000/kubelet-rs/busybox:1.35";
+const POLL: Duration = Duration::from_millis(20);
+const TIMEOUT: Duration = Duration::from_secs(300);
+
+struct Args {
+    pods: usize,
+    secs: u64,
+    log: bool,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        pods: 110,
+        secs: 20,
+        log: true,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
+        match arg.as_str() {
+            "--pods" => {
+                a.pods = value("--pods")?
+                    .parse()
+                    .map_err(|e| format!("--pods: {e}"))?
+            }
+            "--secs" => {
+                a.secs = value("--secs")?
+                    .parse()
+                    .map_err(|e| format!("--secs: {e}"))?
+            }
+            "--log" => {
+                a.log = match value("--log")?.as_str() {
+                    "info" => true,
+                    "off" => false,
+                    other => return Err(format!("--log: expected info or off, got {other:?}")),
+                }
+            }
+            _ => {}
+        }
+    }
+    if a.pods == 0 || a.secs == 0 {
+        return Err("--pods and --secs must be at least 1".into());
+    }
+    Ok(a)
+}
+
+fn process_cpu() -> Duration {
+    // SAFETY: an all-zero rusage is a valid value for the out-parameter.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: RUSAGE_SELF with a valid out-pointer.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, (t.tv_usec as u32) * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// HTTP listeners on their own thread: one per pod, answering every request with `200 ok`.
+struct Listeners {
+    ports: Vec<u16>,
+    served: Arc<AtomicU64>,
+    clock: libc::clockid_t,
+    /// Asks the listeners' thread for its own user/system split (`RUSAGE_THREAD`).
+    usage: tokio::sync::mpsc::UnboundedSender<tokio::sync::oneshot::Sender<Usage>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// User and system CPU.
+#[derive(Debug, Clone, Copy, Default)]
+struct Usage {
+    user: Duration,
+    sys: Duration,
+}
+
+impl Usage {
+    fn of(who: i32) -> Usage {
+        // SAFETY: an all-zero rusage is a valid value for the out-parameter.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: `who` is RUSAGE_SELF or RUSAGE_THREAD, with a valid out-pointer.
+        if unsafe { libc::getrusage(who, &mut ru) } != 0 {
+            return Usage::default();
+        }
+        let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, (t.tv_usec as u32) * 1000);
+        Usage {
+            user: tv(ru.ru_utime),
+            sys: tv(ru.ru_stime),
+        }
+    }
+
+    fn minus(self, o: Usage) -> Usage {
+        Usage {
+            user: self.user.saturating_sub(o.user),
+            sys: self.sys.saturating_sub(o.sys),
+        }
+    }
+}
+
+impl Listeners {
+    fn start(n: usize) -> Result<Self, String> {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (usage_tx, mut usage_rx) =
+            tokio::sync::mpsc::unbounded_channel::<tokio::sync::oneshot::Sender<Usage>>();
+        let served = Arc::new(AtomicU64::new(0));
+        let served2 = served.clone();
+        let thread = std::thread::Builder::new()
+            .name("bench-listeners".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("listener runtime");
+                rt.block_on(async move {
+                    let mut clock: libc::clockid_t = 0;
+                    // SAFETY: pthread_self is this live thread; `clock` is a valid out-pointer.
+                    unsafe { libc::pthread_getcpuclockid(libc::pthread_self(), &mut clock) };
+                    let mut ports = Vec::with_capacity(n);
+                    for _ in 0..n {
+                        let l = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
+                            Ok(l) => l,
+                            Err(e) => {
+                                let _ = ready_tx.send(Err(e.to_string()));
+                                return;
+                            }
+                        };
+                        ports.push(l.local_addr().map(|a| a.port()).unwrap_or(0));
+                        let served = served2.clone();
+                        tokio::spawn(async move {
+                            loop {
+                                let Ok((mut s, _)) = l.accept().await else { continue };
+                                let served = served.clone();
+                                tokio::spawn(async move {
+                                    let mut buf = [0u8; 1024];
+                                    let mut n = 0;
+                                    while n < buf.len() {
+                                        match s.read(&mut buf[n..]).await {
+                                            Ok(0) | Err(_) => return,
+                                            Ok(k) => n += k,
+                                        }
+                                        if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                                            break;
+                                        }
+                                    }
+                                    let _ = s
+                                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+                                        .await;
+                                    served.fetch_add(1, Ordering::Relaxed);
+                                });
+                            }
+                        });
+                    }
+                    let _ = ready_tx.send(Ok((ports, clock)));
+                    tokio::spawn(async move {
+                        while let Some(reply) = usage_rx.recv().await {
+                            let _ = reply.send(Usage::of(libc::RUSAGE_THREAD));
+                        }
+                    });
+                    let _ = stop_rx.await;
+                });
+            })
+            .map_err(|e| format!("cannot start the listener thread: {e}"))?;
+        let (ports, clock) = ready_rx
+            .recv()
+            .map_err(|e| format!("listener thread died: {e}"))??;
+        Ok(Self {
+            ports,
+            served,
+            clock,
+            usage: usage_tx,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
+    }
+
+    fn cpu(&self) -> Duration {
+        clock_cpu_time(self.clock).unwrap_or_default()
+    }
+
+    async fn usage(&self) -> Usage {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.usage.send(tx).is_err() {
+            return Usage::default();
+        }
+        rx.await.unwrap_or_default()
+    }
+}
+
+impl Drop for Listeners {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn manifest(name: &str, port: Option<u16>) -> String {
+    let mut c =
+        serde_json::json!({"name": "main", "image": IMAGE, "imagePullPolicy": "IfNotPresent"});
+    if let Some(port) = port {
+        c["readinessProbe"] = serde_json::json!({
+            "httpGet": {"host": "127.0.0.1", "port": port, "path": "/healthz"},
+            "periodSeconds": 1, "timeoutSeconds": 1
+        });
+    }
+    serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"restartPolicy": "Always", "containers": [c]}
+    })
+    .to_string()
+}
+
+fn all_ready(node: &HollowNode, n: usize) -> bool {
+    let pods = node.agent.kubelet.status.pods();
+    pods.len() == n
+        && pods.iter().all(|p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.container_statuses.as_ref())
+                .is_some_and(|cs| !cs.is_empty() && cs.iter().all(|c| c.ready))
+        })
+}
+
+struct Window {
+    secs: f64,
+    /// Process user/system minus the listeners' thread (the fake and bench threads cancel out
+    /// against the baseline, whose windows see the same relists and polling).
+    split: Usage,
+    agent: Duration,
+    fake: Duration,
+    listeners: Duration,
+    probes: u64,
+    served: u64,
+}
+
+/// Starts a node with `pods` pods (probed when `listeners` is given), waits until every
+/// container is ready, settles, and measures a steady window.
+async fn measure(
+    args: &Args,
+    base: &std::path::Path,
+    name: &str,
+    listeners: Option<&Listeners>,
+) -> Result<Window, String> {
+    let node = HollowNode::start(
+        base,
+        HollowConfig {
+            node_name: name.into(),
+            extra_flags: vec!["--max-pods".into(), args.pods.max(110).to_string()],
+            fake_on_own_thread: true,
+            preload_images: vec![IMAGE.into()],
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    for i in 0..args.pods {
+        let pod = format!("pod-{i:04}");
+        let port = listeners.map(|l| l.ports[i]);
+        node.write_manifest(&format!("{pod}.yaml"), &manifest(&pod, port))
+            .map_err(|e| format!("{pod}: {e}"))?;
+    }
+    let t0 = Instant::now();
+    while !all_ready(&node, args.pods) {
+        if t0.elapsed() > TIMEOUT {
+            return Err(format!("{name}: pods not all ready after {TIMEOUT:?}"));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    // Settle: the syncs that readiness changes caused, the first relists.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let lists = node.fake.calls(Op::ListContainers);
+    let (p0, f0, l0, b0) = (
+        process_cpu(),
+        node.fake_cpu_time(),
+        listeners.map(|l| l.cpu()).unwrap_or_default(),
+        current_thread_cpu_time(),
+    );
+    let u0 = Usage::of(libc::RUSAGE_SELF);
+    let lu0 = match listeners {
+        Some(l) => l.usage().await,
+        None => Usage::default(),
+    };
+    let probes0 = node.agent.kubelet.prober.executions();
+    let served0 = listeners
+        .map(|l| l.served.load(Ordering::Relaxed))
+        .unwrap_or(0);
+    let t1 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(args.secs)).await;
+    let secs = t1.elapsed().as_secs_f64();
+    let lu1 = match listeners {
+        Some(l) => l.usage().await,
+        None => Usage::default(),
+    };
+    let split = Usage::of(libc::RUSAGE_SELF).minus(u0).minus(lu1.minus(lu0));
+    let process = process_cpu().saturating_sub(p0);
+    let fake = node.fake_cpu_time().saturating_sub(f0);
+    let lcpu = listeners
+        .map(|l| l.cpu())
+        .unwrap_or_default()
+        .saturating_sub(l0);
+    let bench = current_thread_cpu_time().saturating_sub(b0);
+    let probes = node.agent.kubelet.prober.executions() - probes0;
+    let served = listeners
+        .map(|l| l.served.load(Ordering::Relaxed))
+        .unwrap_or(0)
+        - served0;
+    if !all_ready(&node, args.pods) {
+        return Err(format!(
+            "{name}: pods stopped being ready during the window"
+        ));
+    }
+    let relists = node.fake.calls(Op::ListContainers) - lists;
+    println!(
+        "  {name}: {} pods ready; window {secs:.1} s; {relists} ListContainers calls",
+        args.pods
+    );
+    Ok(Window {
+        secs,
+        split,
+        agent: process
+            .saturating_sub(fake)
+            .saturating_sub(lcpu)
+            .saturating_sub(bench),
+        fake,
+        listeners: lcpu,
+        probes,
+        served,
+    })
+}
+
+fn ms_per_s(d: Duration, secs: f64) -> String {
+    format!("{:.2} ms/s", d.as_secs_f64() * 1e3 / secs)
+}
+
+async fn run(args: &Args, base: &std::path::Path) -> Result<(), String> {
+    println!(
+        "probes: {} pods, httpGet readiness every 1 s, {} s windows, logging {}, {} CPUs",
+        args.pods,
+        args.secs,
+        if args.log { "info (to a sink)" } else { "off" },
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
+    let baseline_dir = base.join("baseline");
+    let probed_dir = base.join("probed");
+    std::fs::create_dir_all(&baseline_dir).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&probed_dir).map_err(|e| e.to_string())?;
+    let baseline = measure(args, &baseline_dir, "bench-baseline", None).await?;
+    let listeners = Listeners::start(args.pods)?;
+    let probed = measure(args, &probed_dir, "bench-probed", Some(&listeners)).await?;
+    drop(listeners);
+
+    let per_probe = |d: Duration| {
+        if probed.probes == 0 {
+            "n/a".to_string()
+        } else {
+            format!("{:.1} µs", d.as_secs_f64() * 1e6 / probed.probes as f64)
+        }
+    };
+    let base_rate = baseline.agent.as_secs_f64() / baseline.secs;
+    let extra =
+        Duration::from_secs_f64((probed.agent.as_secs_f64() - base_rate * probed.secs).max(0.0));
+    // The same, split into user and system time.
+    let above = |probed_cpu: Duration, base_cpu: Duration| {
+        Duration::from_secs_f64(
+            (probed_cpu.as_secs_f64() - base_cpu.as_secs_f64() / baseline.secs * probed.secs)
+                .max(0.0),
+        )
+    };
+    let user_extra = above(probed.split.user, baseline.split.user);
+    let sys_extra = above(probed.split.sys, baseline.split.sys);
+    println!();
+    println!(
+        "  {:<52} {:>14}",
+        "probe executions (prober count)", probed.probes
+    );
+    println!(
+        "  {:<52} {:>14}",
+        "requests served by the listeners", probed.served
+    );
+    println!(
+        "  {:<52} {:>14}",
+        "probes per second",
+        format!("{:.1}", probed.probes as f64 / probed.secs)
+    );
+    println!(
+        "  {:<52} {:>14}",
+        "CPU: agent without probes (baseline)",
+        ms_per_s(baseline.agent, baseline.secs)
+    );
+    println!(
+        "  {:<52} {:>14}",
+        "CPU: agent with probes",
+        ms_per_s(probed.agent, probed.secs)
+    );
+    println!(
+        "  {:<52} {:>14}",
+        "CPU: listeners thread",
+        ms_per_s(probed.listeners, probed.secs)
+    );
+    println!(
+        "  {:<52} {:>14}",
+        "CPU: fake runtime thread",
+        ms_per_s(probed.fake, probed.secs)
+    );
+    println!(
+        "  {:<52} {:>14}",
+        "agent CPU per probe, everything included",
+        per_probe(probed.agent)
+    );
+    println!(
+        "  {:<52} {:>14}",
+        "agent CPU per probe above the baseline (target < 20 µs)",
+        per_probe(extra)
+    );
+    println!(
+        "  {:<52} {:>14}",
+        "user/system CPU, baseline (process - listeners)",
+        format!(
+            "{} / {}",
+            ms_per_s(baseline.split.user, baseline.secs),
+            ms_per_s(baseline.split.sys, baseline.secs)
+        )
+    );
+    println!(
+        "  {:<52} {:>14}",
+        "user/system CPU, probed (process - listeners)",
+        format!(
+            "{} / {}",
+            ms_per_s(probed.split.user, probed.secs),
+            ms_per_s(probed.split.sys, probed.secs)
+        )
+    );
+    println!(
+        "  {:<52} {:>14}",
+        "  of which user space (the agent's own code)",
+        per_probe(user_extra)
+    );
+    println!(
+        "  {:<52} {:>14}",
+        "  of which kernel (TCP connect/close, epoll, wakeups)",
+        per_probe(sys_extra)
+    );
+    if probed.probes < (args.pods as u64 * args.secs) * 9 / 10 {
+        return Err(format!(
+            "only {} probes ran in {:.1} s for {} pods probed every second",
+            probed.probes, probed.secs, args.pods
+        ));
+    }
+    Ok(())
+}
+
+fn main() {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("probes: {e}");
+            std::process::exit(2);
+        }
+    };
+    if args.log {
+        let filter = tracing_subscriber::EnvFilter::new(kubelet_rs::config::log_directives(0));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::sink)
+            .with_ansi(false)
+            .try_init();
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("probes: cannot start the tokio runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let dir = match tempfile::Builder::new()
+        .prefix("kubelet-rs-probe-bench-")
+        .tempdir()
+    {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("probes: cannot create a temporary directory: {e}");
+            std::process::exit(1);
+        }
+    };
+    let result = rt.block_on(run(&args, dir.path()));
+    rt.shutdown_background();
+    drop(dir);
+    if let Err(e) = result {
+        eprintln!("probes: {e}");
+        std::process::exit(1);
+    }
+}
