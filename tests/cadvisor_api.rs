@@ -4,6 +4,7 @@
 //! the error statuses. Needs root (it creates cgroups); prints `skipped:` otherwise.
 
 mod cadvisor_support;
+mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;

@@ -9,6 +9,7 @@
 //! browser is a loud skip.
 
 mod cadvisor_support;
+mod common;
 
 use std::collections::VecDeque;
 use std::fs::File;

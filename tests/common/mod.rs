@@ -47,18 +47,24 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A plain HTTP/1.1 GET on 127.0.0.1; returns (status, body).
-pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+/// A plain HTTP/1.1 request on 127.0.0.1; returns (status, headers, body).
+pub fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> std::io::Result<(u16, String, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
     )?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf)?;
     let text = String::from_utf8_lossy(&buf).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let code = head
         .split_whitespace()
         .nth(1)
@@ -68,11 +74,16 @@ pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
         .to_ascii_lowercase()
         .contains("transfer-encoding: chunked")
     {
-        dechunk(body)
+        dechunk(rest)
     } else {
-        body.to_string()
+        rest.to_string()
     };
-    Ok((code, body))
+    Ok((code, head.to_string(), body))
+}
+
+/// A plain HTTP/1.1 GET on 127.0.0.1; returns (status, body).
+pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    http(port, "GET", path, "").map(|(code, _, body)| (code, body))
 }
 
 fn dechunk(mut s: &str) -> String {
