@@ -14,12 +14,14 @@
 //! Options (after `--`): `--containers 100,1000` `--passes 20` `--rounds 3` `--threads 0`
 //! (sampling threads; 0 = one per CPU, the default of the monitor).
 
+#[path = "support/interrupt.rs"]
+mod interrupt;
+
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use collectors::discovery::NameFilter;
@@ -28,30 +30,6 @@ use collectors::model::fs_role;
 use collectors::sys;
 use collectors::testing::ScratchCgroups;
 use collectors::{Monitor, MonitorConfig};
-
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
-
-fn install_signal_handlers() {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe; the
-        // function pointer stays valid for the life of the process.
-        unsafe {
-            libc::signal(sig, on_signal as *const () as libc::sighandler_t);
-        }
-    }
-}
-
-fn interrupted() -> Result<(), String> {
-    if INTERRUPTED.load(Ordering::SeqCst) {
-        Err("interrupted".into())
-    } else {
-        Ok(())
-    }
-}
 
 /// Kernel memory charged to this process's v1 memory cgroup, if it can be read.
 fn own_kmem() -> Option<u64> {
@@ -94,7 +72,7 @@ fn run(n: usize, passes: u32, rounds: u32, threads: usize) -> Result<Row, String
     let mut scratch = ScratchCgroups::new(Path::new("/sys/fs/cgroup"), "bench")?;
     eprintln!("setting up {n} containers under {} ...", scratch.parent());
     for i in 0..n {
-        interrupted()?;
+        interrupt::check()?;
         let name = scratch.add(&format!("c{i}")).map_err(|e| e.to_string())?;
         scratch
             .spawn_into(&name, Command::new("sleep").arg("3600"))
@@ -114,7 +92,7 @@ fn run(n: usize, passes: u32, rounds: u32, threads: usize) -> Result<Row, String
     // Rounds interleave the three methods; the cheapest round of each is reported (the
     // machine is shared: the minimum is the least disturbed measurement).
     for round in 0..rounds {
-        interrupted()?;
+        interrupt::check()?;
         eprintln!("round {}/{rounds} ...", round + 1);
         let kmem0 = own_kmem();
         let m = Monitor::new(config.clone()).map_err(|e| e.to_string())?;
@@ -142,7 +120,7 @@ fn run(n: usize, passes: u32, rounds: u32, threads: usize) -> Result<Row, String
         drop(m);
 
         // The same sampler re-reading every file every pass (no slow-file cadence).
-        interrupted()?;
+        interrupt::check()?;
         let m = Monitor::new(MonitorConfig {
             slow_file_every: 1,
             ..config.clone()
@@ -156,7 +134,7 @@ fn run(n: usize, passes: u32, rounds: u32, threads: usize) -> Result<Row, String
         });
         drop(m);
 
-        interrupted()?;
+        interrupt::check()?;
         let mut buf = Vec::with_capacity(16 * 1024);
         let naive = cpu_of(|| {
             for _ in 0..passes {
@@ -169,7 +147,7 @@ fn run(n: usize, passes: u32, rounds: u32, threads: usize) -> Result<Row, String
             }
         });
 
-        interrupted()?;
+        interrupt::check()?;
         let mut open = Vec::with_capacity(files.len());
         for p in &files {
             open.push(File::open(p).map_err(|e| format!("opening {}: {e}", p.display()))?);
@@ -249,14 +227,14 @@ fn main() {
         }
         i += 1;
     }
-    install_signal_handlers();
+    interrupt::install_signal_handlers();
     let mut rows = Vec::new();
     for n in ns {
         match run(n, passes.max(1), rounds.max(1), threads) {
             Ok(r) => rows.push(r),
             Err(e) => {
                 println!("skipped: {e}");
-                if INTERRUPTED.load(Ordering::SeqCst) {
+                if interrupt::interrupted() {
                     std::process::exit(130);
                 }
                 return;

@@ -29,6 +29,9 @@
 //! `--log info|off` `--dir /dev/shm` (where the node's directory goes; tmpfs by default, see
 //! `default_dir`).
 
+#[path = "support/hollow.rs"]
+mod hollow;
+
 use std::time::{Duration, Instant};
 
 use kubelet_rs::fakeruntime::{
@@ -87,13 +90,7 @@ fn parse_args() -> Result<Args, String> {
                     .parse()
                     .map_err(|e| format!("--latency-ms: {e}"))?
             }
-            "--log" => {
-                a.log = match value("--log")?.as_str() {
-                    "info" => true,
-                    "off" => false,
-                    other => return Err(format!("--log: expected info or off, got {other:?}")),
-                }
-            }
+            "--log" => a.log = hollow::parse_log(&value("--log")?)?,
             "--dir" => a.dir = value("--dir")?.into(),
             // cargo bench passes --bench; ignore it and any other harness flag.
             _ => {}
@@ -103,19 +100,6 @@ fn parse_args() -> Result<Args, String> {
         return Err("--pods must be at least 1".into());
     }
     Ok(a)
-}
-
-/// User + system CPU of the whole process.
-fn process_cpu() -> Duration {
-    // SAFETY: an all-zero rusage is a valid value for the out-parameter.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: RUSAGE_SELF with a valid out-pointer.
-    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    if rc != 0 {
-        return Duration::ZERO;
-    }
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, (t.tv_usec as u32) * 1000);
-    tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
 /// CPU split at one instant.
@@ -129,7 +113,7 @@ struct Cpu {
 impl Cpu {
     fn now(node: &HollowNode) -> Self {
         Self {
-            process: process_cpu(),
+            process: hollow::process_cpu(),
             fake: node.fake_cpu_time(),
             bench: current_thread_cpu_time(),
         }
@@ -337,39 +321,12 @@ fn main() {
             std::process::exit(2);
         }
     };
-    if args.log {
-        let filter = tracing_subscriber::EnvFilter::new(kubelet_rs::config::log_directives(0));
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(std::io::sink)
-            .with_ansi(false)
-            .try_init();
-    }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("hollow_pods: cannot start the tokio runtime: {e}");
-            std::process::exit(1);
-        }
-    };
-    let dir = match tempfile::Builder::new()
-        .prefix("kubelet-rs-hollow-bench-")
-        .tempdir_in(&args.dir)
-    {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("hollow_pods: cannot create a temporary directory: {e}");
-            std::process::exit(1);
-        }
-    };
+    let (rt, dir) = hollow::setup(
+        "hollow_pods",
+        args.log,
+        "kubelet-rs-hollow-bench-",
+        Some(&args.dir),
+    );
     let result = rt.block_on(run(&args, dir.path()));
-    rt.shutdown_background();
-    drop(dir);
-    if let Err(e) = result {
-        eprintln!("hollow_pods: {e}");
-        std::process::exit(1);
-    }
+    hollow::finish("hollow_pods", rt, dir, result);
 }

@@ -17,11 +17,14 @@
 //! Run: `cargo bench --bench metrics_scrape`
 //! Options (after `--`): `--containers 1000` `--scrapes 50`.
 
+#[path = "support/interrupt.rs"]
+mod interrupt;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -65,30 +68,6 @@ unsafe impl GlobalAlloc for Counting {
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
-
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
-
-fn install_signal_handlers() {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic (async-signal-safe); the function
-        // pointer stays valid for the life of the process.
-        unsafe {
-            libc::signal(sig, on_signal as *const () as libc::sighandler_t);
-        }
-    }
-}
-
-fn check_interrupt() -> Result<(), String> {
-    if INTERRUPTED.load(Ordering::SeqCst) {
-        Err("interrupted".into())
-    } else {
-        Ok(())
-    }
-}
 
 /// Pod-level cgroups: none here (every container is its own pod's only cgroup).
 struct NoPods;
@@ -145,7 +124,7 @@ fn measure(e: &Exporter, scrapes: usize, stop: &mut dyn FnMut()) -> Result<Stat,
     let first = t.elapsed();
     let mut times = Vec::with_capacity(scrapes);
     for _ in 0..scrapes {
-        check_interrupt()?;
+        interrupt::check()?;
         let t = Instant::now();
         e.render_into(&mut body);
         times.push(t.elapsed());
@@ -190,7 +169,7 @@ fn run(n: usize, scrapes: usize) -> Result<Vec<(&'static str, Stat)>, String> {
     let names = Arc::new(NameRegistry::new());
     eprintln!("creating {n} cgroups with a sleeping process each under {parent} ...");
     for i in 0..n {
-        check_interrupt()?;
+        interrupt::check()?;
         let id = hex_id(i);
         let name = cg.add(&id).map_err(|e| e.to_string())?;
         cg.spawn_into(&name, Command::new("sleep").arg("3600"))
@@ -286,7 +265,7 @@ fn main() {
         println!("skipped: not running as root (the benchmark creates cgroups)");
         return;
     }
-    install_signal_handlers();
+    interrupt::install_signal_handlers();
     let n = arg(&args, "--containers", 1000);
     let scrapes = arg(&args, "--scrapes", 50).max(2);
     match run(n, scrapes) {

@@ -30,10 +30,12 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+#[path = "support/interrupt.rs"]
+mod interrupt;
+
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -42,30 +44,6 @@ use managers::eviction::notifier::{Backend, MemoryNotifier, Target};
 use managers::oom::{OomEvent, OomSink, OomWatcher};
 use parking_lot::Mutex;
 use serde_json::Value;
-
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
-
-fn install_signal_handlers() {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe; the
-        // function pointer stays valid for the life of the process.
-        unsafe {
-            libc::signal(sig, on_signal as *const () as libc::sighandler_t);
-        }
-    }
-}
-
-fn check_interrupted() -> Result<(), String> {
-    if INTERRUPTED.load(Ordering::SeqCst) {
-        Err("interrupted".into())
-    } else {
-        Ok(())
-    }
-}
 
 const MIB: u64 = 1 << 20;
 const MEMCG: &str = "/sys/fs/cgroup/memory";
@@ -180,7 +158,7 @@ impl Agent {
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         while !common::http_get(port, "/pods").is_ok_and(|r| r.0 == 200) {
-            check_interrupted()?;
+            interrupt::check()?;
             if Instant::now() > deadline {
                 return Err(format!("the {mode} agent did not come up"));
             }
@@ -296,7 +274,7 @@ fn watch_exit(pid: u32) -> Result<channel::Receiver<Instant>, String> {
                 let _ = tx.send(Instant::now());
                 return;
             }
-            if INTERRUPTED.load(Ordering::SeqCst)
+            if interrupt::interrupted()
                 || (rc < 0
                     && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted)
             {
@@ -362,7 +340,7 @@ fn one_rep(a: &Agent, args: &Args, i: usize, ooms: &Ooms) -> Result<Rep, String>
     // The hog's `tail`, as soon as it runs.
     let deadline = Instant::now() + Duration::from_secs(60);
     let (pid, started, usage0) = loop {
-        check_interrupted()?;
+        interrupt::check()?;
         if let Some(uid) = a
             .pod(&name)
             .and_then(|p| p["metadata"]["uid"].as_str().map(str::to_string))
@@ -442,7 +420,7 @@ fn one_rep(a: &Agent, args: &Args, i: usize, ooms: &Ooms) -> Result<Rep, String>
         || read_u64(&memcg.join("memory.usage_in_bytes")).unwrap_or(0) > budget / 4
         || a.under_memory_pressure()
     {
-        check_interrupted()?;
+        interrupt::check()?;
         if Instant::now() > deadline {
             return Err(format!("{name} was not cleaned up"));
         }
@@ -472,7 +450,7 @@ fn run_mode(mode: &str, args: &Args, ooms: &Ooms) -> Result<Vec<Rep>, String> {
     std::thread::sleep(Duration::from_secs(3));
     let mut reps = Vec::new();
     for i in 0..args.reps {
-        check_interrupted()?;
+        interrupt::check()?;
         let r = one_rep(&a, args, i, ooms)?;
         eprintln!(
             "  {mode:>7} rep {:>2}: {:>8.1} ms  {}  growth {:.0} MiB/s",
@@ -516,7 +494,7 @@ fn main() {
         println!("skipped: needs the cgroup v1 memory controller at {MEMCG}");
         return;
     }
-    install_signal_handlers();
+    interrupt::install_signal_handlers();
     let ooms = Arc::new(Ooms(Mutex::new(Vec::new())));
     let _watcher = match OomWatcher::start(Path::new("/dev/kmsg"), false, ooms.clone()) {
         Ok(w) => w,

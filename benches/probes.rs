@@ -18,6 +18,9 @@
 //! Run: `cargo bench --bench probes` (use your own `CARGO_TARGET_DIR` if others build).
 //! Options (after `--`): `--pods 110` `--secs 20` (each steady window) `--log info|off`.
 
+#[path = "support/hollow.rs"]
+mod hollow;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -57,13 +60,7 @@ fn parse_args() -> Result<Args, String> {
                     .parse()
                     .map_err(|e| format!("--secs: {e}"))?
             }
-            "--log" => {
-                a.log = match value("--log")?.as_str() {
-                    "info" => true,
-                    "off" => false,
-                    other => return Err(format!("--log: expected info or off, got {other:?}")),
-                }
-            }
+            "--log" => a.log = hollow::parse_log(&value("--log")?)?,
             _ => {}
         }
     }
@@ -71,18 +68,6 @@ fn parse_args() -> Result<Args, String> {
         return Err("--pods and --secs must be at least 1".into());
     }
     Ok(a)
-}
-
-fn process_cpu() -> Duration {
-    // SAFETY: an all-zero rusage is a valid value for the out-parameter.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: RUSAGE_SELF with a valid out-pointer.
-    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    if rc != 0 {
-        return Duration::ZERO;
-    }
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, (t.tv_usec as u32) * 1000);
-    tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
 /// HTTP listeners on their own thread: one per pod, answering every request with `200 ok`.
@@ -303,7 +288,7 @@ async fn measure(
     tokio::time::sleep(Duration::from_secs(3)).await;
     let lists = node.fake.calls(Op::ListContainers);
     let (p0, f0, l0, b0) = (
-        process_cpu(),
+        hollow::process_cpu(),
         node.fake_cpu_time(),
         listeners.map(|l| l.cpu()).unwrap_or_default(),
         current_thread_cpu_time(),
@@ -325,7 +310,7 @@ async fn measure(
         None => Usage::default(),
     };
     let split = Usage::of(libc::RUSAGE_SELF).minus(u0).minus(lu1.minus(lu0));
-    let process = process_cpu().saturating_sub(p0);
+    let process = hollow::process_cpu().saturating_sub(p0);
     let fake = node.fake_cpu_time().saturating_sub(f0);
     let lcpu = listeners
         .map(|l| l.cpu())
@@ -492,39 +477,7 @@ fn main() {
             std::process::exit(2);
         }
     };
-    if args.log {
-        let filter = tracing_subscriber::EnvFilter::new(kubelet_rs::config::log_directives(0));
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(std::io::sink)
-            .with_ansi(false)
-            .try_init();
-    }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("probes: cannot start the tokio runtime: {e}");
-            std::process::exit(1);
-        }
-    };
-    let dir = match tempfile::Builder::new()
-        .prefix("kubelet-rs-probe-bench-")
-        .tempdir()
-    {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("probes: cannot create a temporary directory: {e}");
-            std::process::exit(1);
-        }
-    };
+    let (rt, dir) = hollow::setup("probes", args.log, "kubelet-rs-probe-bench-", None);
     let result = rt.block_on(run(&args, dir.path()));
-    rt.shutdown_background();
-    drop(dir);
-    if let Err(e) = result {
-        eprintln!("probes: {e}");
-        std::process::exit(1);
-    }
+    hollow::finish("probes", rt, dir, result);
 }

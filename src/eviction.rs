@@ -46,7 +46,7 @@ use managers::eviction::notifier::Backend;
 use managers::eviction::stats::{MonitorSummary, NodeScope, PodSource};
 use managers::eviction::{
     self, AdmitRequest, ContainerRequest, DiskUsage, EvictionManager, Grace, KillPod, KillRequest,
-    PodCandidate, Reaction, Runner, RunnerHandle, Signal, Threshold, ThresholdValue, VolumeUsage,
+    PodCandidate, Reaction, Runner, RunnerHandle, Threshold, ThresholdValue, VolumeUsage,
 };
 use managers::quantity::{self, Format};
 use managers::{Clock, EventSink};
@@ -66,20 +66,6 @@ pub const SYSTEM_CRITICAL_PRIORITY: i32 = 2_000_000_000;
 
 /// How long, beyond its grace period, an eviction waits for the pod's containers to stop.
 const STOP_MARGIN: Duration = Duration::from_secs(30);
-
-fn signal(s: EvictionSignal) -> Signal {
-    match s {
-        EvictionSignal::MemoryAvailable => Signal::MemoryAvailable,
-        EvictionSignal::AllocatableMemoryAvailable => Signal::AllocatableMemoryAvailable,
-        EvictionSignal::NodeFsAvailable => Signal::NodeFsAvailable,
-        EvictionSignal::NodeFsInodesFree => Signal::NodeFsInodesFree,
-        EvictionSignal::ImageFsAvailable => Signal::ImageFsAvailable,
-        EvictionSignal::ImageFsInodesFree => Signal::ImageFsInodesFree,
-        EvictionSignal::ContainerFsAvailable => Signal::ContainerFsAvailable,
-        EvictionSignal::ContainerFsInodesFree => Signal::ContainerFsInodesFree,
-        EvictionSignal::PidAvailable => Signal::PidAvailable,
-    }
-}
 
 fn value(v: &crate::config::ThresholdValue) -> ThresholdValue {
     match v {
@@ -109,7 +95,7 @@ pub fn thresholds(s: &KubeletSettings) -> Vec<Threshold> {
                 Duration::ZERO
             };
             out.push(Threshold {
-                signal: signal(*sig),
+                signal: *sig,
                 value: value(v),
                 grace_period: grace,
                 min_reclaim: reclaim(sig),
@@ -584,6 +570,7 @@ pub fn router(c: Arc<NodeConditions>) -> Router {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use managers::eviction::Signal;
 
     fn pod(json: serde_json::Value) -> Pod {
         serde_json::from_value(json).unwrap()

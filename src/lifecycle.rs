@@ -23,21 +23,8 @@ use crate::kuberuntime::RuntimeService;
 use crate::prober::http::{HttpClient, Scheme, Url};
 use crate::prober::probe::{expand_static, resolve_port};
 
-/// `Normal` or `Warning`, as on an API event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventType {
-    Normal,
-    Warning,
-}
-
-impl EventType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventType::Normal => "Normal",
-            EventType::Warning => "Warning",
-        }
-    }
-}
+/// `Normal` or `Warning`, as on an API event: the same type as the node-level managers' events.
+pub use managers::events::EventType;
 
 /// Where events about a pod go (the event recorder implements this).
 pub trait EventRecorder: Send + Sync {

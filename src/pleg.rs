@@ -631,6 +631,38 @@ mod tests {
         )
     }
 
+    /// A PLEG over the fake runtime, relisting every second, and the receiver of its events.
+    fn new_pleg(r: &Runtime, health: Health) -> (Pleg, mpsc::Receiver<PlegEvent>) {
+        let (tx, rx) = mpsc::channel(64);
+        let pleg = Pleg::new(
+            r.rt.clone(),
+            Metrics::new(NODE),
+            health,
+            Duration::from_secs(1),
+            tx,
+        );
+        (pleg, rx)
+    }
+
+    /// Relists an empty sandbox `sb` of pod `u1` without a names table, starts a container in
+    /// it, and checks that the next relist reports it started after `lists_per_relist` calls of each list.
+    async fn relist_sees_a_start(r: &Runtime, sb: &str, lists_per_relist: u64) {
+        let (mut pleg, mut rx) = new_pleg(r, Health::new());
+        assert_eq!(pleg.relist().await.unwrap(), 0);
+        let c = start(r, sb, "web", "u1", "app").await;
+        let before = lists(r);
+        assert_eq!(pleg.relist().await.unwrap(), 1);
+        assert_eq!(
+            lists(r),
+            (before.0 + lists_per_relist, before.1 + lists_per_relist)
+        );
+        let e = rx.try_recv().unwrap();
+        assert_eq!(
+            (e.pod_uid.as_str(), e.kind, e.id),
+            ("u1", PlegEventType::ContainerStarted, c)
+        );
+    }
+
     /// A relist with no sandbox or container come or gone makes only the lean lists (one call
     /// of each); a new or removed container brings one full list, which updates the names
     /// table; state changes still produce their events from the lean lists alone.
@@ -643,15 +675,8 @@ mod tests {
                 .unwrap();
         let c1 = start(&r, &sb, "web", "u1", "app").await;
         let names = Arc::new(RuntimeNames::new("containerd"));
-        let (tx, mut rx) = mpsc::channel(64);
-        let mut pleg = Pleg::new(
-            r.rt.clone(),
-            Metrics::new(NODE),
-            Health::new(),
-            Duration::from_secs(1),
-            tx,
-        )
-        .with_names(names.clone(), "pause:3.10");
+        let (pleg, mut rx) = new_pleg(&r, Health::new());
+        let mut pleg = pleg.with_names(names.clone(), "pause:3.10");
         let cgroup = |id: &str| format!("/kubepods/besteffort/podu1/{id}");
 
         // First relist: lean, then full for the names table.
@@ -724,24 +749,7 @@ mod tests {
             r.rt.run_pod_sandbox(sandbox_config("web", "u1"))
                 .await
                 .unwrap();
-        let (tx, mut rx) = mpsc::channel(64);
-        let mut pleg = Pleg::new(
-            r.rt.clone(),
-            Metrics::new(NODE),
-            Health::new(),
-            Duration::from_secs(1),
-            tx,
-        );
-        assert_eq!(pleg.relist().await.unwrap(), 0);
-        let c = start(&r, &sb, "web", "u1", "app").await;
-        let before = lists(&r);
-        assert_eq!(pleg.relist().await.unwrap(), 1);
-        assert_eq!(lists(&r), (before.0 + 1, before.1 + 1));
-        let e = rx.try_recv().unwrap();
-        assert_eq!(
-            (e.pod_uid.as_str(), e.kind, e.id),
-            ("u1", PlegEventType::ContainerStarted, c)
-        );
+        relist_sees_a_start(&r, &sb, 1).await;
     }
 
     /// A container whose sandbox the lean sandbox list lacks (here: a sandbox without the
@@ -753,24 +761,7 @@ mod tests {
         let mut hidden = sandbox_config("web", "u1");
         hidden.labels.remove(labels::NODE_LABEL);
         let sb = r.rt.run_pod_sandbox(hidden).await.unwrap();
-        let (tx, mut rx) = mpsc::channel(64);
-        let mut pleg = Pleg::new(
-            r.rt.clone(),
-            Metrics::new(NODE),
-            Health::new(),
-            Duration::from_secs(1),
-            tx,
-        );
-        assert_eq!(pleg.relist().await.unwrap(), 0);
-        let c = start(&r, &sb, "web", "u1", "app").await;
-        let before = lists(&r);
-        assert_eq!(pleg.relist().await.unwrap(), 1);
-        assert_eq!(lists(&r), (before.0 + 2, before.1 + 2));
-        let e = rx.try_recv().unwrap();
-        assert_eq!(
-            (e.pod_uid.as_str(), e.kind, e.id),
-            ("u1", PlegEventType::ContainerStarted, c)
-        );
+        relist_sees_a_start(&r, &sb, 2).await;
     }
 
     /// A runtime that does not answer fails the relist and the runtime check; the first relist
@@ -784,15 +775,8 @@ mod tests {
                 .unwrap();
         let c = start(&r, &sb, "web", "u1", "app").await;
         let health = Health::new();
-        let (tx, mut rx) = mpsc::channel(64);
-        let mut pleg = Pleg::new(
-            r.rt.clone(),
-            Metrics::new(NODE),
-            health.clone(),
-            Duration::from_secs(1),
-            tx,
-        )
-        .with_names(Arc::new(RuntimeNames::new("containerd")), "pause:3.10");
+        let (pleg, mut rx) = new_pleg(&r, health.clone());
+        let mut pleg = pleg.with_names(Arc::new(RuntimeNames::new("containerd")), "pause:3.10");
         assert_eq!(pleg.relist().await.unwrap(), 0);
         r.fake.set_down(true);
         assert!(pleg.relist().await.is_err());

@@ -111,6 +111,29 @@ impl Node {
         .await
     }
 
+    /// Writes `<name>.yaml`: pod `name` with one container, `main`, running `image`.
+    fn add_pod(&self, name: &str, restart_policy: &str, image: &str) {
+        self.write_manifest(
+            &format!("{name}.yaml"),
+            &pod_manifest(name, restart_policy, &[("main", image)]),
+        )
+        .unwrap();
+    }
+
+    /// Waits until container `main` of pod `name` is waiting with `reason`; returns the pod
+    /// and the waiting state's message.
+    async fn main_waiting(&self, name: &str, reason: &str) -> (Pod, String) {
+        let pod = self
+            .pod_where(name, reason, |p| {
+                container(p, "main").and_then(waiting_reason) == Some(reason)
+            })
+            .await;
+        let message = container(&pod, "main")
+            .and_then(|c| c.state.as_ref()?.waiting.as_ref()?.message.clone())
+            .unwrap_or_default();
+        (pod, message)
+    }
+
     fn containers_of(&self, name: &str) -> Vec<kubelet_rs::fakeruntime::ContainerInfo> {
         let full = self.pod_name(name);
         self.fake
@@ -124,11 +147,7 @@ impl Node {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn static_pod_reaches_running() {
     let node = start("running").await;
-    node.write_manifest(
-        "web.yaml",
-        &pod_manifest("web", "Always", &[("main", BUSYBOX)]),
-    )
-    .unwrap();
+    node.add_pod("web", "Always", BUSYBOX);
     let pod = node.running("web").await;
     let status = pod.status.as_ref().unwrap();
     assert!(
@@ -157,11 +176,7 @@ async fn static_pod_reaches_running() {
 async fn crashing_container_restarts_with_crash_loop_backoff() {
     let node = start("crash").await;
     let pod_name = node.pod_name("crash");
-    node.write_manifest(
-        "crash.yaml",
-        &pod_manifest("crash", "Always", &[("main", BUSYBOX)]),
-    )
-    .unwrap();
+    node.add_pod("crash", "Always", BUSYBOX);
     node.running("crash").await;
 
     // First exit: restarted at once (the backoff starts counting now), restartCount 1.
@@ -176,14 +191,8 @@ async fn crashing_container_restarts_with_crash_loop_backoff() {
     let second = node.fake.running_container(&pod_name, "main").unwrap();
     assert_ne!(first, second);
     node.fake.exit_container(&second, 1).unwrap();
-    let pod = node
-        .pod_where("crash", "CrashLoopBackOff", |p| {
-            container(p, "main").and_then(waiting_reason) == Some("CrashLoopBackOff")
-        })
-        .await;
+    let (pod, message) = node.main_waiting("crash", "CrashLoopBackOff").await;
     let main = container(&pod, "main").unwrap();
-    let waiting = main.state.as_ref().unwrap().waiting.as_ref().unwrap();
-    let message = waiting.message.as_deref().unwrap_or("");
     assert!(
         message.starts_with("back-off 10s restarting failed container=main pod="),
         "{message}"
@@ -219,11 +228,7 @@ async fn restart_policy_never_pod_ends_failed() {
     let node = start("never").await;
     node.fake
         .on_start(Matcher::pod_name(node.pod_name("once")), Lifecycle::exit(1));
-    node.write_manifest(
-        "once.yaml",
-        &pod_manifest("once", "Never", &[("main", BUSYBOX)]),
-    )
-    .unwrap();
+    node.add_pod("once", "Never", BUSYBOX);
     let pod = node
         .pod_where("once", "phase Failed", |p| phase(p) == Some("Failed"))
         .await;
@@ -253,11 +258,7 @@ async fn on_failure_pod_exiting_zero_ends_succeeded() {
     let node = start("onfailure").await;
     node.fake
         .on_start(Matcher::pod_name(node.pod_name("job")), Lifecycle::exit(0));
-    node.write_manifest(
-        "job.yaml",
-        &pod_manifest("job", "OnFailure", &[("main", BUSYBOX)]),
-    )
-    .unwrap();
+    node.add_pod("job", "OnFailure", BUSYBOX);
     let pod = node
         .pod_where("job", "phase Succeeded", |p| phase(p) == Some("Succeeded"))
         .await;
@@ -279,25 +280,8 @@ async fn failed_pull_shows_err_image_pull_then_recovers() {
             .matching(Matcher::image(image))
             .message("pull access denied, repository does not exist"),
     );
-    node.write_manifest(
-        "pull.yaml",
-        &pod_manifest("pull", "Always", &[("main", image)]),
-    )
-    .unwrap();
-    let pod = node
-        .pod_where("pull", "ErrImagePull", |p| {
-            container(p, "main").and_then(waiting_reason) == Some("ErrImagePull")
-        })
-        .await;
-    let waiting = container(&pod, "main")
-        .unwrap()
-        .state
-        .as_ref()
-        .unwrap()
-        .waiting
-        .as_ref()
-        .unwrap();
-    let message = waiting.message.as_deref().unwrap_or("");
+    node.add_pod("pull", "Always", image);
+    let (pod, message) = node.main_waiting("pull", "ErrImagePull").await;
     assert!(
         message.contains(image) && message.contains("pull access denied"),
         "{message}"
@@ -317,32 +301,9 @@ async fn failed_create_shows_create_container_error_then_recovers() {
             .matching(Matcher::container_name("main"))
             .message("failed to create containerd container: injected"),
     );
-    node.write_manifest(
-        "mk.yaml",
-        &pod_manifest("mk", "Always", &[("main", BUSYBOX)]),
-    )
-    .unwrap();
-    let pod = node
-        .pod_where("mk", "CreateContainerError", |p| {
-            container(p, "main").and_then(waiting_reason) == Some("CreateContainerError")
-        })
-        .await;
-    let waiting = container(&pod, "main")
-        .unwrap()
-        .state
-        .as_ref()
-        .unwrap()
-        .waiting
-        .as_ref()
-        .unwrap();
-    assert!(
-        waiting
-            .message
-            .as_deref()
-            .unwrap_or("")
-            .contains("injected"),
-        "{waiting:?}"
-    );
+    node.add_pod("mk", "Always", BUSYBOX);
+    let (_, message) = node.main_waiting("mk", "CreateContainerError").await;
+    assert!(message.contains("injected"), "{message}");
     // The next attempt (after the worker's error backoff) succeeds.
     node.running("mk").await;
     assert_eq!(node.containers_of("mk").len(), 1);
@@ -356,20 +317,12 @@ async fn slow_sandbox_does_not_block_other_pods() {
         Fault::delay(Op::RunPodSandbox, Duration::from_secs(3600))
             .matching(Matcher::pod_name(node.pod_name("slow"))),
     );
-    node.write_manifest(
-        "slow.yaml",
-        &pod_manifest("slow", "Always", &[("main", BUSYBOX)]),
-    )
-    .unwrap();
+    node.add_pod("slow", "Always", BUSYBOX);
     wait_for("the slow sandbox call held", || {
         (node.fake.delayed_calls() == 1).then_some(())
     })
     .await;
-    node.write_manifest(
-        "fast.yaml",
-        &pod_manifest("fast", "Always", &[("main", BUSYBOX)]),
-    )
-    .unwrap();
+    node.add_pod("fast", "Always", BUSYBOX);
     node.running("fast").await;
 
     // The fast pod runs while the slow one still waits for its sandbox.
@@ -392,11 +345,7 @@ async fn slow_sandbox_does_not_block_other_pods() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runtime_down_fails_the_runtime_check_then_recovers() {
     let node = start("down").await;
-    node.write_manifest(
-        "web.yaml",
-        &pod_manifest("web", "Always", &[("main", BUSYBOX)]),
-    )
-    .unwrap();
+    node.add_pod("web", "Always", BUSYBOX);
     let before = node.running("web").await;
     let id = container(&before, "main").unwrap().container_id.clone();
     let health = node.agent.kubelet.health.clone();

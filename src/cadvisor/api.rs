@@ -961,36 +961,14 @@ pub fn deprecated_stats(
         out.push(DeprecatedContainerStats {
             timestamp: s.timestamp,
             has_cpu,
-            cpu: CpuStats {
-                usage: CpuUsage {
-                    total: cpu.usage_total,
-                    per_cpu_usage: Vec::new(),
-                    user: cpu.usage_user,
-                    system: cpu.usage_system,
-                },
-                cfs: CpuCfs {
-                    periods: cpu.cfs_periods,
-                    throttled_periods: cpu.cfs_throttled_periods,
-                    throttled_time: cpu.cfs_throttled_time,
-                    bursts_periods: 0,
-                    burst_time: 0,
-                },
-                schedstat: CpuSchedstat::default(),
-                load_average: 0,
-                load_d_average: 0,
-                psi: psi(s.psi.cpu),
-            },
+            cpu: cpu_stats(&cpu, psi(s.psi.cpu)),
             cpu_inst: if has_cpu && i > 0 {
                 cpu_inst(&samples[i - 1], s)
             } else {
                 None
             },
             has_diskio: ctx.spec.has_diskio,
-            diskio: DiskIoStats {
-                io_service_bytes: per_disk(blk, ctx.disk_names, |d| d.bytes),
-                io_serviced: per_disk(blk, ctx.disk_names, |d| d.ops),
-                psi: psi(s.psi.io),
-            },
+            diskio: disk_io_stats(blk, ctx.disk_names, psi(s.psi.io)),
             has_memory: ctx.spec.has_memory || s.memory.is_some(),
             memory: memory_stats(&mem, psi(s.psi.memory)),
             has_hugetlb: false,
@@ -1002,15 +980,7 @@ pub fn deprecated_stats(
             // cAdvisor's conversion never sets has_processes (so never copies processes);
             // we report them when the cgroup has a pids controller or a process list.
             has_processes: s.process_count.is_some() || s.pids.is_some(),
-            processes: ProcessStats {
-                process_count: s.process_count.unwrap_or(0),
-                fd_count: 0,
-                socket_count: 0,
-                threads_current: s.pids.map_or(0, |p| p.current),
-                threads_max: s
-                    .pids
-                    .map_or(0, |p| if p.max == u64::MAX { 0 } else { p.max }),
-            },
+            processes: process_stats(s),
             has_filesystem: !filesystem.is_empty(),
             filesystem,
             has_load: false,
@@ -1020,6 +990,57 @@ pub fn deprecated_stats(
         });
     }
     out
+}
+
+/// cAdvisor's `CpuStats` (info/v1) from one CPU sample, without per-CPU usage; `psi` is the CPU
+/// pressure to report (the container's, or the node's for the root).
+pub(crate) fn cpu_stats(cpu: &m::CpuStats, psi: PsiStats) -> CpuStats {
+    CpuStats {
+        usage: CpuUsage {
+            total: cpu.usage_total,
+            per_cpu_usage: Vec::new(),
+            user: cpu.usage_user,
+            system: cpu.usage_system,
+        },
+        cfs: CpuCfs {
+            periods: cpu.cfs_periods,
+            throttled_periods: cpu.cfs_throttled_periods,
+            throttled_time: cpu.cfs_throttled_time,
+            bursts_periods: 0,
+            burst_time: 0,
+        },
+        schedstat: CpuSchedstat::default(),
+        load_average: 0,
+        load_d_average: 0,
+        psi,
+    }
+}
+
+/// cAdvisor's `DiskIoStats` from one sample's block devices, named through `disk_names`.
+pub(crate) fn disk_io_stats(
+    blk: &[m::BlkioDevice],
+    disk_names: &BTreeMap<String, String>,
+    psi: PsiStats,
+) -> DiskIoStats {
+    DiskIoStats {
+        io_service_bytes: per_disk(blk, disk_names, |d| d.bytes),
+        io_serviced: per_disk(blk, disk_names, |d| d.ops),
+        psi,
+    }
+}
+
+/// cAdvisor's `ProcessStats` from one sample: its process count and pids controller (an
+/// unlimited `pids.max` reads as 0).
+pub(crate) fn process_stats(s: &CStats) -> ProcessStats {
+    ProcessStats {
+        process_count: s.process_count.unwrap_or(0),
+        fd_count: 0,
+        socket_count: 0,
+        threads_current: s.pids.map_or(0, |p| p.current),
+        threads_max: s
+            .pids
+            .map_or(0, |p| if p.max == u64::MAX { 0 } else { p.max }),
+    }
 }
 
 /// cAdvisor's `MemoryStats` (info/v1) from one memory sample; `psi` is the memory pressure to

@@ -17,8 +17,8 @@ use collectors::{ContainerIdentity, ContainerSpec as CSpec};
 use serde::{Deserialize, Serialize};
 
 use super::api::{
-    self, go_time, interfaces, memory_stats, per_disk, psi, CpuCfs, CpuSchedstat, CpuSpec,
-    CpuStats, CpuUsage, DiskIoStats, FsStats, InterfaceStats, LoadStats, MemorySpec, MemoryStats,
+    self, cpu_stats, disk_io_stats, go_time, interfaces, memory_stats, process_stats, psi, CpuSpec,
+    CpuStats, DiskIoStats, FsStats, InterfaceStats, LoadStats, MemorySpec, MemoryStats,
     ProcessSpec, ProcessStats, ResctrlStats, TcpAdvancedStat, TcpStat, UdpStat,
 };
 
@@ -253,30 +253,12 @@ pub fn stats(
             });
             ContainerStats {
                 timestamp: s.timestamp,
-                cpu: CpuStats {
-                    usage: CpuUsage {
-                        total: cpu.usage_total,
-                        per_cpu_usage: Vec::new(),
-                        user: cpu.usage_user,
-                        system: cpu.usage_system,
-                    },
-                    cfs: CpuCfs {
-                        periods: cpu.cfs_periods,
-                        throttled_periods: cpu.cfs_throttled_periods,
-                        throttled_time: cpu.cfs_throttled_time,
-                        bursts_periods: 0,
-                        burst_time: 0,
-                    },
-                    schedstat: CpuSchedstat::default(),
-                    load_average: 0,
-                    load_d_average: 0,
-                    psi: psi(s.psi.cpu.or(node.and_then(|n| n.psi.cpu))),
-                },
-                diskio: DiskIoStats {
-                    io_service_bytes: per_disk(blk, ctx.disk_names, |d| d.bytes),
-                    io_serviced: per_disk(blk, ctx.disk_names, |d| d.ops),
-                    psi: psi(s.psi.io.or(node.and_then(|n| n.psi.io))),
-                },
+                cpu: cpu_stats(&cpu, psi(s.psi.cpu.or(node.and_then(|n| n.psi.cpu)))),
+                diskio: disk_io_stats(
+                    blk,
+                    ctx.disk_names,
+                    psi(s.psi.io.or(node.and_then(|n| n.psi.io))),
+                ),
                 memory: memory_stats(&mem, psi(s.psi.memory.or(node.and_then(|n| n.psi.memory)))),
                 network: NetworkStats {
                     default,
@@ -291,15 +273,7 @@ pub fn stats(
                     .map(|n| api::node_filesystems(n, ctx.fs_names))
                     .unwrap_or_default(),
                 task_stats: LoadStats::default(),
-                processes: ProcessStats {
-                    process_count: s.process_count.unwrap_or(0),
-                    fd_count: 0,
-                    socket_count: 0,
-                    threads_current: s.pids.map_or(0, |p| p.current),
-                    threads_max: s
-                        .pids
-                        .map_or(0, |p| if p.max == u64::MAX { 0 } else { p.max }),
-                },
+                processes: process_stats(s),
                 resctrl: ResctrlStats {},
                 cpuset: CpuSetStats::default(),
                 oom_events,

@@ -14,22 +14,13 @@ use serde::Serialize;
 
 use super::api::{
     self, go_time, CpuInstStats, CpuInstUsage, CpuStats, DiskInfo, DiskIoStats, FsInfo,
-    HugePagesInfo, InterfaceStats, LoadStats, MemoryStats, NetInfo, Node, ProcessStats,
-    ResctrlStats, TcpAdvancedStat, TcpStat, UdpStat,
+    HugePagesInfo, LoadStats, MemoryStats, NetInfo, Node, ProcessStats, ResctrlStats,
+    TcpAdvancedStat, UdpStat,
 };
 use super::v1;
 
-/// `v2.NetworkStats`.
-#[derive(Clone, Serialize)]
-pub struct NetworkStats {
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub interfaces: Vec<InterfaceStats>,
-    pub tcp: TcpStat,
-    pub tcp6: TcpStat,
-    pub udp: UdpStat,
-    pub udp6: UdpStat,
-    pub tcp_advanced: TcpAdvancedStat,
-}
+/// `v2.NetworkStats`, which the v2.0 stats shape uses too.
+pub use super::api::NetworkStats;
 
 /// `v2.FilesystemStats` (cAdvisor's misspelt `containter_inode_usage` included).
 #[derive(Clone, Serialize)]
@@ -95,6 +86,33 @@ fn inst(
     })
 }
 
+/// The `cpu` and `cpu_inst` sections of consecutive samples, as cAdvisor's conversions from
+/// v1 fill them: `cpu_inst` is the rate from the previous sample to this one.
+#[derive(Default)]
+struct CpuSections {
+    last: Option<(Timestamp, CpuStats)>,
+}
+
+impl CpuSections {
+    /// The sections of the next sample, both `None` when the container has no CPU section.
+    fn next_if(
+        &mut self,
+        has_cpu: bool,
+        ts: Timestamp,
+        cpu: CpuStats,
+    ) -> (Option<CpuStats>, Option<CpuInstStats>) {
+        if !has_cpu {
+            return (None, None);
+        }
+        let rate = self
+            .last
+            .as_ref()
+            .and_then(|(prev_ts, prev)| inst(prev, *prev_ts, &cpu, ts));
+        self.last = Some((ts, cpu.clone()));
+        (Some(cpu), rate)
+    }
+}
+
 fn network(n: &v1::NetworkStats) -> NetworkStats {
     NetworkStats {
         interfaces: n.interfaces.clone(),
@@ -111,50 +129,32 @@ pub fn stats_from_v1(
     spec: &v1::ContainerSpec,
     stats: Vec<v1::ContainerStats>,
 ) -> Vec<ContainerStats> {
-    let mut out = Vec::with_capacity(stats.len());
-    let mut last: Option<(Timestamp, CpuStats)> = None;
-    for v in stats {
-        let mut s = ContainerStats {
-            timestamp: v.timestamp,
-            cpu: None,
-            cpu_inst: None,
-            diskio: None,
-            memory: None,
-            network: None,
-            processes: None,
-            filesystem: None,
-            resctrl: ResctrlStats {},
-        };
-        if spec.has_cpu {
-            s.cpu_inst = last
-                .as_ref()
-                .and_then(|(ts, c)| inst(c, *ts, &v.cpu, v.timestamp));
-            last = Some((v.timestamp, v.cpu.clone()));
-            s.cpu = Some(v.cpu);
-        }
-        if spec.has_memory {
-            s.memory = Some(v.memory);
-        }
-        if spec.has_network {
-            s.network = Some(network(&v.network));
-        }
-        if spec.has_processes {
-            s.processes = Some(v.processes);
-        }
-        if spec.has_filesystem && v.filesystem.len() == 1 {
-            let f = &v.filesystem[0];
-            s.filesystem = Some(FilesystemStats {
-                total_usage_bytes: Some(f.usage),
-                base_usage_bytes: Some(f.base_usage),
-                inode_usage: Some(f.inodes),
+    let mut cpu_sections = CpuSections::default();
+    stats
+        .into_iter()
+        .map(|v| {
+            let (cpu, cpu_inst) = cpu_sections.next_if(spec.has_cpu, v.timestamp, v.cpu);
+            let filesystem = (spec.has_filesystem && v.filesystem.len() == 1).then(|| {
+                let f = &v.filesystem[0];
+                FilesystemStats {
+                    total_usage_bytes: Some(f.usage),
+                    base_usage_bytes: Some(f.base_usage),
+                    inode_usage: Some(f.inodes),
+                }
             });
-        }
-        if spec.has_diskio {
-            s.diskio = Some(v.diskio);
-        }
-        out.push(s);
-    }
-    out
+            ContainerStats {
+                timestamp: v.timestamp,
+                cpu,
+                cpu_inst,
+                diskio: spec.has_diskio.then_some(v.diskio),
+                memory: spec.has_memory.then_some(v.memory),
+                network: spec.has_network.then(|| network(&v.network)),
+                processes: spec.has_processes.then_some(v.processes),
+                filesystem,
+                resctrl: ResctrlStats {},
+            }
+        })
+        .collect()
 }
 
 /// `v2.DiskStats` (all optional; durations in nanoseconds, as Go marshals `time.Duration`).
@@ -226,61 +226,50 @@ pub fn machine_stats_from_v1(
     spec: &v1::ContainerSpec,
     stats: Vec<v1::ContainerStats>,
 ) -> Vec<MachineStats> {
-    let mut out = Vec::with_capacity(stats.len());
-    let mut last: Option<(Timestamp, CpuStats)> = None;
-    for v in stats {
-        let mut m = MachineStats {
-            timestamp: v.timestamp,
-            cpu: None,
-            cpu_inst: None,
-            memory: None,
-            network: None,
-            filesystem: Vec::new(),
-            load: None,
-        };
-        if spec.has_cpu {
-            m.cpu_inst = last
-                .as_ref()
-                .and_then(|(ts, c)| inst(c, *ts, &v.cpu, v.timestamp));
-            last = Some((v.timestamp, v.cpu.clone()));
-            m.cpu = Some(v.cpu);
-        }
-        if spec.has_memory {
-            m.memory = Some(v.memory);
-        }
-        if spec.has_network {
-            m.network = Some(network(&v.network));
-        }
-        if spec.has_filesystem {
-            m.filesystem = v
-                .filesystem
-                .iter()
-                .map(|f| MachineFsStats {
-                    device: f.device.clone(),
-                    fs_type: f.fs_type.clone(),
-                    capacity: Some(f.capacity),
-                    usage: Some(f.usage),
-                    available: Some(f.available),
-                    inodes_free: f.has_inodes.then_some(f.inodes_free),
-                    inline: DiskStats {
-                        reads_completed: Some(f.reads_completed),
-                        reads_merged: Some(f.reads_merged),
-                        sectors_read: Some(f.sectors_read),
-                        read_duration: Some(f.read_time * 1_000_000),
-                        writes_completed: Some(f.writes_completed),
-                        writes_merged: Some(f.writes_merged),
-                        sectors_written: Some(f.sectors_written),
-                        write_duration: Some(f.write_time * 1_000_000),
-                        io_in_progress: Some(f.io_in_progress),
-                        io_duration: Some(f.io_time * 1_000_000),
-                        weighted_io_duration: Some(f.weighted_io_time * 1_000_000),
-                    },
-                })
-                .collect();
-        }
-        out.push(m);
-    }
-    out
+    let mut cpu_sections = CpuSections::default();
+    stats
+        .into_iter()
+        .map(|v| {
+            let (cpu, cpu_inst) = cpu_sections.next_if(spec.has_cpu, v.timestamp, v.cpu);
+            let filesystem = if spec.has_filesystem {
+                v.filesystem
+                    .iter()
+                    .map(|f| MachineFsStats {
+                        device: f.device.clone(),
+                        fs_type: f.fs_type.clone(),
+                        capacity: Some(f.capacity),
+                        usage: Some(f.usage),
+                        available: Some(f.available),
+                        inodes_free: f.has_inodes.then_some(f.inodes_free),
+                        inline: DiskStats {
+                            reads_completed: Some(f.reads_completed),
+                            reads_merged: Some(f.reads_merged),
+                            sectors_read: Some(f.sectors_read),
+                            read_duration: Some(f.read_time * 1_000_000),
+                            writes_completed: Some(f.writes_completed),
+                            writes_merged: Some(f.writes_merged),
+                            sectors_written: Some(f.sectors_written),
+                            write_duration: Some(f.write_time * 1_000_000),
+                            io_in_progress: Some(f.io_in_progress),
+                            io_duration: Some(f.io_time * 1_000_000),
+                            weighted_io_duration: Some(f.weighted_io_time * 1_000_000),
+                        },
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            MachineStats {
+                timestamp: v.timestamp,
+                cpu,
+                cpu_inst,
+                memory: spec.has_memory.then_some(v.memory),
+                network: spec.has_network.then(|| network(&v.network)),
+                filesystem,
+                load: None,
+            }
+        })
+        .collect()
 }
 
 /// `v2.Attributes`.

@@ -10,81 +10,23 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::str::FromStr;
 use std::time::Duration;
 
 use super::duration::{parse_go_duration, DurationError};
 use crate::resource::{parse_quantity, Quantity, QuantityError};
 
-/// A resource signal that eviction thresholds are expressed over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum EvictionSignal {
-    /// `memory.available`: node memory capacity minus working set.
-    MemoryAvailable,
-    /// `allocatableMemory.available`: memory left in the pods' allocatable share.
-    AllocatableMemoryAvailable,
-    /// `nodefs.available`: free bytes on the filesystem holding the kubelet's root dir.
-    NodeFsAvailable,
-    /// `nodefs.inodesFree`.
-    NodeFsInodesFree,
-    /// `imagefs.available`: free bytes on the runtime's image filesystem.
-    ImageFsAvailable,
-    /// `imagefs.inodesFree`.
-    ImageFsInodesFree,
-    /// `containerfs.available`: free bytes on the containers' writable-layer filesystem.
-    ContainerFsAvailable,
-    /// `containerfs.inodesFree`.
-    ContainerFsInodesFree,
-    /// `pid.available`: process IDs left.
-    PidAvailable,
-}
+/// A resource signal that eviction thresholds are expressed over: the eviction manager's own
+/// [`Signal`](managers::eviction::api::Signal), named here as the configuration knows it.
+pub use managers::eviction::api::Signal as EvictionSignal;
 
-impl EvictionSignal {
-    /// Every signal, in a stable order.
-    pub const ALL: [EvictionSignal; 9] = [
-        Self::MemoryAvailable,
-        Self::AllocatableMemoryAvailable,
-        Self::NodeFsAvailable,
-        Self::NodeFsInodesFree,
-        Self::ImageFsAvailable,
-        Self::ImageFsInodesFree,
-        Self::ContainerFsAvailable,
-        Self::ContainerFsInodesFree,
-        Self::PidAvailable,
-    ];
-
-    /// The signal's name as the kubelet spells it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::MemoryAvailable => "memory.available",
-            Self::AllocatableMemoryAvailable => "allocatableMemory.available",
-            Self::NodeFsAvailable => "nodefs.available",
-            Self::NodeFsInodesFree => "nodefs.inodesFree",
-            Self::ImageFsAvailable => "imagefs.available",
-            Self::ImageFsInodesFree => "imagefs.inodesFree",
-            Self::ContainerFsAvailable => "containerfs.available",
-            Self::ContainerFsInodesFree => "containerfs.inodesFree",
-            Self::PidAvailable => "pid.available",
-        }
-    }
-}
-
-impl fmt::Display for EvictionSignal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for EvictionSignal {
-    type Err = EvictionError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|sig| sig.as_str() == s)
-            .ok_or_else(|| EvictionError::UnknownSignal {
-                signal: s.to_string(),
-            })
-    }
+/// The signal `name` spells, as the kubelet spells it (`memory.available`).
+fn parse_signal(name: &str) -> Result<EvictionSignal, EvictionError> {
+    EvictionSignal::ALL
+        .into_iter()
+        .find(|sig| sig.as_str() == name)
+        .ok_or_else(|| EvictionError::UnknownSignal {
+            signal: name.to_string(),
+        })
 }
 
 /// The value of a threshold: an absolute amount or a share of capacity.
@@ -222,7 +164,7 @@ pub fn parse_thresholds<'a>(
     let mut out = EvictionThresholds::new();
     let mut seen = std::collections::BTreeSet::new();
     for (name, value) in pairs {
-        let signal: EvictionSignal = name.parse()?;
+        let signal = parse_signal(name)?;
         if !seen.insert(signal) {
             return Err(EvictionError::Duplicate { signal });
         }
@@ -267,7 +209,7 @@ pub fn parse_grace_periods<'a>(
 ) -> Result<BTreeMap<EvictionSignal, Duration>, EvictionError> {
     let mut out = BTreeMap::new();
     for (name, value) in pairs {
-        let signal: EvictionSignal = name.parse()?;
+        let signal = parse_signal(name)?;
         let d = parse_go_duration(value)
             .map_err(|source| EvictionError::GracePeriod { signal, source })?;
         if out.insert(signal, d).is_some() {
@@ -283,7 +225,7 @@ pub fn parse_minimum_reclaims<'a>(
 ) -> Result<EvictionThresholds, EvictionError> {
     let mut out = EvictionThresholds::new();
     for (name, value) in pairs {
-        let signal: EvictionSignal = name.parse()?;
+        let signal = parse_signal(name)?;
         let v = if value.ends_with('%') {
             let p = parse_percentage(signal, value)?;
             if p <= 0.0 {

@@ -334,6 +334,17 @@ fn memory_of(s: &CStats, limit: Option<u64>) -> Option<MemoryStats> {
     })
 }
 
+/// The CPU and memory of a cgroup from its newest samples, memory available against `limit`.
+fn cpu_and_memory_of(
+    recent: &[CStats],
+    limit: Option<u64>,
+) -> (Option<CpuStats>, Option<MemoryStats>) {
+    (
+        cpu_of(recent),
+        recent.last().and_then(|s| memory_of(s, limit)),
+    )
+}
+
 /// A memory limit, unless unlimited (above 2^62, or no less than the machine's memory).
 fn limit(v: u64, machine: u64) -> Option<u64> {
     (v != 0 && v <= 1 << 62 && (machine == 0 || v < machine)).then_some(v)
@@ -379,6 +390,11 @@ fn fs_of(
         inodes: Some(f.inodes),
         inodes_used: Some(inodes_used.unwrap_or(f.inodes.saturating_sub(f.inodes_free))),
     }
+}
+
+/// The node's first filesystem with `role` (an `fs_role` bit).
+fn fs_with_role(n: &collectors::model::NodeStats, role: u8) -> Option<collectors::model::FsStats> {
+    n.filesystems.iter().find(|f| f.roles & role != 0).copied()
 }
 
 fn read_i64(p: &str) -> Option<i64> {
@@ -428,16 +444,21 @@ pub fn build(src: &SummarySource<'_>, only_cpu_and_memory: bool) -> Summary {
     let system = |name: &str, cg: &str| -> Option<ContainerStats> {
         let c = m.container(cg)?;
         let recent = c.recent(2);
-        let last = recent.last()?;
+        if recent.is_empty() {
+            return None;
+        }
         let spec = src.tracker.spec(&c);
+        let (cpu, memory) =
+            cpu_and_memory_of(&recent, limit(spec.memory_limit, mem_cap).or(Some(mem_cap)));
         Some(ContainerStats {
             name: name.to_string(),
             start_time: Time(spec.creation_time),
-            cpu: cpu_of(&recent),
-            memory: memory_of(last, limit(spec.memory_limit, mem_cap).or(Some(mem_cap))),
+            cpu,
+            memory,
             ..Default::default()
         })
     };
+    let (cpu, memory) = cpu_and_memory_of(&root_recent, Some(mem_cap));
     let mut node = NodeStats {
         node_name: src.node_name.to_string(),
         system_containers: [
@@ -448,18 +469,17 @@ pub fn build(src: &SummarySource<'_>, only_cpu_and_memory: bool) -> Summary {
         .flatten()
         .collect(),
         start_time: Time(started),
-        cpu: cpu_of(&root_recent),
-        memory: root_recent.last().and_then(|s| memory_of(s, Some(mem_cap))),
+        cpu,
+        memory,
         ..Default::default()
     };
     if !only_cpu_and_memory {
         if let Some(n) = &node_sample {
             node.network = network_of(n.timestamp, &n.network);
-            let by_role = |r: u8| n.filesystems.iter().find(|f| f.roles & r != 0);
-            node.fs = by_role(fs_role::ROOT).map(|f| fs_of(n.timestamp, f, None, None));
+            node.fs = fs_with_role(n, fs_role::ROOT).map(|f| fs_of(n.timestamp, &f, None, None));
             node.runtime = Some(RuntimeStats {
-                image_fs: by_role(fs_role::IMAGE)
-                    .map(|f| fs_of(n.timestamp, f, src.image_fs_used, None)),
+                image_fs: fs_with_role(n, fs_role::IMAGE)
+                    .map(|f| fs_of(n.timestamp, &f, src.image_fs_used, None)),
             });
         }
         node.rlimit = Some(RlimitStats {
@@ -479,18 +499,12 @@ pub fn build(src: &SummarySource<'_>, only_cpu_and_memory: bool) -> Summary {
             by_id.insert(last, c.clone());
         }
     }
-    let log_fs = node_sample.as_ref().and_then(|n| {
-        n.filesystems
-            .iter()
-            .find(|f| f.roles & fs_role::LOG != 0)
-            .copied()
-    });
-    let root_fs = node_sample.as_ref().and_then(|n| {
-        n.filesystems
-            .iter()
-            .find(|f| f.roles & fs_role::ROOT != 0)
-            .copied()
-    });
+    let log_fs = node_sample
+        .as_ref()
+        .and_then(|n| fs_with_role(n, fs_role::LOG));
+    let root_fs = node_sample
+        .as_ref()
+        .and_then(|n| fs_with_role(n, fs_role::ROOT));
     let now = collectors::sys::now_unix_nanos();
     let mut pods = Vec::new();
     for p in src.pods {
@@ -532,13 +546,12 @@ pub fn build(src: &SummarySource<'_>, only_cpu_and_memory: bool) -> Summary {
             }
             let recent = c.recent(2);
             let spec = src.tracker.spec(c);
+            let (cpu, memory) = cpu_and_memory_of(&recent, limit(spec.memory_limit, mem_cap));
             let mut out = ContainerStats {
                 name: cs.name.clone(),
                 start_time: Time(spec.creation_time),
-                cpu: cpu_of(&recent),
-                memory: recent
-                    .last()
-                    .and_then(|s| memory_of(s, limit(spec.memory_limit, mem_cap))),
+                cpu,
+                memory,
                 ..Default::default()
             };
             process_count += recent.last().and_then(|s| s.process_count).unwrap_or(0);
@@ -557,12 +570,9 @@ pub fn build(src: &SummarySource<'_>, only_cpu_and_memory: bool) -> Summary {
         }
         ps.containers.sort_by(|a, b| a.name.cmp(&b.name));
         if let Some(c) = pod_cg {
-            let recent = c.recent(2);
             let spec = src.tracker.spec(c);
-            ps.cpu = cpu_of(&recent);
-            ps.memory = recent
-                .last()
-                .and_then(|s| memory_of(s, limit(spec.memory_limit, mem_cap)));
+            (ps.cpu, ps.memory) =
+                cpu_and_memory_of(&c.recent(2), limit(spec.memory_limit, mem_cap));
             if !only_cpu_and_memory {
                 // The sandbox holds the pod's network namespace.
                 ps.network = m

@@ -22,6 +22,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::resource::{parse_k8s_quantity, Quantity};
+use crate::volumemanager::hostpath::TYPES as HOST_PATH_TYPES;
 
 /// One problem with one field, worded like the API server's `field.Error`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -373,16 +374,6 @@ const DNS_POLICIES: &[&str] = &["ClusterFirstWithHostNet", "ClusterFirst", "Defa
 const PULL_POLICIES: &[&str] = &["Always", "IfNotPresent", "Never"];
 const PROTOCOLS: &[&str] = &["SCTP", "TCP", "UDP"];
 const TERMINATION_MESSAGE_POLICIES: &[&str] = &["File", "FallbackToLogsOnError"];
-const HOST_PATH_TYPES: &[&str] = &[
-    "",
-    "DirectoryOrCreate",
-    "Directory",
-    "FileOrCreate",
-    "File",
-    "Socket",
-    "CharDevice",
-    "BlockDevice",
-];
 const MOUNT_PROPAGATION: &[&str] = &["None", "HostToContainer", "Bidirectional"];
 const MODE_RANGE_MSG: &str = "must be a number between 0 and 0777 (octal), both inclusive";
 

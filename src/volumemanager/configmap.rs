@@ -21,16 +21,8 @@ pub fn payload_of(
     optional: bool,
     fs_group: Option<u32>,
 ) -> Result<Payload, SetupError> {
-    let mut payload = Payload::new();
     let Some(cm) = cm else {
-        return if optional {
-            Ok(payload)
-        } else {
-            Err(SetupError::ObjectNotFound {
-                kind: "configmaps",
-                name: name.to_string(),
-            })
-        };
+        return absent_object("configmaps", name, optional);
     };
     let get = |key: &str| -> Option<Vec<u8>> {
         cm.data
@@ -44,18 +36,66 @@ pub fn payload_of(
                     .map(|v| v.0.clone())
             })
     };
+    let all = cm
+        .data
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.as_bytes().to_vec()))
+        .chain(
+            cm.binary_data
+                .iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.0.clone())),
+        );
+    keys_to_files(all, get, items, default_mode, optional, fs_group, |key| {
+        SetupError::MissingKey {
+            what: "configmap references non-existent config key",
+            name: name.to_string(),
+            key: key.to_string(),
+        }
+    })
+}
+
+/// The payload of a ConfigMap or Secret that does not exist: empty when the volume is
+/// `optional`, otherwise an error naming `kind` and `name`.
+pub(super) fn absent_object(
+    kind: &'static str,
+    name: &str,
+    optional: bool,
+) -> Result<Payload, SetupError> {
+    if optional {
+        Ok(Payload::new())
+    } else {
+        Err(SetupError::ObjectNotFound {
+            kind,
+            name: name.to_string(),
+        })
+    }
+}
+
+/// The files of a ConfigMap's or Secret's keys (`MakePayload` of both plugins). With no
+/// `items`, every key of `all` at its own path in `default_mode` (a later duplicate wins);
+/// otherwise each item's key, looked up with `get`, at the item's path in its `mode` or
+/// `default_mode`. A key that `get` lacks fails with `missing(key)` unless `optional`.
+pub(super) fn keys_to_files(
+    all: impl IntoIterator<Item = (String, Vec<u8>)>,
+    get: impl Fn(&str) -> Option<Vec<u8>>,
+    items: Option<&[KeyToPath]>,
+    default_mode: i32,
+    optional: bool,
+    fs_group: Option<u32>,
+    missing: impl Fn(&str) -> SetupError,
+) -> Result<Payload, SetupError> {
     let file = |data: Vec<u8>, mode: i32| FileProjection {
         data,
         mode: mode as u32 & 0o7777,
         fs_group,
     };
+    let mut payload = Payload::new();
     match items.filter(|i| !i.is_empty()) {
         None => {
-            for (k, v) in cm.data.iter().flatten() {
-                payload.insert(k.clone(), file(v.as_bytes().to_vec(), default_mode));
-            }
-            for (k, v) in cm.binary_data.iter().flatten() {
-                payload.insert(k.clone(), file(v.0.clone(), default_mode));
+            for (k, v) in all {
+                payload.insert(k, file(v, default_mode));
             }
         }
         Some(items) => {
@@ -66,13 +106,7 @@ pub fn payload_of(
                             .insert(it.path.clone(), file(data, it.mode.unwrap_or(default_mode)));
                     }
                     None if optional => {}
-                    None => {
-                        return Err(SetupError::MissingKey {
-                            what: "configmap references non-existent config key",
-                            name: name.to_string(),
-                            key: it.key.clone(),
-                        })
-                    }
+                    None => return Err(missing(&it.key)),
                 }
             }
         }

@@ -3,8 +3,8 @@
 
 use k8s_openapi::api::core::v1::{KeyToPath, Secret, SecretVolumeSource};
 
-use super::atomic_writer::{FileProjection, Payload};
-use super::{SetupContext, SetupError};
+use super::atomic_writer::Payload;
+use super::{configmap, SetupContext, SetupError};
 
 pub const PLUGIN_DIR: &str = "kubernetes.io~secret";
 pub const DEFAULT_MODE: i32 = 0o644;
@@ -18,16 +18,8 @@ pub fn payload_of(
     optional: bool,
     fs_group: Option<u32>,
 ) -> Result<Payload, SetupError> {
-    let mut payload = Payload::new();
     let Some(s) = secret else {
-        return if optional {
-            Ok(payload)
-        } else {
-            Err(SetupError::ObjectNotFound {
-                kind: "secrets",
-                name: name.to_string(),
-            })
-        };
+        return configmap::absent_object("secrets", name, optional);
     };
     let mut all: std::collections::BTreeMap<String, Vec<u8>> = s
         .data
@@ -38,39 +30,19 @@ pub fn payload_of(
     for (k, v) in s.string_data.iter().flatten() {
         all.insert(k.clone(), v.as_bytes().to_vec());
     }
-    let file = |data: Vec<u8>, mode: i32| FileProjection {
-        data,
-        mode: mode as u32 & 0o7777,
+    configmap::keys_to_files(
+        all.iter().map(|(k, v)| (k.clone(), v.clone())),
+        |key| all.get(key).cloned(),
+        items,
+        default_mode,
+        optional,
         fs_group,
-    };
-    match items.filter(|i| !i.is_empty()) {
-        None => {
-            for (k, v) in all {
-                payload.insert(k, file(v, default_mode));
-            }
-        }
-        Some(items) => {
-            for it in items {
-                match all.get(&it.key) {
-                    Some(v) => {
-                        payload.insert(
-                            it.path.clone(),
-                            file(v.clone(), it.mode.unwrap_or(default_mode)),
-                        );
-                    }
-                    None if optional => {}
-                    None => {
-                        return Err(SetupError::MissingKey {
-                            what: "secret references non-existent secret key",
-                            name: name.to_string(),
-                            key: it.key.clone(),
-                        })
-                    }
-                }
-            }
-        }
-    }
-    Ok(payload)
+        |key| SetupError::MissingKey {
+            what: "secret references non-existent secret key",
+            name: name.to_string(),
+            key: key.to_string(),
+        },
+    )
 }
 
 pub fn payload(ctx: &SetupContext<'_>, src: &SecretVolumeSource) -> Result<Payload, SetupError> {
