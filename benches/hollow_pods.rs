@@ -221,9 +221,16 @@ async fn run(args: &Args, base: &std::path::Path) -> Result<(), String> {
 
     // ---- steady state ----
     let cpu1 = Cpu::now(&node);
+    let steady_before: Vec<u64> = Op::ALL.iter().map(|op| node.fake.calls(*op)).collect();
     let t1 = Instant::now();
     tokio::time::sleep(Duration::from_secs(args.steady_secs)).await;
     let window = t1.elapsed();
+    let steady_calls: Vec<(Op, u64)> = Op::ALL
+        .iter()
+        .zip(&steady_before)
+        .map(|(op, before)| (*op, node.fake.calls(*op) - before))
+        .filter(|(_, n)| *n > 0)
+        .collect();
     let steady = Cpu::now(&node).since(cpu1);
     let still = running_count(&node);
 
@@ -303,6 +310,14 @@ async fn run(args: &Args, base: &std::path::Path) -> Result<(), String> {
         "CPU: whole process",
         per_s(steady.process)
     );
+    println!("  CRI calls per second in the window:");
+    for (op, n) in &steady_calls {
+        println!(
+            "    {:<28} {:>8.1}",
+            op.name(),
+            *n as f64 / window.as_secs_f64()
+        );
+    }
     let _ = steady.bench;
     if still != args.pods {
         return Err(format!(
