@@ -3,7 +3,9 @@
 //! sandboxes and containers, compares their states with the previous relist, and sends one
 //! event per change to the sync loop, which wakes the owning pod worker. It also records relist
 //! health (a relist older than 3 minutes fails `/healthz`), the relist metrics and the running
-//! pod/container gauges, and keeps the cAdvisor names table current. Relists read lean lists
+//! pod/container gauges, and keeps the cAdvisor names table current. A relist's events go to the
+//! sync loop together, as one batch, so that a pod with several changes in one relist (its
+//! sandbox and its container started, say) wakes its worker once, not once per event. Relists read lean lists
 //! (IDs and states only); the full objects are listed only when sandboxes or containers came or
 //! went, so a relist with nothing new decodes no labels or annotations.
 
@@ -230,7 +232,8 @@ pub struct Pleg {
     metrics: Metrics,
     health: Health,
     period: Duration,
-    tx: mpsc::Sender<PlegEvent>,
+    /// One message per relist with events: all of them.
+    tx: mpsc::Sender<Vec<PlegEvent>>,
     known: Tracker,
     /// A relist has succeeded: later ones report changes.
     listed: bool,
@@ -245,7 +248,7 @@ impl Pleg {
         metrics: Metrics,
         health: Health,
         period: Duration,
-        tx: mpsc::Sender<PlegEvent>,
+        tx: mpsc::Sender<Vec<PlegEvent>>,
     ) -> Self {
         Self {
             runtime,
@@ -332,7 +335,7 @@ impl Pleg {
         Ok(())
     }
 
-    /// One relist; returns the events sent.
+    /// One relist; returns the number of events sent (as one batch, when there are any).
     pub async fn relist(&mut self) -> Result<usize, String> {
         let start = Instant::now();
         if let Some(prev) = self.last_relist {
@@ -442,10 +445,8 @@ impl Pleg {
                 .unwrap_or(0.0),
         );
         let n = events.len();
-        for e in events {
-            if self.tx.send(e).await.is_err() {
-                return Err("sync loop gone".into());
-            }
+        if n > 0 && self.tx.send(events).await.is_err() {
+            return Err("sync loop gone".into());
         }
         Ok(n)
     }
@@ -632,7 +633,7 @@ mod tests {
     }
 
     /// A PLEG over the fake runtime, relisting every second, and the receiver of its events.
-    fn new_pleg(r: &Runtime, health: Health) -> (Pleg, mpsc::Receiver<PlegEvent>) {
+    fn new_pleg(r: &Runtime, health: Health) -> (Pleg, mpsc::Receiver<Vec<PlegEvent>>) {
         let (tx, rx) = mpsc::channel(64);
         let pleg = Pleg::new(
             r.rt.clone(),
@@ -642,6 +643,14 @@ mod tests {
             tx,
         );
         (pleg, rx)
+    }
+
+    /// The one event of the one batch sent since the last call.
+    fn only(rx: &mut mpsc::Receiver<Vec<PlegEvent>>) -> PlegEvent {
+        let mut batch = rx.try_recv().unwrap();
+        assert!(rx.try_recv().is_err(), "one batch per relist");
+        assert_eq!(batch.len(), 1, "{batch:?}");
+        batch.pop().unwrap()
     }
 
     /// Relists an empty sandbox `sb` of pod `u1` without a names table, starts a container in
@@ -656,7 +665,7 @@ mod tests {
             lists(r),
             (before.0 + lists_per_relist, before.1 + lists_per_relist)
         );
-        let e = rx.try_recv().unwrap();
+        let e = only(&mut rx);
         assert_eq!(
             (e.pod_uid.as_str(), e.kind, e.id),
             ("u1", PlegEventType::ContainerStarted, c)
@@ -702,7 +711,7 @@ mod tests {
         assert_eq!(pleg.relist().await.unwrap(), 1);
         assert_eq!(lists(&r), (before.0 + 1, before.1 + 1));
         assert_eq!(
-            rx.try_recv().unwrap(),
+            only(&mut rx),
             PlegEvent {
                 pod_uid: "u1".into(),
                 kind: PlegEventType::ContainerDied,
@@ -717,7 +726,7 @@ mod tests {
         assert_eq!(pleg.relist().await.unwrap(), 1);
         assert_eq!(lists(&r), (before.0 + 2, before.1 + 2));
         assert_eq!(
-            rx.try_recv().unwrap(),
+            only(&mut rx),
             PlegEvent {
                 pod_uid: "u1".into(),
                 kind: PlegEventType::ContainerStarted,
@@ -736,7 +745,7 @@ mod tests {
         let before = lists(&r);
         assert_eq!(pleg.relist().await.unwrap(), 1);
         assert_eq!(lists(&r), (before.0 + 2, before.1 + 2));
-        assert_eq!(rx.try_recv().unwrap().kind, PlegEventType::ContainerRemoved);
+        assert_eq!(only(&mut rx).kind, PlegEventType::ContainerRemoved);
         assert!(names.identify(&cgroup(&c1)).is_none());
         assert!(names.identify(&cgroup(&c2)).is_some());
     }
@@ -764,6 +773,42 @@ mod tests {
         relist_sees_a_start(&r, &sb, 2).await;
     }
 
+    /// Everything one relist saw goes to the sync loop as one batch: a pod whose sandbox and
+    /// containers all started since the last relist wakes its worker once, not once per
+    /// object (each wake is a full pod sync: PodSandboxStatus, ListPodSandbox, ListContainers
+    /// and one ContainerStatus per container). A relist with nothing new sends nothing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_relists_events_arrive_as_one_batch() {
+        let r = runtime().await;
+        let (pleg, mut rx) = new_pleg(&r, Health::new());
+        let mut pleg = pleg.with_names(Arc::new(RuntimeNames::new("containerd")), "pause:3.10");
+        assert_eq!(pleg.relist().await.unwrap(), 0);
+        let mut ids = Vec::new();
+        for (pod, uid) in [("web", "u1"), ("db", "u2")] {
+            let sb =
+                r.rt.run_pod_sandbox(sandbox_config(pod, uid))
+                    .await
+                    .unwrap();
+            ids.push(sb.clone());
+            ids.push(start(&r, &sb, pod, uid, "app").await);
+            ids.push(start(&r, &sb, pod, uid, "sidecar").await);
+        }
+        assert_eq!(pleg.relist().await.unwrap(), 6);
+        let batch = rx.try_recv().unwrap();
+        assert!(rx.try_recv().is_err(), "one batch per relist");
+        let mut got: Vec<&str> = batch.iter().map(|e| e.id.as_str()).collect();
+        got.sort();
+        ids.sort();
+        assert_eq!(got, ids);
+        assert!(batch
+            .iter()
+            .all(|e| e.kind == PlegEventType::ContainerStarted));
+        let pods: HashSet<&str> = batch.iter().map(|e| e.pod_uid.as_str()).collect();
+        assert_eq!(pods, HashSet::from(["u1", "u2"]));
+        assert_eq!(pleg.relist().await.unwrap(), 0);
+        assert!(rx.try_recv().is_err());
+    }
+
     /// A runtime that does not answer fails the relist and the runtime check; the first relist
     /// after it returns sends a PodSync for every pod, and the changes made meanwhile.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -785,7 +830,9 @@ mod tests {
         r.fake.exit_container(&c, 0).unwrap();
         assert_eq!(pleg.relist().await.unwrap(), 2);
         assert_eq!(health.runtime_error(), None);
-        let mut got = vec![rx.try_recv().unwrap(), rx.try_recv().unwrap()];
+        // One relist, one batch.
+        let mut got = rx.try_recv().unwrap();
+        assert!(rx.try_recv().is_err());
         got.sort_by_key(|e| e.kind as u8);
         assert_eq!(
             got,

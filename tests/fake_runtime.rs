@@ -385,3 +385,88 @@ async fn runtime_down_fails_the_runtime_check_then_recovers() {
         .iter()
         .all(|c| c.state == cri::ContainerState::ContainerRunning));
 }
+
+/// Once every pod runs and the PLEG has reported the starts, nothing wakes a pod worker until
+/// `--sync-frequency` (1 m): over several relists the agent makes the PLEG's lean lists (one
+/// ListPodSandbox and one ListContainers per relist, plus housekeeping's sandbox lists) and no
+/// per-pod status read at all (no PodSandboxStatus, no ContainerStatus, no pod-scoped lists).
+/// Counts only: the window is measured in relists, not in seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steady_state_makes_no_per_pod_status_reads() {
+    let node = start("steady").await;
+    let pods = ["a", "b", "c"];
+    for name in pods {
+        node.write_manifest(
+            &format!("{name}.yaml"),
+            &pod_manifest(name, "Always", &[("main", BUSYBOX), ("side", BUSYBOX)]),
+        )
+        .unwrap();
+    }
+    for name in pods {
+        node.running(name).await;
+    }
+    let relists = || {
+        node.agent
+            .kubelet
+            .metrics
+            .pleg_relist_duration_seconds
+            .get_sample_count()
+    };
+    let wait_relists = |n: u64| {
+        let target = relists() + n;
+        async move {
+            wait_for(&format!("{n} relists"), || {
+                (relists() >= target).then_some(())
+            })
+            .await
+        }
+    };
+    // The first relist after the starts reports them (each pod's worker then syncs once);
+    // two more let those syncs finish.
+    wait_relists(3).await;
+
+    let ops = [
+        Op::PodSandboxStatus,
+        Op::ContainerStatus,
+        Op::ListPodSandbox,
+        Op::ListContainers,
+    ];
+    let before: Vec<u64> = ops.iter().map(|op| node.fake.calls(*op)).collect();
+    let relists_before = relists();
+    wait_relists(5).await;
+    let window = relists() - relists_before;
+    let calls: Vec<u64> = ops
+        .iter()
+        .zip(&before)
+        .map(|(op, b)| node.fake.calls(*op) - b)
+        .collect();
+    assert_eq!(
+        calls[0], 0,
+        "PodSandboxStatus calls over {window} steady relists"
+    );
+    assert_eq!(
+        calls[1], 0,
+        "ContainerStatus calls over {window} steady relists"
+    );
+    // One lean ListContainers per relist (one more for a relist under way at either end); a
+    // pod sync would add one each.
+    assert!(
+        calls[3] <= window + 1,
+        "{} ListContainers calls over {window} relists",
+        calls[3]
+    );
+    // ListPodSandbox: the PLEG's, and housekeeping's (every 2 s, i.e. at most one per relist).
+    assert!(
+        calls[2] <= 2 * (window + 1),
+        "{} ListPodSandbox calls over {window} relists",
+        calls[2]
+    );
+    for name in pods {
+        assert_eq!(
+            container(&node.running(name).await, "main")
+                .unwrap()
+                .restart_count,
+            0
+        );
+    }
+}

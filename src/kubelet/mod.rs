@@ -267,7 +267,8 @@ impl Kubelet {
 /// Inputs of the sync loop.
 pub struct SyncLoopInputs {
     pub updates: mpsc::Receiver<PodUpdate>,
-    pub pleg: mpsc::Receiver<PlegEvent>,
+    /// One batch per relist with changes.
+    pub pleg: mpsc::Receiver<Vec<PlegEvent>>,
     /// Sources that must report before orphaned runtime pods are torn down.
     pub expected_sources: Vec<&'static str>,
 }
@@ -299,8 +300,14 @@ pub async fn run_sync_loop(kl: Arc<Kubelet>, mut inputs: SyncLoopInputs) {
                     handle_change(&kl, &mut workers, &mut readd, change);
                 }
             }
-            Some(ev) = inputs.pleg.recv() => {
-                workers.send(&ev.pod_uid, WorkKind::Sync);
+            Some(events) = inputs.pleg.recv() => {
+                // One wake per pod per relist, however many of its objects changed.
+                let mut woken = HashSet::new();
+                for ev in &events {
+                    if woken.insert(ev.pod_uid.as_str()) {
+                        workers.send(&ev.pod_uid, WorkKind::Sync);
+                    }
+                }
             }
             Some(cmd) = commands.recv() => match cmd {
                 Command::SyncPod(uid) => workers.send(&uid, WorkKind::Sync),
