@@ -26,7 +26,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cadvisor_support::{free_port, http, require_tool, EVICTION_OFF};
+use cadvisor_support::{free_port, http, require_tool};
 use common::{require_runtime, Agent};
 use serde_json::Value;
 
@@ -226,12 +226,7 @@ fn every_dashboard_panel_returns_data() {
     let cadvisor_port = free_port();
     let agent = Agent::start_with(
         "dashboards",
-        &[
-            "--cadvisor-port",
-            &cadvisor_port.to_string(),
-            "--eviction-hard",
-            EVICTION_OFF,
-        ],
+        &["--cadvisor-port", &cadvisor_port.to_string()],
     );
     let throttled = throttle_rule(&agent).is_some();
     agent.write_manifest("dashed.yaml", POD);

@@ -53,12 +53,7 @@ fn kubelet_metrics_endpoints_describe_a_running_pod() {
     let cadvisor_port = free_port();
     let agent = Agent::start_with(
         "metrics-endpoints",
-        &[
-            "--cadvisor-port",
-            &cadvisor_port.to_string(),
-            "--eviction-hard",
-            cadvisor_support::EVICTION_OFF,
-        ],
+        &["--cadvisor-port", &cadvisor_port.to_string()],
     );
     agent.write_manifest("metered.yaml", POD);
     let pod = agent.wait_running("metered", Duration::from_secs(90));

@@ -35,11 +35,6 @@ pub fn require_tool(tool: &str, package: &str) -> bool {
     false
 }
 
-/// Eviction thresholds low enough that a shared, fairly full test machine never evicts these
-/// tests' pods (the defaults evict at 15 % free image filesystem).
-pub const EVICTION_OFF: &str =
-    "memory.available<1Mi,nodefs.available<1%,imagefs.available<1%,nodefs.inodesFree<1%";
-
 /// Whether this test can create cgroups and read every process (root).
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.

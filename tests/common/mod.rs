@@ -18,6 +18,12 @@ use proto::cri;
 use serde_json::Value;
 
 pub const CONTAINERD_SOCK: &str = "/run/kubelet-rs/containerd/containerd.sock";
+
+/// Eviction thresholds low enough that a shared, fairly full test machine never evicts these
+/// tests' pods (the defaults evict at 15 % free image filesystem). Every [`Agent`] runs with
+/// them unless its test passes its own `--eviction-hard`.
+pub const EVICTION_OFF: &str =
+    "memory.available<1Mi,nodefs.available<1%,imagefs.available<1%,nodefs.inodesFree<1%";
 pub const BUSYBOX: &str = "127.0.0.1:5000/kubelet-rs/busybox:1.35";
 
 /// Fails (never silently passes) when the runtime is missing, unless the developer opted out.
@@ -194,14 +200,14 @@ impl Agent {
                 .flatten(),
             )
             // The node's own disk and memory must not decide these tests: unless a test sets
-            // its thresholds, only a tiny memory threshold applies (no DiskPressure because the
-            // build machine's disk is nearly full).
+            // its thresholds, EVICTION_OFF applies (no DiskPressure because the build machine's
+            // disk is nearly full).
             .args(
                 (!self
                     .extra_args
                     .iter()
                     .any(|a| a.starts_with("--eviction-hard")))
-                .then_some(["--eviction-hard", "memory.available<1Mi"])
+                .then_some(["--eviction-hard", EVICTION_OFF])
                 .into_iter()
                 .flatten(),
             )
