@@ -12,8 +12,14 @@
 //!
 //! Two runs, same pods: a baseline without probes (PLEG relists, housekeeping, status), then the
 //! same pods with probes. Reported: probe executions in the window (the prober's own count, and
-//! the requests the listeners served), agent CPU per probe over everything, and agent CPU per
-//! probe above the baseline, which is the prober's cost. Target: under 20 µs.
+//! the requests the listeners served), agent CPU per probe over everything, agent CPU per
+//! probe above the baseline, which is the prober's cost, and the prober thread's own CPU clock
+//! per probe (the same cost read directly). Target: under 20 µs.
+//!
+//! Then the floor: a plain thread makes as many connections to the same listeners, at the same
+//! rate, doing only what a probe must (blocking connect, the GET, read to EOF, close). Its CPU
+//! per connection is what one connection per probe costs on this machine whatever the client's
+//! code; the agent's figure minus the floor is what the agent adds.
 //!
 //! Run: `cargo bench --bench probes` (use your own `CARGO_TARGET_DIR` if others build).
 //! Options (after `--`): `--pods 110` `--secs 20` (each steady window) `--log info|off`.
@@ -212,6 +218,57 @@ impl Drop for Listeners {
     }
 }
 
+/// The kernel's share measured on its own: a plain thread makes `count` connections to the
+/// listeners the way one probe does (connect, the probe's GET, read to EOF, close) with
+/// blocking sockets and nothing else, in bursts on the prober's grid (`PHASES_PER_PERIOD`
+/// bursts a second). Its thread CPU per connection is what any client pays for one
+/// connection per probe on this machine, whatever its code: the floor under the agent's figure.
+fn floor(ports: &[u16], count: u64, rate: f64) -> Result<(Usage, u64), String> {
+    use std::io::{Read, Write};
+    let requests: Vec<(std::net::SocketAddr, Vec<u8>)> = ports
+        .iter()
+        .map(|&p| {
+            let req = format!(
+                "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{p}\r\nUser-Agent: kube-probe/1.33\r\n\
+                 Accept: */*\r\nConnection: close\r\n\r\n"
+            );
+            (
+                std::net::SocketAddr::from(([127, 0, 0, 1], p)),
+                req.into_bytes(),
+            )
+        })
+        .collect();
+    let bursts_per_sec = kubelet_rs::prober::worker::PHASES_PER_PERIOD as f64;
+    let per_burst = ((rate / bursts_per_sec).round() as u64).max(1);
+    std::thread::Builder::new()
+        .name("bench-floor".into())
+        .spawn(move || {
+            let u0 = Usage::of(libc::RUSAGE_THREAD);
+            let mut done = 0u64;
+            let mut buf = [0u8; 512];
+            let mut next = Instant::now();
+            while done < count {
+                for _ in 0..per_burst.min(count - done) {
+                    let (addr, req) = &requests[done as usize % requests.len()];
+                    let mut s = std::net::TcpStream::connect(addr)
+                        .map_err(|e| format!("floor: connect {addr}: {e}"))?;
+                    s.write_all(req).map_err(|e| format!("floor: write: {e}"))?;
+                    while s.read(&mut buf).map_err(|e| format!("floor: read: {e}"))? > 0 {}
+                    drop(s);
+                    done += 1;
+                }
+                next += Duration::from_secs_f64(1.0 / bursts_per_sec);
+                if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+            }
+            Ok((Usage::of(libc::RUSAGE_THREAD).minus(u0), done))
+        })
+        .map_err(|e| format!("cannot start the floor thread: {e}"))?
+        .join()
+        .map_err(|_| "the floor thread panicked".to_string())?
+}
+
 fn manifest(name: &str, port: Option<u16>) -> String {
     let mut c =
         serde_json::json!({"name": "main", "image": IMAGE, "imagePullPolicy": "IfNotPresent"});
@@ -250,6 +307,8 @@ struct Window {
     listeners: Duration,
     probes: u64,
     served: u64,
+    /// The prober's own thread (every probe's code and socket calls).
+    prober_thread: Duration,
 }
 
 /// Starts a node with `pods` pods (probed when `listeners` is given), waits until every
@@ -299,6 +358,7 @@ async fn measure(
         None => Usage::default(),
     };
     let probes0 = node.agent.kubelet.prober.executions();
+    let prober0 = node.agent.kubelet.prober.thread_cpu_time();
     let served0 = listeners
         .map(|l| l.served.load(Ordering::Relaxed))
         .unwrap_or(0);
@@ -318,6 +378,14 @@ async fn measure(
         .saturating_sub(l0);
     let bench = current_thread_cpu_time().saturating_sub(b0);
     let probes = node.agent.kubelet.prober.executions() - probes0;
+    let prober_thread = match (prober0, node.agent.kubelet.prober.thread_cpu_time()) {
+        (Some(a), Some(b)) => b.saturating_sub(a),
+        _ => {
+            return Err(format!(
+                "{name}: the prober has no thread of its own to measure"
+            ))
+        }
+    };
     let served = listeners
         .map(|l| l.served.load(Ordering::Relaxed))
         .unwrap_or(0)
@@ -343,6 +411,7 @@ async fn measure(
         listeners: lcpu,
         probes,
         served,
+        prober_thread,
     })
 }
 
@@ -367,6 +436,14 @@ async fn run(args: &Args, base: &std::path::Path) -> Result<(), String> {
     let baseline = measure(args, &baseline_dir, "bench-baseline", None).await?;
     let listeners = Listeners::start(args.pods)?;
     let probed = measure(args, &probed_dir, "bench-probed", Some(&listeners)).await?;
+    let rate = probed.probes as f64 / probed.secs;
+    let (floor_usage, floor_count) = {
+        let ports = listeners.ports.clone();
+        let count = probed.probes.max(1);
+        tokio::task::spawn_blocking(move || floor(&ports, count, rate))
+            .await
+            .map_err(|e| format!("floor: {e}"))??
+    };
     drop(listeners);
 
     let per_probe = |d: Duration| {
@@ -431,6 +508,34 @@ async fn run(args: &Args, base: &std::path::Path) -> Result<(), String> {
         "  {:<52} {:>14}",
         "agent CPU per probe above the baseline (target < 20 µs)",
         per_probe(extra)
+    );
+    println!(
+        "  {:<52} {:>14}",
+        "prober thread CPU per probe (its own clock)",
+        per_probe(probed.prober_thread)
+    );
+    let per_conn = |d: Duration| format!("{:.1} µs", d.as_secs_f64() * 1e6 / floor_count as f64);
+    let floor_total = floor_usage.user + floor_usage.sys;
+    println!(
+        "  {:<52} {:>14}",
+        "floor: one blocking connect/GET/close, plain thread",
+        per_conn(floor_total)
+    );
+    println!(
+        "  {:<52} {:>14}",
+        "  floor user / system",
+        format!(
+            "{} / {}",
+            per_conn(floor_usage.user),
+            per_conn(floor_usage.sys)
+        )
+    );
+    let over_floor = extra.as_secs_f64() * 1e6 / probed.probes.max(1) as f64
+        - floor_total.as_secs_f64() * 1e6 / floor_count as f64;
+    println!(
+        "  {:<52} {:>14}",
+        "agent per probe above the baseline, minus the floor",
+        format!("{over_floor:.1} µs")
     );
     println!(
         "  {:<52} {:>14}",

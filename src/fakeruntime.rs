@@ -45,6 +45,8 @@ mod state;
 #[cfg(test)]
 mod tests;
 
+use crate::cputime::thread_cpu_clock;
+pub use crate::cputime::{clock_cpu_time, current_thread_cpu_time};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -766,31 +768,6 @@ fn listen(socket: &Path) -> Result<tokio::net::UnixListener, FakeError> {
         Err(e) => return Err(err(e)),
     }
     tokio::net::UnixListener::bind(socket).map_err(err)
-}
-
-fn thread_cpu_clock(thread: &std::thread::JoinHandle<()>) -> Option<libc::clockid_t> {
-    use std::os::unix::thread::JoinHandleExt;
-    let mut clock: libc::clockid_t = 0;
-    // SAFETY: the pthread_t comes from a JoinHandle we hold, so the thread is not yet joined
-    // and the handle is valid; `clock` is a valid out-pointer.
-    let rc = unsafe { libc::pthread_getcpuclockid(thread.as_pthread_t(), &mut clock) };
-    (rc == 0).then_some(clock)
-}
-
-/// CPU time (user + system) consumed so far on a CPU-time clock.
-pub fn clock_cpu_time(clock: libc::clockid_t) -> Option<Duration> {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid out-pointer; an invalid clock only makes the call fail.
-    let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
-    (rc == 0).then(|| Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
-}
-
-/// CPU time consumed so far by the calling thread.
-pub fn current_thread_cpu_time() -> Duration {
-    clock_cpu_time(libc::CLOCK_THREAD_CPUTIME_ID).unwrap_or_default()
 }
 
 /// A fake runtime served from its own thread ([`FakeRuntime::serve_on_thread`]). Dropping it

@@ -17,6 +17,7 @@ pub mod backoff;
 pub mod cadvisor;
 pub mod cm;
 pub mod config;
+pub mod cputime;
 pub mod events;
 pub mod eviction;
 pub mod fakeruntime;

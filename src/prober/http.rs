@@ -343,7 +343,11 @@ impl HttpClient {
                 addr: url.authority(),
                 source,
             })?;
-        let _ = tcp.set_nodelay(true);
+        // The request is one write: Nagle cannot hold it. The TLS handshake writes twice in a row,
+        // so HTTPS sets TCP_NODELAY (as Go does for every connection).
+        if url.scheme == Scheme::Https {
+            let _ = tcp.set_nodelay(true);
+        }
         let request = request_bytes(url, headers);
         match url.scheme {
             Scheme::Http => exchange(tcp, &request, url).await,
@@ -438,39 +442,40 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     };
     stream.write_all(request).await.map_err(io_err)?;
     stream.flush().await.map_err(io_err)?;
-    let mut buf = vec![0u8; 2048];
-    let mut filled = 0;
+    // One buffer for the head and the kept body, filled without zeroing; nothing but it lives
+    // across the reads, so the future stays small.
+    let mut buf: Vec<u8> = Vec::with_capacity(1024);
+    // After a 1xx answer the next head may already be in the buffer: parse before reading.
+    let mut parse_first = false;
     let (status, location, head_len, body_len, chunked) = loop {
-        if filled == buf.len() {
+        if !std::mem::take(&mut parse_first) {
             if buf.len() >= MAX_HEAD {
                 return Err(HttpError::Protocol {
                     url: url.to_string(),
                     message: format!("response head larger than {MAX_HEAD} bytes"),
                 });
             }
-            buf.resize(buf.len() * 2, 0);
+            let n = stream.read_buf(&mut buf).await.map_err(io_err)?;
+            if n == 0 {
+                return Err(HttpError::Protocol {
+                    url: url.to_string(),
+                    message: if buf.is_empty() {
+                        "EOF".into()
+                    } else {
+                        "unexpected EOF in the response head".into()
+                    },
+                });
+            }
         }
-        let n = stream.read(&mut buf[filled..]).await.map_err(io_err)?;
-        if n == 0 {
-            return Err(HttpError::Protocol {
-                url: url.to_string(),
-                message: if filled == 0 {
-                    "EOF".into()
-                } else {
-                    "unexpected EOF in the response head".into()
-                },
-            });
-        }
-        filled += n;
         let mut hdrs = [httparse::EMPTY_HEADER; 48];
         let mut resp = httparse::Response::new(&mut hdrs);
-        match resp.parse(&buf[..filled]) {
+        match resp.parse(&buf) {
             Ok(httparse::Status::Complete(len)) => {
                 let status = resp.code.unwrap_or(0);
                 // 1xx informational answers precede the real one.
                 if (100..200).contains(&status) && status != 101 {
-                    buf.copy_within(len..filled, 0);
-                    filled -= len;
+                    buf.drain(..len);
+                    parse_first = true;
                     continue;
                 }
                 let header = |name: &str| {
@@ -494,13 +499,14 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
             }
         }
     };
-    let mut body: Vec<u8> = buf[head_len..filled].to_vec();
+    buf.drain(..head_len);
+    let mut body = buf;
     let want = body_len.unwrap_or(usize::MAX).min(MAX_BODY);
-    let mut chunk = [0u8; 2048];
     while body.len() < want && !(chunked && body.ends_with(b"0\r\n\r\n")) {
-        match stream.read(&mut chunk).await {
+        body.reserve(2048);
+        match stream.read_buf(&mut body).await {
             Ok(0) => break,
-            Ok(n) => body.extend_from_slice(&chunk[..n]),
+            Ok(_) => {}
             // The answer is in; a connection reset while reading the rest does not undo it.
             Err(_) => break,
         }
@@ -696,6 +702,37 @@ mod tests {
         assert_eq!(
             e.to_string(),
             format!("Get \"http://127.0.0.1:{closed}/\": dial tcp 127.0.0.1:{closed}: connect: connection refused")
+        );
+    }
+
+    #[tokio::test]
+    async fn informational_answers_are_skipped_and_sizes_are_bounded() {
+        let long_body = "x".repeat(MAX_BODY + 5000);
+        let huge_head = format!("HTTP/1.1 200 OK\r\nX-Pad: {}\r\n\r\n", "p".repeat(MAX_HEAD));
+        let (port, _task) = serve(vec![
+            "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n"
+                .into(),
+            format!("HTTP/1.1 200 OK\r\n\r\n{long_body}"),
+            huge_head,
+        ])
+        .await;
+        let url = Url::new(Scheme::Http, "127.0.0.1", port, "/");
+        let client = HttpClient::new();
+        let r = client.get(&url, &[], Duration::from_secs(5)).await.unwrap();
+        assert_eq!((r.status, r.body.len()), (204, 0));
+        // No Content-Length: the body is read to EOF, and only MAX_BODY bytes are kept.
+        let r = client.get(&url, &[], Duration::from_secs(5)).await.unwrap();
+        assert_eq!((r.status, r.body.len()), (200, MAX_BODY));
+        assert!(r.body.iter().all(|&b| b == b'x'));
+        let e = client
+            .get(&url, &[], Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "Get \"http://127.0.0.1:{port}/\": malformed HTTP response: response head larger than {MAX_HEAD} bytes"
+            )
         );
     }
 

@@ -61,7 +61,7 @@ fn fixture(
     });
     let changes = Arc::new(Mutex::new(Vec::new()));
     let c2 = changes.clone();
-    let mgr = ProberManager::new(
+    let mgr = ProberManager::on_current_runtime(
         script.clone(),
         Events::default(),
         Arc::new(move |uid: &str| c2.lock().push(uid.to_string())),
@@ -347,4 +347,55 @@ async fn the_observer_sees_executions_and_forgets_stopped_workers() {
             "forget Liveness ns/p u1 c".to_string()
         ]
     );
+}
+
+/// Records the name of the thread each probe runs on.
+struct ThreadNames(Mutex<Vec<String>>);
+
+impl ProbeRunner for ThreadNames {
+    fn run<'a>(&'a self, _req: &'a ProbeRequest<'a>) -> BoxFuture<'a, ProbeOutcome> {
+        let name = std::thread::current().name().unwrap_or("").to_string();
+        self.0.lock().push(name);
+        Box::pin(async {
+            ProbeOutcome {
+                result: ProbeResult::Success,
+                output: String::new(),
+            }
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kubelets_prober_runs_probes_on_its_own_thread() {
+    let names = Arc::new(ThreadNames(Mutex::new(Vec::new())));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mgr = ProberManager::new(
+        names.clone(),
+        Events::default(),
+        Arc::new(move |uid: &str| {
+            let _ = tx.send(uid.to_string());
+        }),
+    );
+    let before = mgr.thread_cpu_time().expect("the prober has a thread");
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "p", "namespace": "ns", "uid": "u1"},
+        "spec": {"containers": [{"name": "c", "image": "i",
+            "readinessProbe": probe(json!({}))}]}
+    }))
+    .unwrap();
+    mgr.add_pod(&pod);
+    mgr.update_pod(&pod, &running("c1"), "10.0.0.9");
+    // The first success turns the container ready, which wakes the pod's worker.
+    let woken = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await;
+    assert_eq!(woken.ok().flatten().as_deref(), Some("u1"));
+    assert_eq!(names.0.lock().first().map(String::as_str), Some("prober"));
+    assert!(
+        mgr.thread_cpu_time().unwrap() > before,
+        "the prober thread ran"
+    );
+    drop(mgr);
+    // Dropping the manager stops the thread: no more probes.
+    let n = names.0.lock().len();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(names.0.lock().len(), n);
 }
