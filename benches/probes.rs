@@ -31,9 +31,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kubelet_rs::fakeruntime::{
-    clock_cpu_time, current_thread_cpu_time, HollowConfig, HollowNode, Op,
-};
+use kubelet_rs::fakeruntime::{current_thread_cpu_time, HollowConfig, HollowNode, Op};
+use kubelet_rs::rtthread::RuntimeThread;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const IMAGE: &str = "127.0.0.1:5000/kubelet-rs/busybox:1.35";
@@ -80,11 +79,7 @@ fn parse_args() -> Result<Args, String> {
 struct Listeners {
     ports: Vec<u16>,
     served: Arc<AtomicU64>,
-    clock: libc::clockid_t,
-    /// Asks the listeners' thread for its own user/system split (`RUSAGE_THREAD`).
-    usage: tokio::sync::mpsc::UnboundedSender<tokio::sync::oneshot::Sender<Usage>>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    thread: RuntimeThread,
 }
 
 /// User and system CPU.
@@ -119,102 +114,64 @@ impl Usage {
 
 impl Listeners {
     fn start(n: usize) -> Result<Self, String> {
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let (usage_tx, mut usage_rx) =
-            tokio::sync::mpsc::unbounded_channel::<tokio::sync::oneshot::Sender<Usage>>();
-        let served = Arc::new(AtomicU64::new(0));
-        let served2 = served.clone();
-        let thread = std::thread::Builder::new()
-            .name("bench-listeners".into())
-            .spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("listener runtime");
-                rt.block_on(async move {
-                    let mut clock: libc::clockid_t = 0;
-                    // SAFETY: pthread_self is this live thread; `clock` is a valid out-pointer.
-                    unsafe { libc::pthread_getcpuclockid(libc::pthread_self(), &mut clock) };
-                    let mut ports = Vec::with_capacity(n);
-                    for _ in 0..n {
-                        let l = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
-                            Ok(l) => l,
-                            Err(e) => {
-                                let _ = ready_tx.send(Err(e.to_string()));
-                                return;
-                            }
-                        };
-                        ports.push(l.local_addr().map(|a| a.port()).unwrap_or(0));
-                        let served = served2.clone();
-                        tokio::spawn(async move {
-                            loop {
-                                let Ok((mut s, _)) = l.accept().await else { continue };
-                                let served = served.clone();
-                                tokio::spawn(async move {
-                                    let mut buf = [0u8; 1024];
-                                    let mut n = 0;
-                                    while n < buf.len() {
-                                        match s.read(&mut buf[n..]).await {
-                                            Ok(0) | Err(_) => return,
-                                            Ok(k) => n += k,
-                                        }
-                                        if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
-                                            break;
-                                        }
-                                    }
-                                    let _ = s
-                                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
-                                        .await;
-                                    served.fetch_add(1, Ordering::Relaxed);
-                                });
-                            }
-                        });
-                    }
-                    let _ = ready_tx.send(Ok((ports, clock)));
-                    tokio::spawn(async move {
-                        while let Some(reply) = usage_rx.recv().await {
-                            let _ = reply.send(Usage::of(libc::RUSAGE_THREAD));
-                        }
-                    });
-                    let _ = stop_rx.await;
-                });
-            })
+        let thread = RuntimeThread::start("bench-listeners")
             .map_err(|e| format!("cannot start the listener thread: {e}"))?;
-        let (ports, clock) = ready_rx
-            .recv()
-            .map_err(|e| format!("listener thread died: {e}"))??;
+        let served = Arc::new(AtomicU64::new(0));
+        let mut ports = Vec::with_capacity(n);
+        for _ in 0..n {
+            let l = {
+                let _in_thread = thread.handle().enter();
+                std::net::TcpListener::bind("127.0.0.1:0")
+                    .and_then(|l| {
+                        l.set_nonblocking(true)?;
+                        tokio::net::TcpListener::from_std(l)
+                    })
+                    .map_err(|e| format!("cannot listen on 127.0.0.1: {e}"))?
+            };
+            ports.push(l.local_addr().map(|a| a.port()).unwrap_or(0));
+            let served = served.clone();
+            thread.handle().spawn(async move {
+                loop {
+                    let Ok((mut s, _)) = l.accept().await else { continue };
+                    let served = served.clone();
+                    tokio::spawn(async move {
+                        let mut buf = [0u8; 1024];
+                        let mut n = 0;
+                        while n < buf.len() {
+                            match s.read(&mut buf[n..]).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(k) => n += k,
+                            }
+                            if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                                break;
+                            }
+                        }
+                        let _ = s
+                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+                            .await;
+                        served.fetch_add(1, Ordering::Relaxed);
+                    });
+                }
+            });
+        }
         Ok(Self {
             ports,
             served,
-            clock,
-            usage: usage_tx,
-            stop: Some(stop_tx),
-            thread: Some(thread),
+            thread,
         })
     }
 
     fn cpu(&self) -> Duration {
-        clock_cpu_time(self.clock).unwrap_or_default()
+        self.thread.cpu_time().unwrap_or_default()
     }
 
+    /// The listeners' thread's own user/system split (`RUSAGE_THREAD`, taken on that thread).
     async fn usage(&self) -> Usage {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        if self.usage.send(tx).is_err() {
-            return Usage::default();
-        }
-        rx.await.unwrap_or_default()
-    }
-}
-
-impl Drop for Listeners {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.thread
+            .handle()
+            .spawn(async { Usage::of(libc::RUSAGE_THREAD) })
+            .await
+            .unwrap_or_default()
     }
 }
 

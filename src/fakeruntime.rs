@@ -45,8 +45,8 @@ mod state;
 #[cfg(test)]
 mod tests;
 
-use crate::cputime::thread_cpu_clock;
 pub use crate::cputime::{clock_cpu_time, current_thread_cpu_time};
+use crate::rtthread::RuntimeThread;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -491,73 +491,28 @@ impl FakeRuntime {
         }))
     }
 
-    /// Serves on `socket` from a dedicated thread with its own single-threaded tokio runtime,
-    /// so that the fake's CPU time can be told apart from its client's
-    /// ([`FakeThread::cpu_time`]). Returns once the socket is listening.
+    /// Serves on `socket` from a dedicated thread with its own single-threaded tokio runtime
+    /// ([`RuntimeThread`] "fake-cri"), so that the fake's CPU time can be told apart from its
+    /// client's ([`FakeThread::cpu_time`]). Returns once the socket is listening.
     pub fn serve_on_thread(&self, socket: &Path) -> Result<FakeThread, FakeError> {
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), FakeError>>();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = RuntimeThread::start("fake-cri").map_err(FakeError::Thread)?;
+        let listener = {
+            // The socket registers with the thread's reactor.
+            let _in_thread = thread.handle().enter();
+            listen(socket)?
+        };
         let (rt_svc, img_svc) = self.services();
-        let path = socket.to_path_buf();
-        let thread = std::thread::Builder::new()
-            .name("fake-cri".into())
-            .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(FakeError::Thread(e)));
-                        return;
-                    }
-                };
-                rt.block_on(async move {
-                    let listener = match listen(&path) {
-                        Ok(l) => l,
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(e));
-                            return;
-                        }
-                    };
-                    let _ = ready_tx.send(Ok(()));
-                    let server = tonic::transport::Server::builder()
-                        .add_service(rt_svc)
-                        .add_service(img_svc)
-                        .serve_with_incoming(tokio_stream::wrappers::UnixListenerStream::new(
-                            listener,
-                        ));
-                    tokio::select! {
-                        r = server => {
-                            if let Err(e) = r {
-                                tracing::error!(error = %e, "fake runtime stopped serving");
-                            }
-                        }
-                        _ = stop_rx => {}
-                    }
-                });
-                // Dropping the runtime here cancels every connection task.
-            })
-            .map_err(FakeError::Thread)?;
-        match ready_rx.recv() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                let _ = thread.join();
-                return Err(e);
+        thread.handle().spawn(async move {
+            let served = tonic::transport::Server::builder()
+                .add_service(rt_svc)
+                .add_service(img_svc)
+                .serve_with_incoming(tokio_stream::wrappers::UnixListenerStream::new(listener))
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "fake runtime stopped serving");
             }
-            Err(_) => {
-                let _ = thread.join();
-                return Err(FakeError::Thread(std::io::Error::other(
-                    "fake runtime thread exited",
-                )));
-            }
-        }
-        let cpu_clock = thread_cpu_clock(&thread);
-        Ok(FakeThread {
-            stop: Some(stop_tx),
-            thread: Some(thread),
-            cpu_clock,
-        })
+        });
+        Ok(FakeThread { thread })
     }
 
     // ---- controls ----
@@ -773,27 +728,14 @@ fn listen(socket: &Path) -> Result<tokio::net::UnixListener, FakeError> {
 /// A fake runtime served from its own thread ([`FakeRuntime::serve_on_thread`]). Dropping it
 /// stops serving, drops every connection and joins the thread.
 pub struct FakeThread {
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    cpu_clock: Option<libc::clockid_t>,
+    thread: RuntimeThread,
 }
 
 impl FakeThread {
     /// CPU time the fake's thread has used: gRPC server, HTTP/2, protobuf and the fake's own
     /// bookkeeping. Zero if the platform cannot tell.
     pub fn cpu_time(&self) -> Duration {
-        self.cpu_clock.and_then(clock_cpu_time).unwrap_or_default()
-    }
-}
-
-impl Drop for FakeThread {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.thread.cpu_time().unwrap_or_default()
     }
 }
 

@@ -37,6 +37,7 @@ pub mod podconfig;
 pub mod prober;
 pub mod prober_metrics;
 pub mod resource;
+pub mod rtthread;
 pub mod server;
 pub mod sources;
 pub mod status;

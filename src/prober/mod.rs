@@ -1,7 +1,7 @@
 //! The prober manager (`pkg/kubelet/prober`): startup, liveness and readiness probes.
 //!
 //! Each probe of each container is a [`worker`] task with its own timer; thousands of probes are
-//! thousands of cheap tasks on the prober's one thread (`ProbeThread`), never a thread each,
+//! thousands of cheap tasks on the prober's one thread, never a thread each,
 //! and never block the sync loop. Workers learn which container to probe from
 //! [`ProberManager::update_pod`], which the pod worker calls after every sync, and record their results in the [`results`] store. The pod
 //! worker reads them back as [`ProberManager::verdicts`]: liveness and startup failures make
@@ -36,6 +36,7 @@ use tokio::task::JoinHandle;
 use crate::kuberuntime::actions::ProbeVerdicts;
 use crate::kuberuntime::PodRuntimeStatus;
 use crate::lifecycle::Events;
+use crate::rtthread::RuntimeThread;
 use results::Results;
 use worker::{Target, WorkerSpec};
 
@@ -243,59 +244,20 @@ pub struct ProberManager {
     workers: Mutex<HashMap<WorkerKey, JoinHandle<()>>>,
     pods: Mutex<HashMap<Arc<str>, PodEntry>>,
     /// Where workers run: the prober's own thread, or (None) the runtime `add_pod` is called on.
-    thread: Option<ProbeThread>,
+    ///
+    /// The thread ("prober") is a single-threaded tokio runtime running every worker and its
+    /// probe I/O. A probe is a few system calls and a few microseconds of code, so one thread
+    /// keeps up with thousands a second; what it saves is the wakeups: on the agent's
+    /// multi-threaded runtime each socket event of a probe can wake a parked worker thread and
+    /// then a second one to steal the task, and on a VM a cross-CPU wakeup costs more than the
+    /// probe's own code (`benches/probes.rs`).
+    thread: Option<RuntimeThread>,
 }
 
 impl Drop for ProberManager {
     fn drop(&mut self) {
         for (_, h) in self.workers.get_mut().drain() {
             h.abort();
-        }
-    }
-}
-
-/// The prober's thread: a single-threaded tokio runtime that runs every worker and its probe
-/// I/O. A probe is a few system calls and a few microseconds of code, so one thread keeps up
-/// with thousands a second; what it saves is the wakeups: on the agent's multi-threaded
-/// runtime each socket event of a probe can wake a parked worker thread and then a second one
-/// to steal the task, and on a VM a cross-CPU wakeup costs more than the probe's own code
-/// (`benches/probes.rs`). Dropping it stops the runtime, which drops every task on it.
-struct ProbeThread {
-    handle: tokio::runtime::Handle,
-    cpu_clock: Option<libc::clockid_t>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl ProbeThread {
-    fn start() -> std::io::Result<ProbeThread> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .thread_name("prober")
-            .build()?;
-        let handle = rt.handle().clone();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("prober".into())
-            .spawn(move || {
-                let _ = rt.block_on(stopped);
-            })?;
-        Ok(ProbeThread {
-            handle,
-            cpu_clock: crate::cputime::thread_cpu_clock(&thread),
-            stop: Some(stop),
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for ProbeThread {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
         }
     }
 }
@@ -317,11 +279,11 @@ fn has_probes(c: &Container) -> bool {
 }
 
 impl ProberManager {
-    /// Workers run on the prober's own thread ([`ProbeThread`]); should it fail to start, on
+    /// Workers run on the prober's own thread; should it fail to start, on
     /// the runtime that adds pods. `on_change` wakes a pod's worker (the kubelet's
     /// `request_sync`).
     pub fn new(runner: Arc<dyn ProbeRunner>, events: Events, on_change: results::OnChange) -> Self {
-        let thread = match ProbeThread::start() {
+        let thread = match RuntimeThread::start("prober") {
             Ok(t) => Some(t),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot start the prober thread; probes run on the agent's runtime");
@@ -345,7 +307,7 @@ impl ProberManager {
         runner: Arc<dyn ProbeRunner>,
         events: Events,
         on_change: results::OnChange,
-        thread: Option<ProbeThread>,
+        thread: Option<RuntimeThread>,
     ) -> Self {
         Self {
             thread,
@@ -377,8 +339,7 @@ impl ProberManager {
     /// CPU time the prober's own thread has used (None when workers run on the caller's
     /// runtime): every probe's code and its socket system calls.
     pub fn thread_cpu_time(&self) -> Option<Duration> {
-        let clock = self.thread.as_ref()?.cpu_clock?;
-        crate::cputime::clock_cpu_time(clock)
+        self.thread.as_ref()?.cpu_time()
     }
 
     pub fn results(&self) -> &Results {
@@ -413,7 +374,7 @@ impl ProberManager {
                 };
                 let work = worker::run(self.shared.clone(), spec, tx.subscribe());
                 let task = match &self.thread {
-                    Some(t) => t.handle.spawn(work),
+                    Some(t) => t.handle().spawn(work),
                     None => tokio::spawn(work),
                 };
                 workers.insert((uid.clone(), c.name.clone(), ptype), task);
