@@ -21,12 +21,14 @@
 //!   (`RuntimeService::list_lean`), to split gRPC cost from the PLEG's own work;
 //! - `relist, 1% exited`: 1% of the containers exited since the previous relist, so events
 //!   are generated and sent (states changed, IDs did not: lean lists only);
+//! - `relist, 1% created`: 1% of the containers were created since the previous relist (as
+//!   restarts), so the relist also reads each new container by ID for the names table;
 //! - `relist, 1% removed`: 1% of the containers were removed since the previous relist, so the
-//!   relist also makes the full lists and rebuilds the names table.
+//!   relist also drops their IDs from the names table.
 //!
 //! Run: `cargo bench --bench pleg_relist` (use your own `CARGO_TARGET_DIR` if others build).
 //! Options (after `--`): `--relists 300` `--shapes 1000x1,500x2,100x10` (pods x containers)
-//! `--phases relist,lists,lean,churn,removed` (a subset, for profiling one path with
+//! `--phases relist,lists,lean,churn,created,removed` (a subset, for profiling one path with
 //! `perf record`).
 
 use std::path::Path;
@@ -55,7 +57,7 @@ const IMAGE: &str = "127.0.0.1:5000/kubelet-rs/busybox:1.35";
 const NODE_MEMORY: i64 = 8 << 30;
 
 /// The measured phases, in the order they run (`removed` last: it empties the runtime).
-const PHASES: [&str; 5] = ["relist", "lists", "lean", "churn", "removed"];
+const PHASES: [&str; 6] = ["relist", "lists", "lean", "churn", "created", "removed"];
 
 struct Args {
     relists: usize,
@@ -144,12 +146,34 @@ fn static_pod(i: usize, containers: usize) -> Pod {
 }
 
 /// Creates and starts every pod's sandbox and containers through the CRI, as the agent would.
+/// One relist, recorded in `s`; its events are dropped.
+async fn measured_relist(
+    pleg: &mut Pleg,
+    thread: &FakeThread,
+    s: &mut Samples,
+    rx: &mut mpsc::Receiver<Vec<kubelet_rs::pleg::PlegEvent>>,
+) -> Result<(), String> {
+    let m = Mark::now(thread);
+    let n = pleg.relist().await?;
+    s.record(m, thread, n);
+    while rx.try_recv().is_ok() {}
+    Ok(())
+}
+
+/// What it takes to create one of the populated containers again (as a restart would).
+struct Template {
+    sandbox: String,
+    sandbox_config: proto::cri::PodSandboxConfig,
+    config: proto::cri::ContainerConfig,
+}
+
 async fn populate(
     rt: &RuntimeService,
     fake: &FakeRuntime,
     pods: usize,
     per_pod: usize,
-) -> Result<(), String> {
+) -> Result<Vec<Template>, String> {
+    let mut templates = Vec::with_capacity(pods * per_pod);
     let image_ref = fake.preload_image(IMAGE);
     let objects = MemoryObjects::default();
     let log_root = Path::new("/var/log/pods");
@@ -203,13 +227,18 @@ async fn populate(
             };
             let cfg = container_config(&pod, c, &cctx, NODE_MEMORY).map_err(|e| e.to_string())?;
             let id = rt
-                .create_container(&sb, cfg, sb_cfg.clone())
+                .create_container(&sb, cfg.clone(), sb_cfg.clone())
                 .await
                 .map_err(|e| e.to_string())?;
             rt.start_container(&id).await.map_err(|e| e.to_string())?;
+            templates.push(Template {
+                sandbox: sb.clone(),
+                sandbox_config: sb_cfg.clone(),
+                config: cfg,
+            });
         }
     }
-    Ok(())
+    Ok(templates)
 }
 
 /// Per-iteration samples of one measured phase.
@@ -290,7 +319,7 @@ async fn bench_shape(
         metrics.clone(),
         NODE,
     );
-    populate(&runtime, &fake, pods, per_pod).await?;
+    let templates = populate(&runtime, &fake, pods, per_pod).await?;
     let total = fake.containers().len();
     let (tx, mut rx) = mpsc::channel(1 << 16);
     // As the agent runs it: keeping the cAdvisor names table current.
@@ -379,10 +408,7 @@ async fn bench_shape(
             for id in running.drain(..step) {
                 fake.exit_container(&id, 1).map_err(|e| e.to_string())?;
             }
-            let m = Mark::now(&thread);
-            let n = pleg.relist().await?;
-            s.record(m, &thread, n);
-            while rx.try_recv().is_ok() {}
+            measured_relist(&mut pleg, &thread, &mut s, &mut rx).await?;
         }
         rows.push(Row {
             shape: shape.clone(),
@@ -391,9 +417,38 @@ async fn bench_shape(
         });
     }
 
+    if args.phase("created") {
+        // 1% of the containers are created anew between relists (restarts of exited ones):
+        // the set of IDs changed; the new objects are read by ID for the names table.
+        let step = (total / 100).max(1);
+        let mut s = Samples::default();
+        for (round, batch) in templates.chunks(step).take(relists).enumerate() {
+            for t in batch {
+                let mut cfg = t.config.clone();
+                if let Some(m) = cfg.metadata.as_mut() {
+                    m.attempt += 1 + round as u32;
+                }
+                let id = runtime
+                    .create_container(&t.sandbox, cfg, t.sandbox_config.clone())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                runtime
+                    .start_container(&id)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            measured_relist(&mut pleg, &thread, &mut s, &mut rx).await?;
+        }
+        rows.push(Row {
+            shape: shape.clone(),
+            phase: "relist, 1% created",
+            s,
+        });
+    }
+
     if args.phase("removed") {
-        // 1% of the containers are removed between relists: the set of IDs changed, so the
-        // relist also makes the full lists and rebuilds the names table.
+        // 1% of the containers are removed between relists: the set of IDs changed; the gone
+        // IDs leave the names table.
         let step = (total / 100).max(1);
         let mut left: Vec<String> = fake.containers().into_iter().map(|c| c.id).collect();
         let rounds = relists.min(left.len() / step);
@@ -407,10 +462,7 @@ async fn bench_shape(
                     .await
                     .map_err(|e| e.to_string())?;
             }
-            let m = Mark::now(&thread);
-            let n = pleg.relist().await?;
-            s.record(m, &thread, n);
-            while rx.try_recv().is_ok() {}
+            measured_relist(&mut pleg, &thread, &mut s, &mut rx).await?;
         }
         rows.push(Row {
             shape,

@@ -5,9 +5,10 @@
 //! health (a relist older than 3 minutes fails `/healthz`), the relist metrics and the running
 //! pod/container gauges, and keeps the cAdvisor names table current. A relist's events go to the
 //! sync loop together, as one batch, so that a pod with several changes in one relist (its
-//! sandbox and its container started, say) wakes its worker once, not once per event. Relists read lean lists
-//! (IDs and states only); the full objects are listed only when sandboxes or containers came or
-//! went, so a relist with nothing new decodes no labels or annotations.
+//! sandbox and its container started, say) wakes its worker once, not once per event. Relists
+//! read lean lists (IDs and states only); only the objects that came since the last relist are
+//! read in full (by ID), and gone ones are dropped from the names table, so a relist decodes the
+//! labels and annotations of new objects alone.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -209,6 +210,10 @@ impl Tracker {
     }
 }
 
+/// At most this many new sandboxes and containers in one relist are fetched one by one for the
+/// names table; more are cheaper as one full list.
+pub const INCREMENTAL_MAX: usize = 16;
+
 /// The cAdvisor names table the PLEG keeps up to date.
 struct NamesFeed {
     names: Arc<RuntimeNames>,
@@ -219,14 +224,27 @@ struct NamesFeed {
     stale: bool,
 }
 
+/// New containers whose sandbox was not listed take their pod UID from their label (empty
+/// when `full` lacks them too).
+fn uids_from_labels(added: &mut [Added<'_>], full: &[cri::Container]) {
+    for a in added.iter_mut().filter(|a| a.uid.is_none()) {
+        let label = full
+            .iter()
+            .find(|c| c.id == a.id)
+            .and_then(|c| c.labels.get(labels::POD_UID_LABEL));
+        a.uid = Some(label.cloned().unwrap_or_default());
+    }
+}
+
 /// The relisting event generator.
 ///
 /// Every relist uses the lean lists ([`RuntimeService::list_lean`]: IDs, states, the sandbox's
 /// pod UID, the container's sandbox), which cost a fraction of the full ones; a container's pod
-/// is its sandbox's. The full lists are made only when something needs them: the names table
-/// when the set of sandbox and container IDs changed since it was built, and a new container
-/// whose sandbox is unknown (created between the two lists), whose pod is then read from its
-/// `io.kubernetes.pod.uid` label.
+/// is its sandbox's. Full objects are read only when something needs them: for the names table,
+/// the sandboxes and containers it lacks, each by a list filtered by its ID (all of them in one
+/// full list on the first relist, or when more than [`INCREMENTAL_MAX`] came at once); and a
+/// new container whose sandbox is unknown (created between the two lists), whose pod is then
+/// read from its `io.kubernetes.pod.uid` label.
 pub struct Pleg {
     runtime: RuntimeService,
     metrics: Metrics,
@@ -310,13 +328,7 @@ impl Pleg {
             self.runtime.list_pod_sandboxes(None),
             self.runtime.list_containers(None)
         )?;
-        for a in added.iter_mut().filter(|a| a.uid.is_none()) {
-            let label = full_containers
-                .iter()
-                .find(|c| c.id == a.id)
-                .and_then(|c| c.labels.get(labels::POD_UID_LABEL));
-            a.uid = Some(label.cloned().unwrap_or_default());
-        }
+        uids_from_labels(added, &full_containers);
         if let Some(feed) = &mut self.names {
             feed.names
                 .update(&full_sandboxes, &full_containers, &feed.pause_image);
@@ -331,6 +343,66 @@ impl Pleg {
                     .map(|s| s.id.as_str())
                     .chain(full_containers.iter().map(|c| c.id.as_str()))
                     .all(|id| lean.contains(id));
+        }
+        Ok(())
+    }
+
+    /// What came and went since the names table was last brought up to date, fetched by ID:
+    /// new sandboxes and containers are listed one by one (a filtered list each), gone ones
+    /// dropped, and new containers of unknown sandboxes get their pod UIDs from their labels.
+    /// More than [`INCREMENTAL_MAX`] new objects are read with the full lists instead.
+    async fn fetch_new(
+        &mut self,
+        sandboxes: &[lean::PodSandbox],
+        containers: &[lean::Container],
+        added: &mut [Added<'_>],
+    ) -> Result<(), RuntimeError> {
+        let table = self.names.as_ref().map(|f| f.names.ids());
+        let is_new = |id: &str| match &table {
+            Some(t) => !t.contains(id),
+            None => false,
+        };
+        let new_sandboxes: Vec<&str> = sandboxes
+            .iter()
+            .map(|s| s.id.as_str())
+            .filter(|id| is_new(id))
+            .collect();
+        // Containers the table lacks, and those whose pod only their labels can tell.
+        let new_containers: Vec<&str> = containers
+            .iter()
+            .map(|c| c.id.as_str())
+            .filter(|id| is_new(id) || added.iter().any(|a| a.id == *id && a.uid.is_none()))
+            .collect();
+        if new_sandboxes.len() + new_containers.len() > INCREMENTAL_MAX {
+            return self.full_lists(sandboxes, containers, added).await;
+        }
+        let rt = &self.runtime;
+        let (got_sandboxes, got_containers) = tokio::try_join!(
+            futures_util::future::try_join_all(
+                new_sandboxes.iter().map(|id| rt.pod_sandbox_by_id(id))
+            ),
+            futures_util::future::try_join_all(
+                new_containers.iter().map(|id| rt.container_by_id(id))
+            )
+        )?;
+        let got_sandboxes: Vec<cri::PodSandbox> = got_sandboxes.into_iter().flatten().collect();
+        let got_containers: Vec<cri::Container> = got_containers.into_iter().flatten().collect();
+        uids_from_labels(added, &got_containers);
+        if let (Some(feed), Some(table)) = (&mut self.names, &table) {
+            let listed: HashSet<&str> = sandboxes
+                .iter()
+                .map(|s| s.id.as_str())
+                .chain(containers.iter().map(|c| c.id.as_str()))
+                .collect();
+            let gone: Vec<&str> = table
+                .iter()
+                .map(String::as_str)
+                .filter(|id| !listed.contains(id))
+                .collect();
+            // An object gone before it could be fetched is simply not added: the next lean
+            // lists will not hold it either.
+            feed.names
+                .apply(&got_sandboxes, &got_containers, &gone, &feed.pause_image);
         }
         Ok(())
     }
@@ -399,17 +471,18 @@ impl Pleg {
                 state: st,
             });
         }
-        let names_stale = self
-            .names
-            .as_ref()
-            .is_some_and(|n| n.stale || self.known.ids_changed(&ch));
-        if names_stale || ch.added.iter().any(|a| a.uid.is_none()) {
-            if let Err(e) = self
-                .full_lists(&sandboxes, &containers, &mut ch.added)
+        let full = self.names.as_ref().is_some_and(|n| n.stale);
+        let ids_changed = self.names.is_some() && self.known.ids_changed(&ch);
+        let refreshed = if full {
+            self.full_lists(&sandboxes, &containers, &mut ch.added)
                 .await
-            {
-                return Err(self.list_failed(e));
-            }
+        } else if ids_changed || ch.added.iter().any(|a| a.uid.is_none()) {
+            self.fetch_new(&sandboxes, &containers, &mut ch.added).await
+        } else {
+            Ok(())
+        };
+        if let Err(e) = refreshed {
+            return Err(self.list_failed(e));
         }
         let mut events = self.known.apply(ch, self.listed);
         self.listed = true;
@@ -653,18 +726,23 @@ mod tests {
         batch.pop().unwrap()
     }
 
+    /// Every event sent since the last call.
+    fn drain(rx: &mut mpsc::Receiver<Vec<PlegEvent>>) -> Vec<PlegEvent> {
+        std::iter::from_fn(|| rx.try_recv().ok())
+            .flatten()
+            .collect()
+    }
+
     /// Relists an empty sandbox `sb` of pod `u1` without a names table, starts a container in
-    /// it, and checks that the next relist reports it started after `lists_per_relist` calls of each list.
-    async fn relist_sees_a_start(r: &Runtime, sb: &str, lists_per_relist: u64) {
+    /// it, and checks that the next relist reports it started after `calls` (ListPodSandbox,
+    /// ListContainers) calls.
+    async fn relist_sees_a_start(r: &Runtime, sb: &str, calls: (u64, u64)) {
         let (mut pleg, mut rx) = new_pleg(r, Health::new());
         assert_eq!(pleg.relist().await.unwrap(), 0);
         let c = start(r, sb, "web", "u1", "app").await;
         let before = lists(r);
         assert_eq!(pleg.relist().await.unwrap(), 1);
-        assert_eq!(
-            lists(r),
-            (before.0 + lists_per_relist, before.1 + lists_per_relist)
-        );
+        assert_eq!(lists(r), (before.0 + calls.0, before.1 + calls.1));
         let e = only(&mut rx);
         assert_eq!(
             (e.pod_uid.as_str(), e.kind, e.id),
@@ -673,8 +751,9 @@ mod tests {
     }
 
     /// A relist with no sandbox or container come or gone makes only the lean lists (one call
-    /// of each); a new or removed container brings one full list, which updates the names
-    /// table; state changes still produce their events from the lean lists alone.
+    /// of each); a new container is fetched by ID for the names table, a removed one is dropped
+    /// from it without any further call, and many new ones at once bring one full list; state
+    /// changes still produce their events from the lean lists alone.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn steady_relists_are_lean_and_new_containers_are_named() {
         let r = runtime().await;
@@ -719,12 +798,12 @@ mod tests {
             }
         );
 
-        // A new container: one full list, and the names table knows it.
+        // A new container: fetched by ID (one more ListContainers), and the table knows it.
         let c2 = start(&r, &sb, "web", "u1", "sidecar").await;
         assert!(names.identify(&cgroup(&c2)).is_none());
         let before = lists(&r);
         assert_eq!(pleg.relist().await.unwrap(), 1);
-        assert_eq!(lists(&r), (before.0 + 2, before.1 + 2));
+        assert_eq!(lists(&r), (before.0 + 1, before.1 + 2));
         assert_eq!(
             only(&mut rx),
             PlegEvent {
@@ -740,14 +819,55 @@ mod tests {
         assert_eq!(pleg.relist().await.unwrap(), 0);
         assert_eq!(lists(&r), (before.0 + 1, before.1 + 1));
 
-        // A removed container: one full list, and the names table forgets it.
+        // A removed container: the lean lists alone, and the names table forgets it.
         r.rt.remove_container(&c1).await.unwrap();
         let before = lists(&r);
         assert_eq!(pleg.relist().await.unwrap(), 1);
-        assert_eq!(lists(&r), (before.0 + 2, before.1 + 2));
+        assert_eq!(lists(&r), (before.0 + 1, before.1 + 1));
         assert_eq!(only(&mut rx).kind, PlegEventType::ContainerRemoved);
         assert!(names.identify(&cgroup(&c1)).is_none());
         assert!(names.identify(&cgroup(&c2)).is_some());
+
+        // A new pod: its sandbox and both containers fetched by ID.
+        let sb2 =
+            r.rt.run_pod_sandbox(sandbox_config("db", "u2"))
+                .await
+                .unwrap();
+        let d1 = start(&r, &sb2, "db", "u2", "main").await;
+        let d2 = start(&r, &sb2, "db", "u2", "log").await;
+        let before = lists(&r);
+        pleg.relist().await.unwrap();
+        assert_eq!(lists(&r), (before.0 + 2, before.1 + 3));
+        let _ = drain(&mut rx);
+        assert_eq!(names.pod("u2").unwrap().name, "db");
+        let cg2 = |id: &str| format!("/kubepods/besteffort/podu2/{id}");
+        assert_eq!(
+            names.identify(&cg2(&d2)).unwrap().labels[labels::CONTAINER_NAME_LABEL],
+            "log"
+        );
+
+        // The pod gone: its sandbox, containers and the pod itself leave the table.
+        for id in [&d1, &d2] {
+            r.rt.remove_container(id).await.unwrap();
+        }
+        r.rt.remove_pod_sandbox(&sb2).await.unwrap();
+        let before = lists(&r);
+        pleg.relist().await.unwrap();
+        assert_eq!(lists(&r), (before.0 + 1, before.1 + 1));
+        let _ = drain(&mut rx);
+        assert!(names.pod("u2").is_none());
+        assert!(names.identify(&cg2(&d1)).is_none());
+        assert!(names.pod("u1").is_some(), "the other pod stays");
+
+        // Many new containers at once: one full list instead of one call each.
+        for i in 0..=INCREMENTAL_MAX {
+            start(&r, &sb, "web", "u1", &format!("extra{i}")).await;
+        }
+        let before = lists(&r);
+        pleg.relist().await.unwrap();
+        assert_eq!(lists(&r), (before.0 + 2, before.1 + 2));
+        let _ = drain(&mut rx);
+        assert_eq!(names.ids().len(), 1 + 1 + INCREMENTAL_MAX + 1);
     }
 
     /// Without a names table nothing needs the full lists: every relist is lean.
@@ -758,19 +878,19 @@ mod tests {
             r.rt.run_pod_sandbox(sandbox_config("web", "u1"))
                 .await
                 .unwrap();
-        relist_sees_a_start(&r, &sb, 1).await;
+        relist_sees_a_start(&r, &sb, (1, 1)).await;
     }
 
     /// A container whose sandbox the lean sandbox list lacks (here: a sandbox without the
     /// node label; in life, one created or removed between the two lists) takes its pod from
-    /// its pod UID label, read from a full list.
+    /// its pod UID label, read from a ListContainers filtered by its ID.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_container_without_a_listed_sandbox_takes_its_pod_from_its_label() {
         let r = runtime().await;
         let mut hidden = sandbox_config("web", "u1");
         hidden.labels.remove(labels::NODE_LABEL);
         let sb = r.rt.run_pod_sandbox(hidden).await.unwrap();
-        relist_sees_a_start(&r, &sb, 2).await;
+        relist_sees_a_start(&r, &sb, (1, 2)).await;
     }
 
     /// Everything one relist saw goes to the sync loop as one batch: a pod whose sandbox and

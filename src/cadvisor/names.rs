@@ -11,7 +11,7 @@
 //! names their pod for the kubelet's `/metrics/cadvisor`, as the kubelet's
 //! `GetPodByCgroupfs` does.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use collectors::{ContainerIdentity, ContainerNamer};
 use parking_lot::RwLock;
@@ -104,6 +104,55 @@ impl RuntimeNames {
             by_id: HashMap::with_capacity(sandboxes.len() + containers.len()),
             pods: HashMap::with_capacity(sandboxes.len()),
         };
+        self.insert(&mut t, sandboxes, containers, pause_image);
+        *self.tables.write() = t;
+    }
+
+    /// Changes the table by what came and went since it was built: adds `sandboxes` and
+    /// `containers`, and drops the IDs in `gone` (a pod is dropped with its last sandbox).
+    pub fn apply(
+        &self,
+        sandboxes: &[cri::PodSandbox],
+        containers: &[cri::Container],
+        gone: &[&str],
+        pause_image: &str,
+    ) {
+        let mut t = self.tables.write();
+        let mut uids = HashSet::new();
+        for id in gone {
+            if let Some(gone) = t.by_id.remove(*id) {
+                if gone.labels.get(KIND_LABEL).map(String::as_str) == Some("sandbox") {
+                    if let Some(uid) = gone.labels.get(labels::POD_UID_LABEL) {
+                        uids.insert(uid.clone());
+                    }
+                }
+            }
+        }
+        // Pods whose sandboxes are all gone.
+        for uid in uids {
+            let still = t.by_id.values().any(|i| {
+                i.labels.get(KIND_LABEL).map(String::as_str) == Some("sandbox")
+                    && i.labels.get(labels::POD_UID_LABEL) == Some(&uid)
+            });
+            if !still {
+                t.pods.remove(&uid);
+            }
+        }
+        self.insert(&mut t, sandboxes, containers, pause_image);
+    }
+
+    /// The IDs of every sandbox and container in the table.
+    pub fn ids(&self) -> HashSet<String> {
+        self.tables.read().by_id.keys().cloned().collect()
+    }
+
+    fn insert(
+        &self,
+        t: &mut Tables,
+        sandboxes: &[cri::PodSandbox],
+        containers: &[cri::Container],
+        pause_image: &str,
+    ) {
         for s in sandboxes {
             t.by_id.insert(
                 s.id.clone(),
@@ -134,7 +183,6 @@ impl RuntimeNames {
                 identity(&c.id, "container", &c.labels, &image, &self.runtime),
             );
         }
-        *self.tables.write() = t;
     }
 
     /// The pod with UID `uid`, if a sandbox of it is known.
@@ -222,6 +270,35 @@ mod tests {
             ),
             Some(want)
         );
+
+        // Incremental changes: a second sandbox of the pod (a sandbox restart) keeps the pod
+        // known when the first goes; the pod leaves with its last sandbox.
+        let sb2 = cri::PodSandbox {
+            id: "sb2".into(),
+            labels: pod_labels_of(&names, "sb1"),
+            ..Default::default()
+        };
+        names.apply(&[sb2], &[], &["sb1", "abc123"], "pause:3.10");
+        assert!(names
+            .identify("/kubepods/besteffort/podu1/abc123")
+            .is_none());
+        assert!(names.identify("/kubepods/besteffort/podu1/sb1").is_none());
+        assert!(names.identify("/kubepods/besteffort/podu1/sb2").is_some());
+        assert_eq!(names.pod("u1").map(|p| p.name), Some("web".to_string()));
+        names.apply(&[], &[], &["sb2", "not-there"], "pause:3.10");
+        assert!(names.pod("u1").is_none());
+        assert!(names.ids().is_empty());
+    }
+
+    /// The pod labels an identity in the table carries (without the kind).
+    fn pod_labels_of(names: &RuntimeNames, id: &str) -> HashMap<String, String> {
+        let t = names.tables.read();
+        t.by_id[id]
+            .labels
+            .iter()
+            .filter(|(k, _)| k.as_str() != KIND_LABEL)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 
     #[test]

@@ -291,29 +291,57 @@ impl RuntimeService {
         })
     }
 
+    /// The label selector for this agent's objects (its node label), optionally of one pod.
+    fn selector(&self, pod_uid: Option<&str>) -> HashMap<String, String> {
+        let mut selector = HashMap::from([(labels::NODE_LABEL.to_string(), self.node.clone())]);
+        if let Some(uid) = pod_uid {
+            selector.insert(labels::POD_UID_LABEL.into(), uid.into());
+        }
+        selector
+    }
+
+    async fn list_sandboxes_filtered(
+        &self,
+        object: &str,
+        filter: cri::PodSandboxFilter,
+    ) -> Result<Vec<cri::PodSandbox>, RuntimeError> {
+        let mut c = self.rt.clone();
+        self.call(
+            "list_podsandbox",
+            object,
+            Some(self.timeout),
+            c.list_pod_sandbox(cri::ListPodSandboxRequest {
+                filter: Some(filter),
+            }),
+        )
+        .await
+        .map(|r| r.items)
+    }
+
     /// This agent's sandboxes (those carrying its node label), optionally of one pod.
     pub async fn list_pod_sandboxes(
         &self,
         pod_uid: Option<&str>,
     ) -> Result<Vec<cri::PodSandbox>, RuntimeError> {
-        let mut selector = HashMap::from([(labels::NODE_LABEL.to_string(), self.node.clone())]);
-        if let Some(uid) = pod_uid {
-            selector.insert(labels::POD_UID_LABEL.into(), uid.into());
-        }
-        let mut c = self.rt.clone();
-        self.call(
-            "list_podsandbox",
-            "",
-            Some(self.timeout),
-            c.list_pod_sandbox(cri::ListPodSandboxRequest {
-                filter: Some(cri::PodSandboxFilter {
-                    label_selector: selector,
-                    ..Default::default()
-                }),
-            }),
-        )
-        .await
-        .map(|r| r.items)
+        let filter = cri::PodSandboxFilter {
+            label_selector: self.selector(pod_uid),
+            ..Default::default()
+        };
+        self.list_sandboxes_filtered("", filter).await
+    }
+
+    /// This agent's sandbox with ID `id`, if it is still there (ListPodSandbox filtered by ID).
+    pub async fn pod_sandbox_by_id(
+        &self,
+        id: &str,
+    ) -> Result<Option<cri::PodSandbox>, RuntimeError> {
+        let filter = cri::PodSandboxFilter {
+            id: id.into(),
+            label_selector: self.selector(None),
+            ..Default::default()
+        };
+        let found = self.list_sandboxes_filtered(id, filter).await?;
+        Ok(found.into_iter().find(|s| s.id == id))
     }
 
     /// This agent's sandboxes and containers as [`cri::lean`] objects: IDs, states, creation
@@ -324,7 +352,7 @@ impl RuntimeService {
     pub async fn list_lean(
         &self,
     ) -> Result<(Vec<cri::lean::PodSandbox>, Vec<cri::lean::Container>), RuntimeError> {
-        let selector = HashMap::from([(labels::NODE_LABEL.to_string(), self.node.clone())]);
+        let selector = self.selector(None);
         let (mut sb, mut ct) = (self.lean.clone(), self.lean.clone());
         let (sandboxes, containers) = tokio::try_join!(
             self.call(
@@ -424,29 +452,45 @@ impl RuntimeService {
         .map(|_| ())
     }
 
+    async fn list_containers_filtered(
+        &self,
+        object: &str,
+        filter: cri::ContainerFilter,
+    ) -> Result<Vec<cri::Container>, RuntimeError> {
+        let mut c = self.rt.clone();
+        self.call(
+            "list_containers",
+            object,
+            Some(self.timeout),
+            c.list_containers(cri::ListContainersRequest {
+                filter: Some(filter),
+            }),
+        )
+        .await
+        .map(|r| r.containers)
+    }
+
     /// This agent's containers, optionally of one pod.
     pub async fn list_containers(
         &self,
         pod_uid: Option<&str>,
     ) -> Result<Vec<cri::Container>, RuntimeError> {
-        let mut selector = HashMap::from([(labels::NODE_LABEL.to_string(), self.node.clone())]);
-        if let Some(uid) = pod_uid {
-            selector.insert(labels::POD_UID_LABEL.into(), uid.into());
-        }
-        let mut c = self.rt.clone();
-        self.call(
-            "list_containers",
-            "",
-            Some(self.timeout),
-            c.list_containers(cri::ListContainersRequest {
-                filter: Some(cri::ContainerFilter {
-                    label_selector: selector,
-                    ..Default::default()
-                }),
-            }),
-        )
-        .await
-        .map(|r| r.containers)
+        let filter = cri::ContainerFilter {
+            label_selector: self.selector(pod_uid),
+            ..Default::default()
+        };
+        self.list_containers_filtered("", filter).await
+    }
+
+    /// This agent's container with ID `id`, if it is still there (ListContainers filtered by ID).
+    pub async fn container_by_id(&self, id: &str) -> Result<Option<cri::Container>, RuntimeError> {
+        let filter = cri::ContainerFilter {
+            id: id.into(),
+            label_selector: self.selector(None),
+            ..Default::default()
+        };
+        let found = self.list_containers_filtered(id, filter).await?;
+        Ok(found.into_iter().find(|c| c.id == id))
     }
 
     pub async fn container_status(&self, id: &str) -> Result<cri::ContainerStatus, RuntimeError> {
