@@ -476,6 +476,7 @@ impl ScratchCgroups {
                 i += 1;
             }
         }
+        self.kill_all_in(name);
         let mut result = Ok(());
         for h in &self.hierarchies {
             if let Err(e) = rmdir_retry(&cgroup_dir(h, name)) {
@@ -484,6 +485,21 @@ impl ScratchCgroups {
         }
         self.created.retain(|n| n != name);
         result
+    }
+
+    /// Kills every process left in cgroup `name`: what a spawned shell started lives on when
+    /// only the shell is killed, and would keep the cgroup busy.
+    fn kill_all_in(&self, name: &str) {
+        for h in &self.hierarchies {
+            let Ok(procs) = fs::read_to_string(cgroup_dir(h, name).join("cgroup.procs")) else {
+                continue;
+            };
+            for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                // SAFETY: kill has no memory-safety preconditions; the pid is in a cgroup this
+                // test created.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
     }
 }
 
@@ -513,6 +529,7 @@ impl Drop for ScratchCgroups {
         self.created
             .sort_by_key(|n| std::cmp::Reverse(n.matches('/').count()));
         for name in std::mem::take(&mut self.created) {
+            self.kill_all_in(&name);
             for h in &self.hierarchies {
                 if let Err(e) = rmdir_retry(&cgroup_dir(h, &name)) {
                     eprintln!(

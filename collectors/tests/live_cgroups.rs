@@ -331,3 +331,37 @@ fn new_cgroups_are_found_by_inotify() {
     );
     handle.stop();
 }
+
+/// Dropping the scratch cgroups also kills what a spawned shell started once it was moved in
+/// (its children would
+/// otherwise keep the cgroups busy and leave them behind), and removes every directory.
+#[test]
+fn drop_kills_grandchildren_and_removes_the_cgroups() {
+    let Some(mut s) = scratch("drop") else { return };
+    let name = s.add("shell").unwrap();
+    s.spawn_into(
+        &name,
+        Command::new("sh")
+            .arg("-c")
+            .arg("sleep 0.3; sleep 30 & sleep 30; wait"),
+    )
+    .unwrap();
+    let procs = file_of(&name, "cgroup.procs");
+    wait_until("the shell's children run in the cgroup", || {
+        std::fs::read_to_string(&procs).is_ok_and(|p| p.lines().count() >= 3)
+    });
+    let dirs: Vec<PathBuf> = s
+        .hierarchies()
+        .iter()
+        .map(|h| cgroup_dir(h, s.parent()))
+        .collect();
+    let t0 = Instant::now();
+    drop(s);
+    for d in &dirs {
+        assert!(!d.exists(), "{} left behind", d.display());
+    }
+    assert!(
+        t0.elapsed() < Duration::from_secs(20),
+        "drop waited for the sleeps"
+    );
+}
