@@ -81,20 +81,12 @@ fn parse_args() -> Result<Args, String> {
     while let Some(arg) = it.next() {
         let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
         match arg.as_str() {
-            "--pods" => {
-                a.pods = value("--pods")?
-                    .parse()
-                    .map_err(|e| format!("--pods: {e}"))?
-            }
+            "--pods" => a.pods = hollow::parse_num("--pods", &value("--pods")?)?,
             "--steady-secs" => {
-                a.steady_secs = value("--steady-secs")?
-                    .parse()
-                    .map_err(|e| format!("--steady-secs: {e}"))?
+                a.steady_secs = hollow::parse_num("--steady-secs", &value("--steady-secs")?)?
             }
             "--latency-ms" => {
-                a.latency_ms = value("--latency-ms")?
-                    .parse()
-                    .map_err(|e| format!("--latency-ms: {e}"))?
+                a.latency_ms = hollow::parse_num("--latency-ms", &value("--latency-ms")?)?
             }
             "--log" => a.log = hollow::parse_log(&value("--log")?)?,
             "--dir" => a.dir = value("--dir")?.into(),

@@ -55,16 +55,8 @@ fn parse_args() -> Result<Args, String> {
     while let Some(arg) = it.next() {
         let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
         match arg.as_str() {
-            "--pods" => {
-                a.pods = value("--pods")?
-                    .parse()
-                    .map_err(|e| format!("--pods: {e}"))?
-            }
-            "--secs" => {
-                a.secs = value("--secs")?
-                    .parse()
-                    .map_err(|e| format!("--secs: {e}"))?
-            }
+            "--pods" => a.pods = hollow::parse_num("--pods", &value("--pods")?)?,
+            "--secs" => a.secs = hollow::parse_num("--secs", &value("--secs")?)?,
             "--log" => a.log = hollow::parse_log(&value("--log")?)?,
             _ => {}
         }

@@ -203,12 +203,7 @@ impl HookRunner {
                 return Err(http_err("the pod has no IP to send the request to".into()));
             }
             let url = Url::new(Scheme::parse(h.scheme.as_deref()), host, port, &path);
-            let headers: Vec<(String, String)> = h
-                .http_headers
-                .iter()
-                .flatten()
-                .map(|hh| (hh.name.clone(), hh.value.clone()))
-                .collect();
+            let headers = crate::prober::http::spec_headers(h);
             return self
                 .http
                 .get(&url, &headers, timeout)

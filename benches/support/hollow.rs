@@ -18,6 +18,14 @@ pub fn process_cpu() -> Duration {
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
+/// A number given to `flag`, or an error naming the flag.
+pub fn parse_num<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T, String>
+where
+    T::Err: std::fmt::Display,
+{
+    value.parse().map_err(|e| format!("{flag}: {e}"))
+}
+
 /// The value of `--log`: `info` logs into a sink, `off` installs no subscriber.
 pub fn parse_log(value: &str) -> Result<bool, String> {
     match value {

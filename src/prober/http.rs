@@ -390,6 +390,15 @@ async fn resolve(url: &Url) -> Result<SocketAddr, HttpError> {
         .ok_or_else(|| lookup_err("no such host".into()))
 }
 
+/// The `httpHeaders` of a probe's or hook's `httpGet`, as name/value pairs.
+pub fn spec_headers(h: &k8s_openapi::api::core::v1::HTTPGetAction) -> Vec<(String, String)> {
+    h.http_headers
+        .iter()
+        .flatten()
+        .map(|hh| (hh.name.clone(), hh.value.clone()))
+        .collect()
+}
+
 /// The request head. The spec's headers come last and replace the defaults they name.
 fn request_bytes(url: &Url, headers: &[(String, String)]) -> Vec<u8> {
     let has = |name: &str| headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));

@@ -111,12 +111,7 @@ impl Prober {
                 port,
                 h.path.as_deref().unwrap_or("/"),
             );
-            let headers: Vec<(String, String)> = h
-                .http_headers
-                .iter()
-                .flatten()
-                .map(|hh| (hh.name.clone(), hh.value.clone()))
-                .collect();
+            let headers = crate::prober::http::spec_headers(h);
             return http_outcome(&self.http, &url, &headers, req.timeout).await;
         }
         if let Some(t) = &p.tcp_socket {
