@@ -1,7 +1,9 @@
 //! Per-key exponential backoff, with the semantics of client-go's `flowcontrol.Backoff` that the
 //! kubelet uses for crash loops and image pulls: the first failure waits `initial`, each later
-//! one doubles up to `max`, and an entry untouched for `2 × max` starts over (so a container that
-//! ran cleanly for 10 minutes with the 300 s cap is back to 10 s).
+//! one doubles up to `max`, and a failure that comes more than `2 × max` after the entry was last
+//! stepped starts over. An entry's last update is the moment it was stepped (for a crash loop:
+//! when the container was restarted), not the failure's own time, so a container is back to
+//! 10 s only after it ran cleanly for 10 minutes with the 300 s cap.
 //!
 //! Time is `tokio::time::Instant`, so tests drive it with the paused clock.
 
@@ -42,8 +44,11 @@ impl Backoff {
         event.saturating_duration_since(last_update) > self.max * 2
     }
 
-    /// Records a failure at `event`: starts or doubles the key's backoff.
-    pub fn next(&mut self, key: &str, event: Instant) {
+    /// Records a failure that happened at `event`, stepping the backoff at `now`: starts the
+    /// key's backoff when it is new or `event` came more than `2 × max` after the last step,
+    /// doubles it otherwise. The step's time `now` is the entry's last update (client-go's
+    /// `Next`, which stamps `Clock.Now()`).
+    pub fn next(&mut self, key: &str, event: Instant, now: Instant) {
         let fresh = match self.entries.get(key) {
             Some(e) => self.expired(event, e.last_update),
             None => true,
@@ -58,7 +63,7 @@ impl Backoff {
             key.to_string(),
             Entry {
                 backoff,
-                last_update: event,
+                last_update: now,
             },
         );
     }
@@ -68,12 +73,13 @@ impl Backoff {
         self.entries.get(key).map(|e| e.backoff).unwrap_or_default()
     }
 
-    /// Whether `now` is still inside the backoff window that began at `event`.
+    /// Whether `now` is still inside the backoff window that began at `event` (client-go's
+    /// `IsInBackOffSince`: an `event` more than `2 × max` after the last step is out of backoff).
     pub fn is_in_backoff_since(&self, key: &str, event: Instant, now: Instant) -> bool {
         let Some(e) = self.entries.get(key) else {
             return false;
         };
-        if self.expired(now, e.last_update) {
+        if self.expired(event, e.last_update) {
             return false;
         }
         now.saturating_duration_since(event) < e.backoff
@@ -141,6 +147,42 @@ pub fn go_duration(d: Duration) -> String {
 mod tests {
     use super::*;
 
+    /// Models a crash loop as the kubelet drives it: each restart steps the backoff when the
+    /// window since the previous finish has passed, and the container then runs for `run`.
+    struct CrashLoop {
+        b: Backoff,
+        now: Instant,
+        finished: Option<Instant>,
+    }
+
+    impl CrashLoop {
+        fn new() -> Self {
+            Self {
+                b: Backoff::crash_loop(),
+                now: Instant::now(),
+                finished: None,
+            }
+        }
+
+        /// Waits out the current window, restarts (stepping the backoff) and runs for `run`.
+        /// Returns the backoff the restart waited for.
+        fn restart_and_run(&mut self, run: Duration) -> Duration {
+            let mut waited = Duration::ZERO;
+            if let Some(f) = self.finished {
+                if self.b.is_in_backoff_since("c", f, self.now) {
+                    let end = self.b.window_end("c", f).unwrap();
+                    waited = end - f;
+                    self.now = end;
+                    assert!(!self.b.is_in_backoff_since("c", f, self.now));
+                }
+                self.b.next("c", f, self.now);
+            }
+            self.now += run;
+            self.finished = Some(self.now);
+            waited
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn doubles_caps_and_resets() {
         let mut b = Backoff::crash_loop();
@@ -149,16 +191,16 @@ mod tests {
         let mut expected = [10u64, 20, 40, 80, 160, 300, 300].into_iter();
         let mut now = t0;
         for _ in 0..7 {
-            b.next("c", now);
+            b.next("c", now, now);
             let want = Duration::from_secs(expected.next().unwrap());
             assert_eq!(b.get("c"), want);
             assert!(b.is_in_backoff_since("c", now, now + want - Duration::from_millis(1)));
             assert!(!b.is_in_backoff_since("c", now, now + want));
             now += want;
         }
-        // Ten clean minutes (2 × 300 s) later the next failure starts from 10 s again.
+        // A failure ten clean minutes (2 × 300 s) after the last step starts from 10 s again.
         now += Duration::from_secs(601);
-        b.next("c", now);
+        b.next("c", now, now);
         assert_eq!(b.get("c"), Duration::from_secs(10));
         tokio::time::advance(Duration::from_secs(2200)).await;
         b.gc(Instant::now());
@@ -166,11 +208,33 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn crash_loop_at_the_cap_resets_only_after_ten_clean_minutes() {
+        let mut cl = CrashLoop::new();
+        // Short runs climb to the 5-minute cap: the first restart is immediate, then 10, 20, 40,
+        // 80, 160, 300 s.
+        cl.restart_and_run(Duration::from_secs(1));
+        let waits: Vec<u64> = (0..8)
+            .map(|_| cl.restart_and_run(Duration::from_secs(1)).as_secs())
+            .collect();
+        assert_eq!(waits, [0, 10, 20, 40, 80, 160, 300, 300]);
+        // At the cap, runs of 6 and then 9 minutes are not clean enough: the next restart still
+        // waits 5 minutes (stamping the step with the finish time would reset after 5 minutes).
+        assert_eq!(cl.restart_and_run(Duration::from_secs(360)).as_secs(), 300);
+        assert_eq!(cl.restart_and_run(Duration::from_secs(540)).as_secs(), 300);
+        // After a run of just over 10 minutes from its restart the container restarts at once,
+        // and the backoff starts over from 10 s.
+        assert_eq!(cl.restart_and_run(Duration::from_secs(601)).as_secs(), 300);
+        assert_eq!(cl.restart_and_run(Duration::from_secs(1)).as_secs(), 0);
+        assert_eq!(cl.restart_and_run(Duration::from_secs(1)).as_secs(), 10);
+        assert_eq!(cl.restart_and_run(Duration::from_secs(1)).as_secs(), 20);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn backoff_since_update_ends_with_the_window() {
         let mut b = Backoff::crash_loop();
         let t0 = Instant::now();
         assert!(!b.is_in_backoff_since_update("i", t0));
-        b.next("i", t0);
+        b.next("i", t0, t0);
         assert!(b.is_in_backoff_since_update("i", t0 + Duration::from_secs(9)));
         assert!(!b.is_in_backoff_since_update("i", t0 + Duration::from_secs(10)));
     }

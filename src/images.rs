@@ -160,7 +160,10 @@ impl ImageManager {
                 }
             }
             Err(e) => {
-                self.backoff.lock().next(&key, Instant::now());
+                {
+                    let now = Instant::now();
+                    self.backoff.lock().next(&key, now, now);
+                }
                 Err(ImageError {
                     reason: ERR_IMAGE_PULL,
                     message: format!("Failed to pull image \"{spec_image}\": {}", e.message()),

@@ -1,7 +1,8 @@
 //! The standalone `kubelet-rs cadvisor` on the live kernel: the REST API (v1.3, v2.0, v2.1)
 //! on real cgroups with processes in them, events (creation, deletion, an OOM kill read from
 //! `/dev/kmsg`, a live stream), `/metrics` through `promtool check metrics`, the UI routes and
-//! the error statuses. Needs root (it creates cgroups); prints `skipped:` otherwise.
+//! the error statuses. Needs root (it creates cgroups); prints `skipped:` otherwise, except in CI and under
+//! `scripts/test`, where that is a failure.
 
 mod cadvisor_support;
 mod common;
@@ -33,14 +34,9 @@ fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
+/// Scratch cgroups, or a loud skip — a failure in CI and under `scripts/test`.
 fn scratch(tag: &str) -> Option<ScratchCgroups> {
-    match ScratchCgroups::new(Path::new("/sys/fs/cgroup"), tag) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            eprintln!("skipped: {e}");
-            None
-        }
-    }
+    ScratchCgroups::new_or_skip(Path::new("/sys/fs/cgroup"), tag)
 }
 
 #[test]

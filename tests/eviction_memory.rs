@@ -69,12 +69,8 @@ fn a_best_effort_hog_is_evicted_and_a_guaranteed_pod_survives() {
     );
     // Before the cap the node is the whole machine: no pressure.
     assert_eq!(condition(&agent, "MemoryPressure")["status"], "False");
-    let memcg = agent.cgroup_dir("memory");
-    std::fs::write(
-        memcg.join("memory.limit_in_bytes"),
-        (1u64 << 30).to_string(),
-    )
-    .expect("cap the agent's cgroup root at 1 GiB");
+    common::cgroups::write_memory_limit(&agent.cgroup_root, 1 << 30)
+        .expect("cap the agent's cgroup root at 1 GiB");
 
     agent.write_manifest(
         "guaranteed.yaml",

@@ -7,6 +7,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
+use common::cgroups::Knob;
 use common::*;
 
 const START: Duration = Duration::from_secs(60);
@@ -72,22 +73,16 @@ fn static_pod_runs_with_kubelet_labels_and_limits_then_is_removed_cleanly() {
     assert_eq!(c.pod_sandbox_id, sb.id);
 
     // Limits land in the cgroups: the pod's (Guaranteed: kubepods/pod<uid>) and the container's.
-    let pod_mem = agent
-        .cgroup_dir("memory")
-        .join(format!("kubepods/pod{uid}"));
-    let read = |p: &Path| std::fs::read_to_string(p).unwrap().trim().to_string();
+    let pod_cg = agent.cgroup_name(&format!("kubepods/pod{uid}"));
+    let ctr_cg = format!("{pod_cg}/{}", c.id);
+    assert_eq!(cgroups::read(&pod_cg, Knob::MemoryLimit), Some(64 << 20));
+    assert_eq!(cgroups::read(&ctr_cg, Knob::MemoryLimit), Some(64 << 20));
+    assert_eq!(cgroups::read(&pod_cg, Knob::CpuQuota), Some(25000));
+    assert_eq!(cgroups::read(&ctr_cg, Knob::CpuQuota), Some(25000));
     assert_eq!(
-        read(&pod_mem.join("memory.limit_in_bytes")),
-        (64u64 << 20).to_string()
+        cgroups::read(&ctr_cg, Knob::CpuShares),
+        Some(cgroups::shares_as_read(256))
     );
-    assert_eq!(
-        read(&pod_mem.join(&c.id).join("memory.limit_in_bytes")),
-        (64u64 << 20).to_string()
-    );
-    let pod_cpu = agent.cgroup_dir("cpu").join(format!("kubepods/pod{uid}"));
-    assert_eq!(read(&pod_cpu.join("cpu.cfs_quota_us")), "25000");
-    assert_eq!(read(&pod_cpu.join(&c.id).join("cpu.cfs_quota_us")), "25000");
-    assert_eq!(read(&pod_cpu.join(&c.id).join("cpu.shares")), "256");
 
     // The container log is where the kubelet puts it.
     let log_dir = Path::new("/var/log/pods").join(format!("default_{name}_{uid}"));
@@ -107,7 +102,10 @@ fn static_pod_runs_with_kubelet_labels_and_limits_then_is_removed_cleanly() {
         (cri_sandboxes(&uid).is_empty() && cri_containers(&uid).is_empty()).then_some(())
     });
     agent.wait("pod cgroup removed", START, || {
-        (!pod_mem.exists() && !pod_cpu.exists()).then_some(())
+        let gone = ["memory", "cpu", "pids"]
+            .iter()
+            .all(|ctl| !cgroups::dir(ctl, &pod_cg).exists());
+        gone.then_some(())
     });
     agent.wait("log directory removed", START, || {
         (!log_dir.exists()).then_some(())

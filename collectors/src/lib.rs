@@ -14,7 +14,8 @@
 //! - [`machine`] gathers machine information; [`identity`] lets the agent name cgroups.
 //!
 //! No tokio: this crate is thread based and can be used from any runtime. Every kernel path
-//! is a parameter, so tests run on fixture trees built with [`testing`].
+//! is a parameter, so tests run on fixture trees built with `testing` (behind the `testing`
+//! feature, which only tests and benches enable).
 
 pub mod discovery;
 pub mod files;
@@ -28,6 +29,7 @@ pub mod ring;
 pub mod sampler;
 mod sync;
 pub mod sys;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 pub use identity::{ContainerIdentity, ContainerNamer, NameRegistry, NoNames};

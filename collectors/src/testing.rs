@@ -360,6 +360,13 @@ pub fn psi_text(total: u64) -> String {
     )
 }
 
+/// Whether live tests must run rather than skip: in CI (`CI` set to anything but `false`) and
+/// under `scripts/test` (`KUBELET_RS_MONITORING_TOOLS=required`).
+pub fn live_tests_required() -> bool {
+    std::env::var("KUBELET_RS_MONITORING_TOOLS").is_ok_and(|v| v == "required")
+        || std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false")
+}
+
 /// Scratch cgroups on the live kernel under a test-owned parent
 /// (`<hierarchy>/kubelet-rs-<tag>-<pid>` in every hierarchy of the layout), with processes in
 /// them. Dropping it kills the processes and removes every directory it created, deepest
@@ -398,6 +405,25 @@ impl ScratchCgroups {
             )
         })?;
         Ok(s)
+    }
+
+    /// [`ScratchCgroups::new`] for live tests: when scratch cgroups cannot be made, a loud skip
+    /// (`None`) on a developer's machine, but a failure where the live tests are required: in
+    /// CI (`CI` set) and under `scripts/test` (`KUBELET_RS_MONITORING_TOOLS=required`), so that a
+    /// test can never pass there by skipping.
+    pub fn new_or_skip(cgroup_root: &Path, tag: &str) -> Option<ScratchCgroups> {
+        match ScratchCgroups::new(cgroup_root, tag) {
+            Ok(s) => Some(s),
+            Err(reason) => {
+                assert!(
+                    !live_tests_required(),
+                    "cannot create scratch cgroups although live tests are required \
+                     (KUBELET_RS_MONITORING_TOOLS=required or CI is set): {reason}"
+                );
+                eprintln!("skipped: {reason}");
+                None
+            }
+        }
     }
 
     /// The parent's name (`/kubelet-rs-<tag>-<pid>`).

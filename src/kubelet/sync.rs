@@ -531,7 +531,8 @@ async fn start_container(
                 retry,
             ));
         }
-        b.next(&key, finished);
+        // Stepped now, as the container restarts: a reset needs 10 clean minutes from here.
+        b.next(&key, finished, now);
     }
     let image_ref = kl
         .images

@@ -8,6 +8,8 @@
 
 #![allow(dead_code)]
 
+pub mod cgroups;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -346,10 +348,15 @@ impl Agent {
         })
     }
 
+    /// The agent's `--cgroup-root` in the hierarchy holding `controller` (through the
+    /// collectors' layout detection: v1, v2 and hybrid alike).
     pub fn cgroup_dir(&self, controller: &str) -> PathBuf {
-        Path::new("/sys/fs/cgroup")
-            .join(controller)
-            .join(self.cgroup_root.trim_start_matches('/'))
+        cgroups::dir(controller, &self.cgroup_root)
+    }
+
+    /// The cgroup name of `rel` (`kubepods/pod<uid>`) under the agent's cgroup root.
+    pub fn cgroup_name(&self, rel: &str) -> String {
+        format!("{}/{}", self.cgroup_root.trim_end_matches('/'), rel)
     }
 }
 
@@ -402,13 +409,8 @@ pub fn cleanup_node(node: &str, cgroup_root: &str) {
             }
         }
     });
-    for ctl in std::fs::read_dir("/sys/fs/cgroup")
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let dir = ctl.path().join(cgroup_root.trim_start_matches('/'));
-        remove_cgroup_tree(&dir);
+    for hierarchy in cgroups::hierarchies() {
+        remove_cgroup_tree(&collectors::layout::cgroup_dir(&hierarchy, cgroup_root));
     }
 }
 
