@@ -728,21 +728,9 @@ async fn remove_pod(kl: &Kubelet, id: &PodIdentity, rt: &PodRuntimeStatus, qos: 
             }
         }
     }
-    let qos_list: Vec<QosClass> = match qos {
-        Some(q) => vec![q],
-        None => kl
-            .cgroups
-            .list_pod_cgroups()
-            .into_iter()
-            .filter(|(u, _)| *u == id.uid)
-            .map(|(_, q)| q)
-            .collect(),
-    };
-    for q in qos_list {
-        if let Err(e) = kl.cgroups.remove_pod_cgroup(q, &id.uid) {
-            tracing::warn!(uid = %id.uid, error = %e, "cannot remove pod cgroup");
-        }
-    }
+    // Off the runtime's threads (`spawn_blocking`), a few quick tries; a cgroup still busy
+    // after them is housekeeping's, with its own backoff and a single report.
+    kl.cgroups.destroy_pod_cgroup(&id.uid, qos).await;
     let log_dir = pod_log_dir(&kl.opts.log_root, &id.namespace, &id.name, &id.uid);
     if let Err(e) = std::fs::remove_dir_all(&log_dir) {
         if e.kind() != std::io::ErrorKind::NotFound {
