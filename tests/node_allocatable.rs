@@ -275,7 +275,8 @@ fn a_missing_reserved_cgroup_stops_the_agent_with_its_name() {
     let root = dir.path().join("root");
     let node = unique("nalloc-missing");
     let cgroup_root = format!("/{node}");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubelet-rs"))
+    let log = dir.path().join("agent.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kubelet-rs"))
         .args([
             "--config",
             config.to_str().unwrap(),
@@ -292,12 +293,27 @@ fn a_missing_reserved_cgroup_stops_the_agent_with_its_name() {
             "--port",
             &common::free_port().to_string(),
         ])
-        .output()
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
         .unwrap();
+    // It must give up on its own; one that keeps running is a failure, not a hang.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     // The agent made its kubepods before it checked the reserved cgroup.
     common::cleanup_node(&node, &cgroup_root);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    let status = status.unwrap_or_else(|| panic!("the agent kept running:\n{stderr}"));
+    assert!(!status.success(), "{stderr}");
     assert!(stderr.contains(&missing), "{stderr}");
     assert!(stderr.contains("does not exist"), "{stderr}");
 }

@@ -311,7 +311,10 @@ fn a_stuck_orphaned_pod_cgroup_does_not_hold_up_new_pods() {
     });
     let removed = lines_with(&agent.log_text(), REMOVED, &uid).join("\n");
     assert!(removed.contains("was_reported=true"), "{removed}");
-    println!("the agent's report:\n  {}\nand once released:\n  {removed}", reports[0]);
+    println!(
+        "the agent's report:\n  {}\nand once released:\n  {removed}",
+        reports[0]
+    );
 }
 
 fn fmt(times: &[Duration]) -> String {

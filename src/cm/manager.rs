@@ -264,9 +264,9 @@ impl ContainerManager {
     }
 
     /// Pod teardown: destroys the pod's cgroup (every QoS tier where it exists when `qos` is
-    /// `None`) on `spawn_blocking`, retrying briefly with tokio's timer. Returns false when it
-    /// is still there: housekeeping then takes it over as an orphan, with its backoff and
-    /// report.
+    /// `None`) on `spawn_blocking`, retrying briefly with tokio's timer while the kernel says
+    /// it is busy. Returns false when it is still there: housekeeping then takes it over as an
+    /// orphan, with its backoff and report.
     pub async fn destroy_pod_cgroup(&self, uid: &str, qos: Option<QosClass>) -> bool {
         let mut last = String::new();
         for wait in TEARDOWN_RETRIES {
@@ -278,8 +278,16 @@ impl ContainerManager {
             let r = tokio::task::spawn_blocking(move || destroy_pod(&cgroups, &uid2, qos)).await;
             match r {
                 Ok(Ok(())) => return true,
-                Ok(Err(e)) => last = e.to_string(),
-                Err(e) => last = format!("the removal task failed: {e}"),
+                // Only a busy cgroup (a process still exiting) is worth the short retries.
+                Ok(Err(e)) if e.is_busy() => last = e.to_string(),
+                Ok(Err(e)) => {
+                    last = e.to_string();
+                    break;
+                }
+                Err(e) => {
+                    last = format!("the removal task failed: {e}");
+                    break;
+                }
             }
         }
         tracing::debug!(uid = %uid, error = %last, "pod cgroup not removed yet; housekeeping will retry");

@@ -60,6 +60,14 @@ pub enum CgroupError {
     Thread { source: io::Error },
 }
 
+impl CgroupError {
+    /// Whether the kernel refused to remove a cgroup because it is busy (processes or child
+    /// cgroups still in it): worth retrying soon.
+    pub fn is_busy(&self) -> bool {
+        matches!(self, CgroupError::Remove { source, .. } if source.raw_os_error() == Some(libc::EBUSY))
+    }
+}
+
 /// The cgroup layout found under the mount root.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Layout {
@@ -897,5 +905,16 @@ mod tests {
         fs::remove_file(t.path().join("cpu/kubepods/podx/cgroup.procs")).unwrap();
         m.destroy("/kubepods/podx").unwrap();
         assert!(!t.path().join("memory/kubepods/podx").exists());
+    }
+
+    #[test]
+    fn only_ebusy_is_busy() {
+        let err = |code| CgroupError::Remove {
+            path: "/x".into(),
+            source: io::Error::from_raw_os_error(code),
+        };
+        assert!(err(libc::EBUSY).is_busy());
+        assert!(!err(libc::ENOTEMPTY).is_busy());
+        assert!(!err(libc::EACCES).is_busy());
     }
 }
