@@ -34,6 +34,8 @@ use super::{CgroupError, CgroupManager, Layout, PodResources, ResourceConfig};
 
 /// How often the QoS tiers are rewritten even when nothing changed.
 pub const QOS_RESYNC: Duration = Duration::from_secs(60);
+/// How long an orphan whose pod's volumes are still there waits before it is looked at again.
+pub const VOLUMES_WAIT: Duration = Duration::from_secs(10);
 /// How often a failed `kubepods` limit is retried.
 pub const ENFORCE_RETRY: Duration = Duration::from_secs(60);
 /// Waits between a pod teardown's attempts at removing its cgroup, before it leaves the
@@ -53,6 +55,11 @@ pub trait ActivePods: Send + Sync {
     /// Whether the node still has the pod (desired, running or terminating): its cgroup is
     /// then not an orphan.
     fn knows(&self, uid: &str) -> bool;
+    /// Whether a pod's volumes are still on disk (the kubelet's `podVolumesExist`): its
+    /// orphaned cgroup then waits, so memory-backed volumes are not charged to the parent.
+    fn volumes_exist(&self, _uid: &str) -> bool {
+        false
+    }
 }
 
 /// Requests posted to the thread.
@@ -469,6 +476,19 @@ impl Worker {
                 self.tracker.forget(&name);
                 continue;
             }
+            if self.pods.volumes_exist(&uid) {
+                // The kubelet's `ReduceCPULimits` while it waits for the volumes to go.
+                let min = ResourceConfig {
+                    cpu_shares: Some(super::MIN_SHARES),
+                    ..Default::default()
+                };
+                if let Err(e) = self.cm.cgroups.update(&name, &min) {
+                    tracing::debug!(cgroup = %name, error = %e, "cannot reduce the CPU shares of an orphaned pod cgroup");
+                }
+                tracing::debug!(cgroup = %name, uid = %uid, "orphaned pod cgroup waits for its pod's volumes to be torn down");
+                self.tracker.postpone(&name, now, VOLUMES_WAIT);
+                continue;
+            }
             let pids = self.cm.cgroups.pids(&name);
             let result = self.cm.cgroups.destroy(&name);
             let verdict = self.tracker.record(&name, result.is_ok(), now);
@@ -530,6 +550,21 @@ mod tests {
             self.0
                 .iter()
                 .any(|p| p.metadata.uid.as_deref() == Some(uid))
+        }
+    }
+
+    /// No pods, but the UIDs given still have volumes.
+    struct WithVolumes(Vec<&'static str>);
+
+    impl ActivePods for WithVolumes {
+        fn active_pods(&self) -> Vec<Pod> {
+            Vec::new()
+        }
+        fn knows(&self, _: &str) -> bool {
+            false
+        }
+        fn volumes_exist(&self, uid: &str) -> bool {
+            self.0.contains(&uid)
         }
     }
 
@@ -855,6 +890,41 @@ mod tests {
         assert!(w.destroy_due_orphans(t0).is_empty());
         assert!(t.path().join("cpu/kubepods/podback").exists());
         assert!(w.tracker.is_empty());
+    }
+
+    #[test]
+    fn an_orphan_with_volumes_waits_at_minimum_cpu() {
+        let t = v1_tree(&["cpu"]);
+        fs::create_dir_all(t.path().join("cpu/kubepods/burstable/podv")).unwrap();
+        fs::write(
+            t.path().join("cpu/kubepods/burstable/podv/cpu.shares"),
+            "512",
+        )
+        .unwrap();
+        let cm = ContainerManager::new(CgroupManager::new(t.path(), "/").unwrap(), node(&["pods"]));
+        let mut w = worker(&cm, vec![]);
+        w.pods = Arc::new(WithVolumes(vec!["v"]));
+        let t0 = Instant::now();
+        w.find_orphans(HashSet::new(), t0);
+        assert!(w.destroy_due_orphans(t0).is_empty());
+        assert_eq!(
+            read(t.path().join("cpu/kubepods/burstable/podv/cpu.shares")),
+            "2"
+        );
+        // Not attempted again before the wait is over, and never counted as a failure.
+        assert!(w.destroy_due_orphans(t0 + VOLUMES_WAIT / 2).is_empty());
+        w.pods = Arc::new(WithVolumes(vec![]));
+        fs::remove_file(t.path().join("cpu/kubepods/burstable/podv/cpu.shares")).unwrap();
+        assert_eq!(
+            w.destroy_due_orphans(t0 + VOLUMES_WAIT),
+            vec![(
+                "/kubepods/burstable/podv".to_string(),
+                Verdict::Removed {
+                    attempts: 1,
+                    reported: false
+                }
+            )]
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -4,6 +4,9 @@
 //! (`Destroy`: SIGKILL to what is left inside, then remove), one attempt at a time and never
 //! waiting: a cgroup that stays busy is retried on its own exponential backoff, and is
 //! reported once, when it has failed [`REPORT_AFTER`] attempts in a row, not on every pass.
+//! An orphan whose pod still has volumes on disk is left, with its CPU shares at the minimum,
+//! until they are torn down (so memory-backed volumes are not charged to the parent), as in
+//! the kubelet.
 //!
 //! [`OrphanTracker`] is the bookkeeping only (which cgroup is due, what to log), with time
 //! passed in, so its rules are tested without a clock; [`super::manager`] runs it on the
@@ -96,6 +99,14 @@ impl OrphanTracker {
     /// When the next attempt is due, if any cgroup is tracked.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.entries.values().map(|e| e.next).min()
+    }
+
+    /// Puts off the next attempt on `name` by `wait` without counting a failure (its pod's
+    /// volumes are not torn down yet).
+    pub fn postpone(&mut self, name: &str, now: Instant, wait: Duration) {
+        if let Some(e) = self.entries.get_mut(name) {
+            e.next = now + wait;
+        }
     }
 
     /// Forgets a cgroup (its pod came back).
@@ -233,6 +244,9 @@ mod tests {
         t.observe(found(&["b"]), t0);
         assert_eq!(t.len(), 1);
         assert_eq!(t.record("a", false, t0), None);
+        t.postpone("b", t0, Duration::from_secs(5));
+        assert!(t.due(t0 + Duration::from_secs(4)).is_empty());
+        assert_eq!(t.due(t0 + Duration::from_secs(5)).len(), 1);
         t.forget("b");
         assert!(t.is_empty());
         // Seen again later: a new episode, due at once and reportable again.

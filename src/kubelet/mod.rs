@@ -250,8 +250,12 @@ impl Kubelet {
             .await
             .map_err(|e| format!("cannot set up the node's cgroups: {e}"))?
             .map_err(|e| format!("cannot set up the node's cgroups: {e}"))?;
+        let pods = NodePods {
+            status: self.status.clone(),
+            pods_root: self.pods_root(),
+        };
         self.cgroups
-            .start(Arc::new(self.status.clone()), enforced)
+            .start(Arc::new(pods), enforced)
             .map_err(|e| e.to_string())?;
         std::fs::create_dir_all(self.pods_root())
             .map_err(|e| format!("cannot create {}: {e}", self.pods_root().display()))?;
@@ -525,12 +529,35 @@ async fn cleanup_orphans(
     kl.cgroups.housekeep(keep);
 }
 
-impl ActivePods for crate::status::StatusManager {
+/// The node's pods as the container manager sees them: the status manager's, and their
+/// volume directories under `<root-dir>/pods`.
+struct NodePods {
+    status: StatusManager,
+    pods_root: PathBuf,
+}
+
+impl ActivePods for NodePods {
     fn active_pods(&self) -> Vec<Pod> {
-        self.pods()
+        self.status.pods()
     }
 
     fn knows(&self, uid: &str) -> bool {
-        self.pod(uid).is_some()
+        self.status.pod(uid).is_some()
+    }
+
+    /// `<root-dir>/pods/<uid>/volumes/<plugin>/<name>` on disk (the kubelet's
+    /// `getPodVolumePathListFromDisk`); called on the container manager's thread.
+    fn volumes_exist(&self, uid: &str) -> bool {
+        let volumes =
+            poddirs::pod_dir(&self.pods_root, uid).join(crate::volumemanager::VOLUMES_DIR);
+        std::fs::read_dir(volumes)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|plugin| {
+                std::fs::read_dir(plugin.path())
+                    .map(|mut d| d.next().is_some())
+                    .unwrap_or(false)
+            })
     }
 }
