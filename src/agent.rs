@@ -17,7 +17,8 @@ use tokio::sync::mpsc;
 
 use crate::cadvisor::names::RuntimeNames;
 use crate::cadvisor::{router as cadvisor_router, CadvisorState};
-use crate::cm::CgroupManager;
+use crate::cm::node::{task_max, Enforcement, NodeConfig, NodeResources};
+use crate::cm::{CgroupManager, ContainerManager};
 use crate::config::KubeletSettings;
 use crate::health::Health;
 use crate::images::ImageManager;
@@ -62,6 +63,7 @@ impl Drop for Agent {
         for t in &self.tasks {
             t.abort();
         }
+        self.kubelet.cgroups.stop();
         // The managers' threads may be waiting on a runtime call: let them finish on their own
         // rather than block whoever drops the agent.
         if let Some(m) = self.managers.take() {
@@ -268,8 +270,7 @@ pub async fn start_with(settings: &KubeletSettings, host: &HostPaths) -> anyhow:
         &node,
     );
     let images = ImageManager::new(runtime.clone(), settings.serialize_image_pulls);
-    let cgroups = CgroupManager::new(&host.cgroup_mount, &settings.cgroup_root)
-        .with_context(|| format!("--cgroup-root {}", settings.cgroup_root))?;
+    let cgroups = container_manager(settings, host).await?;
     let proc_root = host.proc_root.as_path();
     let (cpu_milli, memory) = crate::nodeinfo::capacity(proc_root);
     let opts = KubeletOptions {
@@ -428,6 +429,55 @@ pub async fn start_with(settings: &KubeletSettings, host: &HostPaths) -> anyhow:
         managers: Some(managers),
         tasks,
     })
+}
+
+/// The node's container manager: the cgroupfs driver under `--cgroup-root`, with node
+/// allocatable computed from the collectors' machine info and the reservations in `settings`.
+async fn container_manager(
+    settings: &KubeletSettings,
+    host: &HostPaths,
+) -> anyhow::Result<ContainerManager> {
+    let paths = collectors::machine::MachinePaths {
+        proc_root: host.proc_root.clone(),
+        ..Default::default()
+    };
+    let proc_root = host.proc_root.clone();
+    let (machine, tasks) = tokio::task::spawn_blocking(move || {
+        (
+            collectors::machine::machine_info(&paths),
+            task_max(&proc_root),
+        )
+    })
+    .await?;
+    let machine = machine.context("cannot read the node's capacity")?;
+    let capacity = NodeResources::capacity(&machine, tasks);
+    let hard_eviction = NodeResources {
+        memory: settings
+            .eviction_hard
+            .get(&crate::config::eviction::EvictionSignal::MemoryAvailable)
+            .map(|t| match t {
+                crate::config::eviction::ThresholdValue::Quantity(q) => q.value(),
+                crate::config::eviction::ThresholdValue::Percentage(p) => {
+                    (capacity.memory.unwrap_or(0) as f64 * p) as i64
+                }
+            }),
+        ..Default::default()
+    };
+    let node = NodeConfig {
+        system_reserved: NodeResources::reservation("systemReserved", &settings.system_reserved)?,
+        kube_reserved: NodeResources::reservation("kubeReserved", &settings.kube_reserved)?,
+        capacity,
+        hard_eviction,
+        enforce: Enforcement::from_levels(&settings.enforce_node_allocatable),
+        system_reserved_cgroup: settings.system_reserved_cgroup.clone(),
+        kube_reserved_cgroup: settings.kube_reserved_cgroup.clone(),
+        memory_qos: settings.feature_gates.get("MemoryQoS") == Some(&true),
+    };
+    node.validate()?;
+    let cgroups = CgroupManager::new(&host.cgroup_mount, &settings.cgroup_root)
+        .with_context(|| format!("--cgroup-root {}", settings.cgroup_root))?
+        .with_hugepage_sizes(node.capacity.hugepages.keys().copied());
+    Ok(ContainerManager::new(cgroups, node))
 }
 
 /// Polls the runtime's own conditions every 5 s (the kubelet's `updateRuntimeUp`).

@@ -8,15 +8,27 @@
 //!
 //! Both layouts are handled: cgroup v1 (one hierarchy per controller under the mount root, with
 //! a cgroup2 beside it on hybrid hosts) and the unified v2 hierarchy.
+//!
+//! [`CgroupManager`] is the cgroupfs driver: plain, blocking filesystem operations that never
+//! sleep. [`ContainerManager`] (`manager`) runs them where they cannot stall anything: its own
+//! thread keeps the node-allocatable limits on `kubepods` (`node`), the QoS tiers' shares
+//! (`qos_manager`) and removes orphaned pod cgroups with a backoff per cgroup (`orphans`); pod
+//! teardown removes its cgroup through `spawn_blocking`.
 
+pub mod manager;
+pub mod node;
+pub mod orphans;
 pub mod qos;
+pub mod qos_manager;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::Pod;
 
+pub use manager::{ActivePods, ContainerManager};
 pub use qos::{pod_qos_class, QosClass};
 
 /// The v1 controllers a pod cgroup is created in (those the kubelet's cgroupfs driver uses).
@@ -40,6 +52,20 @@ pub enum CgroupError {
     },
     #[error("cannot remove cgroup {path}: {source}")]
     Remove { path: PathBuf, source: io::Error },
+    #[error("cgroup {name} does not exist: {} missing", .missing.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
+    Missing { name: String, missing: Vec<PathBuf> },
+    #[error("invalid node allocatable configuration: {message}")]
+    Allocatable { message: String },
+    #[error("cannot start the container manager thread: {source}")]
+    Thread { source: io::Error },
+}
+
+impl CgroupError {
+    /// Whether the kernel refused to remove a cgroup because it is busy (processes or child
+    /// cgroups still in it): worth retrying soon.
+    pub fn is_busy(&self) -> bool {
+        matches!(self, CgroupError::Remove { source, .. } if source.raw_os_error() == Some(libc::EBUSY))
+    }
 }
 
 /// The cgroup layout found under the mount root.
@@ -47,20 +73,32 @@ pub enum CgroupError {
 pub enum Layout {
     /// One directory per controller (`<root>/memory`, `<root>/cpu`, ...).
     V1 { controllers: Vec<String> },
-    /// The unified hierarchy mounted at the root.
-    V2,
+    /// The unified hierarchy mounted at the root, with the controllers its root offers.
+    V2 { controllers: Vec<String> },
 }
 
-/// Resource limits applied to a pod's cgroup, computed like the kubelet's
-/// `ResourceConfigForPod`.
+/// Resource settings written to a cgroup (the kubelet's `ResourceConfig`): a pod's limits
+/// (`ResourceConfigForPod`), a QoS tier's shares, `kubepods`' node-allocatable limits or a
+/// reserved cgroup's. `None` leaves a setting as it is.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PodResources {
+pub struct ResourceConfig {
     pub cpu_shares: Option<u64>,
     pub cpu_quota: Option<i64>,
     pub cpu_period: Option<u64>,
     pub memory_limit: Option<i64>,
     pub pids_limit: Option<i64>,
+    /// Huge page limits in bytes by page size in bytes. When set, every other page size the
+    /// node has is limited to 0, as the kubelet's cgroup manager does. Written only where the
+    /// `hugetlb` controller exists.
+    pub hugepage_limits: Option<BTreeMap<u64, i64>>,
+    /// cgroup v2 `memory.min` (memory QoS); ignored on v1.
+    pub memory_min: Option<i64>,
+    /// cgroup v2 `memory.low`; ignored on v1.
+    pub memory_low: Option<i64>,
 }
+
+/// The name the pod cgroup code has always used for [`ResourceConfig`].
+pub type PodResources = ResourceConfig;
 
 /// Creates, limits and removes the node's QoS and pod cgroups.
 #[derive(Debug, Clone)]
@@ -69,6 +107,8 @@ pub struct CgroupManager {
     /// The `--cgroup-root` inside the hierarchy, e.g. `/` or `/kubelet-rs-test-1`.
     cgroup_root: String,
     layout: Layout,
+    /// The node's huge page sizes in bytes (from machine info), for `hugetlb` limits.
+    hugepage_sizes: Vec<u64>,
 }
 
 impl CgroupManager {
@@ -80,11 +120,38 @@ impl CgroupManager {
             mount_root: mount_root.to_path_buf(),
             cgroup_root,
             layout,
+            hugepage_sizes: Vec::new(),
         })
+    }
+
+    /// Sets the node's huge page sizes (bytes), which `hugetlb` limits cover.
+    pub fn with_hugepage_sizes(mut self, sizes: impl IntoIterator<Item = u64>) -> Self {
+        let set: BTreeSet<u64> = sizes.into_iter().filter(|s| *s > 0).collect();
+        self.hugepage_sizes = set.into_iter().collect();
+        self
+    }
+
+    /// The node's huge page sizes in bytes.
+    pub fn hugepage_sizes(&self) -> &[u64] {
+        &self.hugepage_sizes
     }
 
     pub fn layout(&self) -> &Layout {
         &self.layout
+    }
+
+    /// Whether the hierarchy has `controller` (a v1 hierarchy, or enabled at the v2 root).
+    pub fn has_controller(&self, controller: &str) -> bool {
+        match &self.layout {
+            Layout::V1 { controllers } | Layout::V2 { controllers } => {
+                controllers.iter().any(|c| c == controller)
+            }
+        }
+    }
+
+    /// The hierarchy path of `--cgroup-root` (`/` or `/<name>`).
+    pub fn cgroup_root(&self) -> &str {
+        &self.cgroup_root
     }
 
     /// The hierarchy path (cgroupfs syntax) of the node's pods: `<cgroup-root>/kubepods`.
@@ -102,21 +169,39 @@ impl CgroupManager {
         }
     }
 
-    /// Creates `kubepods` and its QoS tiers (idempotent). BestEffort gets the minimum CPU
-    /// shares, as the kubelet's QoS container manager sets.
-    pub fn ensure_qos_cgroups(&self) -> Result<(), CgroupError> {
-        let kubepods = self.kubepods();
-        self.create(&kubepods)?;
-        self.create(&join_cgroup(&kubepods, "burstable"))?;
-        let besteffort = join_cgroup(&kubepods, "besteffort");
-        self.create(&besteffort)?;
-        self.apply(
-            &besteffort,
-            &PodResources {
-                cpu_shares: Some(MIN_SHARES),
-                ..Default::default()
-            },
-        )
+    /// The hierarchy path of a QoS tier: `kubepods` itself for Guaranteed pods.
+    pub fn qos_cgroup_name(&self, qos: QosClass) -> String {
+        match qos {
+            QosClass::Guaranteed => self.kubepods(),
+            QosClass::Burstable => join_cgroup(&self.kubepods(), "burstable"),
+            QosClass::BestEffort => join_cgroup(&self.kubepods(), "besteffort"),
+        }
+    }
+
+    /// Creates cgroup `name` (idempotent) and writes `resources` to it.
+    pub fn ensure(&self, name: &str, resources: &ResourceConfig) -> Result<(), CgroupError> {
+        self.create(name)?;
+        self.apply(name, resources)
+    }
+
+    /// Writes `resources` to the existing cgroup `name`.
+    pub fn update(&self, name: &str, resources: &ResourceConfig) -> Result<(), CgroupError> {
+        self.apply(name, resources)
+    }
+
+    /// The directories of `name` that are missing in the hierarchies of `controllers` (all
+    /// hierarchies when empty); empty when the cgroup exists everywhere it must.
+    pub fn missing_dirs(&self, name: &str, controllers: &[&str]) -> Vec<PathBuf> {
+        let dirs: Vec<PathBuf> = match &self.layout {
+            Layout::V2 { .. } => self.dirs(name),
+            Layout::V1 { .. } if controllers.is_empty() => self.dirs(name),
+            Layout::V1 { .. } => controllers
+                .iter()
+                .filter(|c| self.has_controller(c))
+                .map(|c| self.controller_dir(c, name))
+                .collect(),
+        };
+        dirs.into_iter().filter(|d| !d.is_dir()).collect()
     }
 
     /// Creates a pod's cgroup and writes its limits. Returns its hierarchy path.
@@ -132,42 +217,62 @@ impl CgroupManager {
         Ok(name)
     }
 
-    /// Removes a pod's cgroup in every hierarchy. Succeeds if it is already gone. A cgroup
-    /// that still holds processes (EBUSY) is reported as an error naming it.
+    /// Removes a pod's cgroup in every hierarchy, once, without waiting: see [`Self::destroy`].
     pub fn remove_pod_cgroup(&self, qos: QosClass, uid: &str) -> Result<(), CgroupError> {
-        self.remove(&self.pod_cgroup_name(qos, uid))
+        self.destroy(&self.pod_cgroup_name(qos, uid))
     }
 
-    /// Every pod cgroup present (uid, qos), for cleanup of pods the agent no longer runs.
+    /// Every process in cgroup `name` or below it, in any hierarchy (the kubelet's `Pids`).
+    pub fn pids(&self, name: &str) -> Vec<i32> {
+        let mut out = BTreeSet::new();
+        for dir in self.dirs(name) {
+            collect_pids(&dir, &mut out);
+        }
+        out.into_iter().collect()
+    }
+
+    /// Destroys cgroup `name` as the kubelet's pod container manager does: SIGKILL to every
+    /// process left in it or below it, then one attempt to remove its directories (children
+    /// first) in every hierarchy. Never sleeps: a process that has not exited yet, or cannot,
+    /// leaves the cgroup busy, and the error names the directory; the caller retries later.
+    /// An absent cgroup is success.
+    pub fn destroy(&self, name: &str) -> Result<(), CgroupError> {
+        kill_all(&self.pids(name));
+        self.remove(name)
+    }
+
+    /// Every pod cgroup present in any hierarchy, `(uid, qos)`, sorted: the direct `pod<uid>`
+    /// children of the QoS tiers (the kubelet's `GetAllPodsFromCgroups`).
     pub fn list_pod_cgroups(&self) -> Vec<(String, QosClass)> {
-        let Some(base) = self.dirs(&self.kubepods()).into_iter().next() else {
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        for (dir, qos) in [
-            (base.clone(), QosClass::Guaranteed),
-            (base.join("burstable"), QosClass::Burstable),
-            (base.join("besteffort"), QosClass::BestEffort),
+        let mut out = BTreeSet::new();
+        for qos in [
+            QosClass::Guaranteed,
+            QosClass::Burstable,
+            QosClass::BestEffort,
         ] {
-            let Ok(entries) = fs::read_dir(&dir) else {
-                continue;
-            };
-            for e in entries.flatten() {
-                if let Some(uid) = e.file_name().to_str().and_then(|n| n.strip_prefix("pod")) {
-                    if e.path().is_dir() {
-                        out.push((uid.to_string(), qos));
+            for dir in self.dirs(&self.qos_cgroup_name(qos)) {
+                let Ok(entries) = fs::read_dir(&dir) else {
+                    continue;
+                };
+                for e in entries.flatten() {
+                    let name = e.file_name();
+                    let Some(uid) = name.to_str().and_then(|n| n.strip_prefix("pod")) else {
+                        continue;
+                    };
+                    if !uid.is_empty() && e.file_type().is_ok_and(|t| t.is_dir()) {
+                        out.insert((uid.to_string(), qos_rank(qos)));
                     }
                 }
             }
         }
-        out
+        out.into_iter().map(|(uid, r)| (uid, RANKED[r])).collect()
     }
 
     /// The directories of one cgroup in every hierarchy that has it.
     pub fn dirs(&self, name: &str) -> Vec<PathBuf> {
         let rel = name.trim_start_matches('/');
         match &self.layout {
-            Layout::V2 => vec![self.mount_root.join(rel)],
+            Layout::V2 { .. } => vec![self.mount_root.join(rel)],
             Layout::V1 { controllers } => controllers
                 .iter()
                 .map(|c| self.mount_root.join(c).join(rel))
@@ -179,13 +284,13 @@ impl CgroupManager {
     pub fn controller_dir(&self, controller: &str, name: &str) -> PathBuf {
         let rel = name.trim_start_matches('/');
         match &self.layout {
-            Layout::V2 => self.mount_root.join(rel),
+            Layout::V2 { .. } => self.mount_root.join(rel),
             Layout::V1 { .. } => self.mount_root.join(controller).join(rel),
         }
     }
 
     fn create(&self, name: &str) -> Result<(), CgroupError> {
-        if let Layout::V2 = self.layout {
+        if let Layout::V2 { .. } = self.layout {
             self.enable_v2_controllers(name)?;
         }
         for dir in self.dirs(name) {
@@ -257,11 +362,17 @@ impl CgroupManager {
         Ok(())
     }
 
-    fn apply(&self, name: &str, r: &PodResources) -> Result<(), CgroupError> {
+    fn apply(&self, name: &str, r: &ResourceConfig) -> Result<(), CgroupError> {
+        let pids_value = |limit: i64| {
+            if limit > 0 {
+                limit.to_string()
+            } else {
+                "max".to_string()
+            }
+        };
         match &self.layout {
-            Layout::V1 { controllers } => {
-                let has = |c: &str| controllers.iter().any(|x| x == c);
-                if has("cpu") {
+            Layout::V1 { .. } => {
+                if self.has_controller("cpu") {
                     let dir = self.controller_dir("cpu", name);
                     if let Some(shares) = r.cpu_shares {
                         write_file(&dir.join("cpu.shares"), &shares.to_string())?;
@@ -273,25 +384,20 @@ impl CgroupManager {
                         write_file(&dir.join("cpu.cfs_quota_us"), &quota.to_string())?;
                     }
                 }
-                if has("memory") {
+                if self.has_controller("memory") {
                     if let Some(limit) = r.memory_limit {
                         let dir = self.controller_dir("memory", name);
                         write_file(&dir.join("memory.limit_in_bytes"), &limit.to_string())?;
                     }
                 }
-                if has("pids") {
+                if self.has_controller("pids") {
                     if let Some(limit) = r.pids_limit {
                         let dir = self.controller_dir("pids", name);
-                        let v = if limit > 0 {
-                            limit.to_string()
-                        } else {
-                            "max".into()
-                        };
-                        write_file(&dir.join("pids.max"), &v)?;
+                        write_file(&dir.join("pids.max"), &pids_value(limit))?;
                     }
                 }
             }
-            Layout::V2 => {
+            Layout::V2 { .. } => {
                 let dir = self.mount_root.join(name.trim_start_matches('/'));
                 if let Some(shares) = r.cpu_shares {
                     write_file(
@@ -310,19 +416,54 @@ impl CgroupManager {
                 if let Some(limit) = r.memory_limit {
                     write_file(&dir.join("memory.max"), &limit.to_string())?;
                 }
+                if let Some(min) = r.memory_min {
+                    write_file(&dir.join("memory.min"), &min.to_string())?;
+                }
+                if let Some(low) = r.memory_low {
+                    write_file(&dir.join("memory.low"), &low.to_string())?;
+                }
                 if let Some(limit) = r.pids_limit {
-                    let v = if limit > 0 {
-                        limit.to_string()
-                    } else {
-                        "max".into()
-                    };
-                    write_file(&dir.join("pids.max"), &v)?;
+                    write_file(&dir.join("pids.max"), &pids_value(limit))?;
                 }
             }
+        }
+        self.apply_hugetlb(name, r.hugepage_limits.as_ref())
+    }
+
+    /// Huge page limits: the sizes given, and 0 for every other size the node has (the
+    /// kubelet's `maybeSetHugetlb`). Skipped where there is no `hugetlb` controller.
+    fn apply_hugetlb(
+        &self,
+        name: &str,
+        limits: Option<&BTreeMap<u64, i64>>,
+    ) -> Result<(), CgroupError> {
+        let Some(limits) = limits else {
+            return Ok(());
+        };
+        if !self.has_controller("hugetlb") {
+            return Ok(());
+        }
+        let dir = self.controller_dir("hugetlb", name);
+        let suffix = match self.layout {
+            Layout::V1 { .. } => "limit_in_bytes",
+            Layout::V2 { .. } => "max",
+        };
+        let sizes: BTreeSet<u64> = self
+            .hugepage_sizes
+            .iter()
+            .chain(limits.keys())
+            .copied()
+            .collect();
+        for size in sizes {
+            let limit = limits.get(&size).copied().unwrap_or(0).max(0);
+            let file = format!("hugetlb.{}.{suffix}", hugetlb_size_name(size));
+            write_file(&dir.join(file), &limit.to_string())?;
         }
         Ok(())
     }
 
+    /// One pass over every hierarchy: the first failure is returned, after every hierarchy
+    /// was tried.
     fn remove(&self, name: &str) -> Result<(), CgroupError> {
         let mut first_err = None;
         for dir in self.dirs(name) {
@@ -332,24 +473,12 @@ impl CgroupManager {
         }
         first_err.map_or(Ok(()), Err)
     }
-
-    /// Removes `<cgroup-root>/kubepods` entirely (children first). For tests and teardown of a
-    /// private `--cgroup-root`; fails if pods are still running.
-    pub fn remove_tree(&self, name: &str) -> Result<(), CgroupError> {
-        for dir in self.dirs(name) {
-            remove_tree_dir(&dir)?;
-        }
-        Ok(())
-    }
 }
 
-/// Removes one cgroup directory; an absent one is fine. A cgroup with lingering children (for
-/// example container cgroups runc has not removed yet) has them removed first.
+/// Removes one cgroup directory, children first (container cgroups runc has not removed
+/// yet), one `rmdir` each. An absent directory is fine. Never sleeps: a busy cgroup (EBUSY,
+/// processes still inside) is an error for the caller to retry later.
 fn remove_cgroup_dir(dir: &Path) -> Result<(), CgroupError> {
-    remove_tree_dir(dir)
-}
-
-fn remove_tree_dir(dir: &Path) -> Result<(), CgroupError> {
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -360,33 +489,83 @@ fn remove_tree_dir(dir: &Path) -> Result<(), CgroupError> {
             })
         }
     };
+    let mut first_err = None;
     for e in entries.flatten() {
         if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-            remove_tree_dir(&e.path())?;
-        }
-    }
-    // rmdir of a cgroup can fail with EBUSY for a moment after its last task exits.
-    let mut last = None;
-    for _ in 0..50 {
-        match fs::remove_dir(dir) {
-            Ok(()) => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
-                last = Some(e);
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            Err(source) => {
-                return Err(CgroupError::Remove {
-                    path: dir.to_path_buf(),
-                    source,
-                })
+            if let Err(e) = remove_cgroup_dir(&e.path()) {
+                first_err.get_or_insert(e);
             }
         }
     }
-    Err(CgroupError::Remove {
-        path: dir.to_path_buf(),
-        source: last.unwrap_or_else(|| io::Error::from_raw_os_error(libc::EBUSY)),
-    })
+    if let Some(e) = first_err {
+        return Err(e);
+    }
+    match fs::remove_dir(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(CgroupError::Remove {
+            path: dir.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// Adds the processes of `dir` and of every cgroup below it to `out`.
+fn collect_pids(dir: &Path, out: &mut BTreeSet<i32>) {
+    if let Ok(s) = fs::read_to_string(dir.join("cgroup.procs")) {
+        out.extend(s.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+    }
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            collect_pids(&e.path(), out);
+        }
+    }
+}
+
+/// SIGKILL to each process (the kubelet's `killOnePid`); one that already exited is fine.
+/// Never the agent itself or init, whatever a cgroup file says.
+fn kill_all(pids: &[i32]) {
+    let me = std::process::id() as i32;
+    for &pid in pids {
+        if pid <= 1 || pid == me {
+            continue;
+        }
+        // SAFETY: kill(2) with a plain pid and signal; it touches no memory of ours.
+        let rc = unsafe { libc::kill(pid, libc::SIGKILL) };
+        if rc != 0 {
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() != Some(libc::ESRCH) {
+                tracing::debug!(pid, error = %err, "cannot kill a process left in a cgroup");
+            }
+        }
+    }
+}
+
+/// The kernel's name of a huge page size in `hugetlb.<size>.*` files: `2MB`, `1GB`, `64KB`
+/// (runc's `HugePageSizes` spelling).
+pub fn hugetlb_size_name(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KB", "MB", "GB", "TB", "PB"];
+    let mut v = bytes as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < UNITS.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    format!("{v}{}", UNITS[i])
+}
+
+/// QoS classes in a fixed order, for sorting.
+const RANKED: [QosClass; 3] = [
+    QosClass::Guaranteed,
+    QosClass::Burstable,
+    QosClass::BestEffort,
+];
+
+fn qos_rank(q: QosClass) -> usize {
+    RANKED.iter().position(|r| *r == q).unwrap_or(0)
 }
 
 fn write_file(path: &Path, value: &str) -> Result<(), CgroupError> {
@@ -407,8 +586,9 @@ fn join_cgroup(parent: &str, child: &str) -> String {
 
 /// Detects v2 (a `cgroup.controllers` at the root) or v1 (controller directories).
 pub fn detect_layout(mount_root: &Path) -> Result<Layout, CgroupError> {
-    if mount_root.join("cgroup.controllers").exists() {
-        return Ok(Layout::V2);
+    if let Ok(s) = fs::read_to_string(mount_root.join("cgroup.controllers")) {
+        let controllers = s.split_whitespace().map(str::to_string).collect();
+        return Ok(Layout::V2 { controllers });
     }
     let controllers: Vec<String> = V1_CONTROLLERS
         .iter()
@@ -459,12 +639,13 @@ pub fn shares_to_weight(shares: u64) -> u64 {
 }
 
 /// The pod-level limits the kubelet puts on a pod cgroup: CPU shares from the sum of requests,
-/// a CFS quota and a memory limit only when every container has that limit, and the pod PID
-/// limit.
+/// a CFS quota and a memory limit only when every container has that limit, the pod PID
+/// limit, and its huge pages (every size it does not request limited to 0).
 pub fn pod_resources(pod: &Pod, pods_pids_limit: i64) -> PodResources {
     let totals = qos::pod_totals(pod);
     let mut r = PodResources {
         cpu_shares: Some(milli_cpu_to_shares(totals.cpu_request_milli)),
+        hugepage_limits: Some(qos::pod_hugepages(pod)),
         ..Default::default()
     };
     if totals.all_have_cpu_limit {
@@ -536,7 +717,14 @@ mod tests {
             m.pod_cgroup_name(QosClass::BestEffort, "u1"),
             "/kubepods/besteffort/podu1"
         );
-        m.ensure_qos_cgroups().unwrap();
+        m.ensure(
+            &m.qos_cgroup_name(QosClass::BestEffort),
+            &ResourceConfig {
+                cpu_shares: Some(MIN_SHARES),
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert_eq!(
             fs::read_to_string(t.path().join("cpu/kubepods/besteffort/cpu.shares")).unwrap(),
             "2"
@@ -600,13 +788,18 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         fs::write(t.path().join("cgroup.controllers"), "cpu memory pids\n").unwrap();
         let m = CgroupManager::new(t.path(), "/").unwrap();
-        assert_eq!(m.layout(), &Layout::V2);
+        assert_eq!(
+            m.layout(),
+            &Layout::V2 {
+                controllers: vec!["cpu".into(), "memory".into(), "pids".into()]
+            }
+        );
         let res = PodResources {
             cpu_shares: Some(1024),
             cpu_quota: Some(50_000),
             cpu_period: Some(100_000),
             memory_limit: Some(1 << 30),
-            pids_limit: None,
+            ..Default::default()
         };
         m.ensure_pod_cgroup(QosClass::Guaranteed, "g", &res)
             .unwrap();
@@ -624,5 +817,104 @@ mod tests {
             fs::read_to_string(t.path().join("cgroup.subtree_control")).unwrap(),
             "+cpu +memory +pids"
         );
+    }
+
+    #[test]
+    fn hugetlb_file_names_follow_the_kernel() {
+        assert_eq!(hugetlb_size_name(2 << 20), "2MB");
+        assert_eq!(hugetlb_size_name(1 << 30), "1GB");
+        assert_eq!(hugetlb_size_name(64 << 10), "64KB");
+        assert_eq!(hugetlb_size_name(32 << 20), "32MB");
+    }
+
+    #[test]
+    fn pods_get_their_huge_pages_and_zero_for_other_sizes() {
+        let t = tempfile::tempdir().unwrap();
+        for c in ["cpu", "memory", "hugetlb"] {
+            fs::create_dir_all(t.path().join(c)).unwrap();
+            fs::write(t.path().join(c).join("cgroup.procs"), "").unwrap();
+        }
+        let m = CgroupManager::new(t.path(), "/")
+            .unwrap()
+            .with_hugepage_sizes([2 << 20, 1 << 30]);
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "uid": "h"},
+            "spec": {"containers": [
+                {"name": "a", "image": "i", "resources": {"limits": {
+                    "cpu": "1", "memory": "1Gi", "hugepages-2Mi": "64Mi"}}},
+                {"name": "b", "image": "i", "resources": {"limits": {
+                    "cpu": "1", "memory": "1Gi", "hugepages-2Mi": "32Mi"}}}
+            ]}
+        }))
+        .unwrap();
+        let r = pod_resources(&pod, 0);
+        assert_eq!(
+            r.hugepage_limits,
+            Some(BTreeMap::from([(2 << 20, 96 << 20)]))
+        );
+        m.ensure_pod_cgroup(QosClass::Guaranteed, "h", &r).unwrap();
+        let dir = t.path().join("hugetlb/kubepods/podh");
+        assert_eq!(
+            fs::read_to_string(dir.join("hugetlb.2MB.limit_in_bytes")).unwrap(),
+            (96u64 << 20).to_string()
+        );
+        assert_eq!(
+            fs::read_to_string(dir.join("hugetlb.1GB.limit_in_bytes")).unwrap(),
+            "0"
+        );
+    }
+
+    #[test]
+    fn pod_cgroups_are_found_in_any_hierarchy() {
+        let t = v1_tree();
+        let m = CgroupManager::new(t.path(), "/").unwrap();
+        fs::create_dir_all(t.path().join("memory/kubepods/besteffort/poda")).unwrap();
+        fs::create_dir_all(t.path().join("cpu/kubepods/besteffort/poda")).unwrap();
+        fs::create_dir_all(t.path().join("pids/kubepods/podb")).unwrap();
+        fs::create_dir_all(t.path().join("pids/kubepods/burstable")).unwrap();
+        fs::write(t.path().join("cpu/kubepods/podfile"), "").unwrap();
+        assert_eq!(
+            m.list_pod_cgroups(),
+            vec![
+                ("a".to_string(), QosClass::BestEffort),
+                ("b".to_string(), QosClass::Guaranteed)
+            ]
+        );
+    }
+
+    #[test]
+    fn pids_are_collected_below_the_cgroup_in_every_hierarchy() {
+        let t = v1_tree();
+        let m = CgroupManager::new(t.path(), "/").unwrap();
+        // Beyond any kernel's pid range: nothing real is ever named here.
+        let d = t.path().join("memory/kubepods/podx/c1");
+        fs::create_dir_all(&d).unwrap();
+        fs::write(d.join("cgroup.procs"), "2147483001\n2147483002\n").unwrap();
+        fs::create_dir_all(t.path().join("cpu/kubepods/podx")).unwrap();
+        fs::write(
+            t.path().join("cpu/kubepods/podx/cgroup.procs"),
+            "2147483002\n",
+        )
+        .unwrap();
+        assert_eq!(m.pids("/kubepods/podx"), vec![2_147_483_001, 2_147_483_002]);
+        // Destroying kills them (no such processes: fine) and removes what it can: the
+        // fixture's plain files keep these directories, so the error names one.
+        let err = m.destroy("/kubepods/podx").unwrap_err().to_string();
+        assert!(err.contains("kubepods/podx"), "{err}");
+        fs::remove_file(d.join("cgroup.procs")).unwrap();
+        fs::remove_file(t.path().join("cpu/kubepods/podx/cgroup.procs")).unwrap();
+        m.destroy("/kubepods/podx").unwrap();
+        assert!(!t.path().join("memory/kubepods/podx").exists());
+    }
+
+    #[test]
+    fn only_ebusy_is_busy() {
+        let err = |code| CgroupError::Remove {
+            path: "/x".into(),
+            source: io::Error::from_raw_os_error(code),
+        };
+        assert!(err(libc::EBUSY).is_busy());
+        assert!(!err(libc::ENOTEMPTY).is_busy());
+        assert!(!err(libc::EACCES).is_busy());
     }
 }

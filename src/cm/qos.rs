@@ -1,6 +1,8 @@
 //! Pod QoS classes and the effective pod resource totals, as `pkg/apis/core/helper/qos` and
 //! `pkg/kubelet/cm/helpers_linux.go` compute them.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::core::v1::{Container, Pod};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
@@ -164,6 +166,53 @@ pub fn pod_totals(pod: &Pod) -> PodTotals {
     t.memory_request = t.memory_request.max(init_max.memory_request);
     t.memory_limit = t.memory_limit.max(init_max.memory_limit);
     t
+}
+
+/// A pod's huge pages in bytes by page size in bytes, from `hugepages-<size>` limits (which
+/// equal the requests): app containers and sidecars add up, an ordinary init container alone
+/// raises a size to its own value if larger.
+pub fn pod_hugepages(pod: &Pod) -> BTreeMap<u64, i64> {
+    let mut total: BTreeMap<u64, i64> = BTreeMap::new();
+    let mut init_max: BTreeMap<u64, i64> = BTreeMap::new();
+    let Some(spec) = pod.spec.as_ref() else {
+        return total;
+    };
+    let pages = |c: &Container| -> Vec<(u64, i64)> {
+        let res = c.resources.as_ref();
+        let map = res
+            .and_then(|r| r.limits.as_ref())
+            .or_else(|| res.and_then(|r| r.requests.as_ref()));
+        map.into_iter()
+            .flatten()
+            .filter_map(|(name, q)| {
+                let size = name.strip_prefix("hugepages-")?;
+                let size = crate::resource::parse_quantity(size).ok()?.value();
+                let bytes = crate::resource::parse_quantity(&q.0).ok()?.value();
+                (size > 0).then_some((size as u64, bytes))
+            })
+            .collect()
+    };
+    for c in spec.init_containers.iter().flatten() {
+        let sidecar = c.restart_policy.as_deref() == Some("Always");
+        for (size, bytes) in pages(c) {
+            if sidecar {
+                *total.entry(size).or_insert(0) += bytes;
+            } else {
+                let e = init_max.entry(size).or_insert(0);
+                *e = (*e).max(bytes);
+            }
+        }
+    }
+    for c in &spec.containers {
+        for (size, bytes) in pages(c) {
+            *total.entry(size).or_insert(0) += bytes;
+        }
+    }
+    for (size, bytes) in init_max {
+        let e = total.entry(size).or_insert(0);
+        *e = (*e).max(bytes);
+    }
+    total
 }
 
 /// The container's request and limit of `resource` (millicores for `cpu`, bytes for memory).

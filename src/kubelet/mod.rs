@@ -1,7 +1,13 @@
 //! The kubelet proper: the shared context every pod worker uses ([`Kubelet`]), the sync loop
 //! that turns source changes and PLEG events into work for pod workers, and housekeeping that
 //! tears down pods no source claims (for example pods whose manifest vanished while the agent
-//! was down).
+//! was down) and hands their leftover pod cgroups to the container manager.
+//!
+//! Housekeeping never runs on the loop itself: each tick posts a request to a housekeeping
+//! task (skipped while the previous pass still runs), which lists the runtime's sandboxes and
+//! starts teardowns; orphaned pod cgroups are destroyed on the container manager's own thread
+//! ([`crate::cm::manager`]), with a backoff per cgroup. A stuck cgroup or a slow runtime call
+//! therefore never delays a pod's start.
 //!
 //! - `sync`: one pod's sync (`SyncPod`), container start with backoff, and termination.
 //! - `pod_workers`: one task per pod serializing that pod's syncs.
@@ -22,7 +28,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::backoff::Backoff;
-use crate::cm::CgroupManager;
+use crate::cm::{ActivePods, ContainerManager};
 use crate::fieldpath::PodRuntimeFacts;
 use crate::health::Health;
 use crate::images::ImageManager;
@@ -65,7 +71,8 @@ pub struct Kubelet {
     pub opts: KubeletOptions,
     pub runtime: RuntimeService,
     pub images: ImageManager,
-    pub cgroups: CgroupManager,
+    /// The node's cgroups: pod cgroups, QoS tiers, node allocatable, orphan cleanup.
+    pub cgroups: ContainerManager,
     pub status: StatusManager,
     pub metrics: Metrics,
     pub health: Health,
@@ -107,7 +114,7 @@ impl Kubelet {
         opts: KubeletOptions,
         runtime: RuntimeService,
         images: ImageManager,
-        cgroups: CgroupManager,
+        cgroups: ContainerManager,
         metrics: Metrics,
         health: Health,
         objects: Arc<dyn ObjectSource>,
@@ -234,12 +241,22 @@ impl Kubelet {
         }
     }
 
-    /// Learns the runtime's name and prepares the QoS cgroups. Errors are reported, not fatal:
-    /// the runtime may come up later.
+    /// Sets up the node's cgroups (`kubepods` with node allocatable, reserved cgroups, QoS
+    /// tiers; a failure there is fatal) and starts the container manager's thread, then learns
+    /// the runtime's name. Runtime errors are reported, not fatal: the runtime may come up later.
     pub async fn initialize(&self) -> Result<(), String> {
+        let cm = self.cgroups.clone();
+        let enforced = tokio::task::spawn_blocking(move || cm.setup())
+            .await
+            .map_err(|e| format!("cannot set up the node's cgroups: {e}"))?
+            .map_err(|e| format!("cannot set up the node's cgroups: {e}"))?;
+        let pods = NodePods {
+            status: self.status.clone(),
+            pods_root: self.pods_root(),
+        };
         self.cgroups
-            .ensure_qos_cgroups()
-            .map_err(|e| format!("cannot create QoS cgroups: {e}"))?;
+            .start(Arc::new(pods), enforced)
+            .map_err(|e| e.to_string())?;
         std::fs::create_dir_all(self.pods_root())
             .map_err(|e| format!("cannot create {}: {e}", self.pods_root().display()))?;
         match self.runtime.version().await {
@@ -281,7 +298,7 @@ pub async fn run_sync_loop(kl: Arc<Kubelet>, mut inputs: SyncLoopInputs) {
     let mut workers = PodWorkers::new(kl.clone(), done_tx);
     // Pods re-added while their previous incarnation was still terminating.
     let mut readd: HashMap<String, Arc<Pod>> = HashMap::new();
-    let mut orphans: HashMap<String, JoinHandle<()>> = HashMap::new();
+    let mut housekeeper = Housekeeper::spawn(kl.clone());
     let mut commands = kl
         .command_rx
         .lock()
@@ -315,22 +332,23 @@ pub async fn run_sync_loop(kl: Arc<Kubelet>, mut inputs: SyncLoopInputs) {
             Some(uid) = done_rx.recv() => {
                 workers.finished(&uid);
                 kl.status.remove(&uid);
+                kl.cgroups.pods_changed();
                 if let Some(pod) = readd.remove(&uid) {
                     start_pod(&kl, &mut workers, pod);
                 }
             }
             _ = housekeeping.tick() => {
-                orphans.retain(|_, h| !h.is_finished());
                 kl.images.gc();
                 kl.crash_backoff.lock().gc(tokio::time::Instant::now());
                 if config.sources_ready() {
                     kl.sources_ready.store(true, std::sync::atomic::Ordering::Relaxed);
                     let desired: HashSet<String> = config.pods().into_keys().collect();
-                    cleanup_orphans(&kl, &desired, &workers, &mut orphans).await;
+                    housekeeper.request(&kl, desired);
                 }
             }
         }
     }
+    housekeeper.stop();
     volume_refresh.abort();
     tracing::info!("pod sources closed; sync loop stopping");
 }
@@ -374,6 +392,7 @@ fn start_pod(kl: &Arc<Kubelet>, workers: &mut PodWorkers, pod: Arc<Pod>) {
         }
     }
     kl.status.set_pod(&uid, pod.clone());
+    kl.cgroups.pods_changed();
     workers.start(pod);
 }
 
@@ -430,51 +449,115 @@ pub fn pod_ref(pod: &Pod) -> String {
     )
 }
 
-/// Tears down runtime pods (and pod cgroups) that no source wants and no worker owns.
+/// The housekeeping task's handle in the sync loop: a request per tick, dropped while a pass
+/// still runs, and a new task if the old one died.
+struct Housekeeper {
+    tx: mpsc::Sender<HashSet<String>>,
+    task: JoinHandle<()>,
+}
+
+impl Housekeeper {
+    fn spawn(kl: Arc<Kubelet>) -> Self {
+        let (tx, rx) = mpsc::channel(1);
+        let task = tokio::spawn(run_housekeeping(kl, rx));
+        Self { tx, task }
+    }
+
+    /// Posts a pass over `desired` (the UIDs the sources want). Never waits.
+    fn request(&mut self, kl: &Arc<Kubelet>, desired: HashSet<String>) {
+        match self.tx.try_send(desired) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::debug!("previous housekeeping pass still running; skipping this tick");
+            }
+            Err(mpsc::error::TrySendError::Closed(desired)) => {
+                tracing::error!("housekeeping task stopped; restarting it");
+                *self = Self::spawn(kl.clone());
+                let _ = self.tx.try_send(desired);
+            }
+        }
+    }
+
+    fn stop(self) {
+        self.task.abort();
+    }
+}
+
+/// The housekeeping task: one pass per request, off the sync loop.
+async fn run_housekeeping(kl: Arc<Kubelet>, mut rx: mpsc::Receiver<HashSet<String>>) {
+    let mut orphans: HashMap<String, JoinHandle<()>> = HashMap::new();
+    while let Some(desired) = rx.recv().await {
+        orphans.retain(|_, h| !h.is_finished());
+        cleanup_orphans(&kl, &desired, &mut orphans).await;
+    }
+}
+
+/// Tears down runtime pods that no source wants and the node does not know, then hands the
+/// container manager the UIDs whose pod cgroups must stay (the rest are orphans it destroys).
+/// The node's pods are read live from the status manager after the runtime was listed, so a pod
+/// started meanwhile is never taken for an orphan.
 async fn cleanup_orphans(
     kl: &Arc<Kubelet>,
     desired: &HashSet<String>,
-    workers: &PodWorkers,
     orphans: &mut HashMap<String, JoinHandle<()>>,
 ) {
     let sandboxes = match kl.runtime.list_pod_sandboxes(None).await {
         Ok(s) => s,
+        // Without the runtime's view no cgroup can be judged an orphan either.
         Err(_) => return,
     };
-    let mut seen = HashSet::new();
+    let mut keep: HashSet<String> = desired.clone();
     for sb in sandboxes {
         let id = crate::kuberuntime::labels::pod_identity(&sb.labels);
-        if id.uid.is_empty()
-            || desired.contains(&id.uid)
-            || workers.exists(&id.uid)
-            || orphans.contains_key(&id.uid)
-        {
+        if id.uid.is_empty() || !keep.insert(id.uid.clone()) {
             continue;
         }
-        if !seen.insert(id.uid.clone()) {
+        if kl.status.pod(&id.uid).is_some() || orphans.contains_key(&id.uid) {
             continue;
         }
         tracing::info!(pod = %format!("{}/{}", id.namespace, id.name), uid = %id.uid, "tearing down pod that no source claims");
         let kl2 = kl.clone();
         let uid = id.uid.clone();
         orphans.insert(
-            uid.clone(),
+            uid,
             tokio::spawn(async move {
                 sync::teardown_orphan(&kl2, &id).await;
             }),
         );
     }
-    // Pod cgroups whose pod is gone everywhere.
-    for (uid, qos) in kl.cgroups.list_pod_cgroups() {
-        if desired.contains(&uid)
-            || workers.exists(&uid)
-            || orphans.contains_key(&uid)
-            || seen.contains(&uid)
-        {
-            continue;
-        }
-        if let Err(e) = kl.cgroups.remove_pod_cgroup(qos, &uid) {
-            tracing::warn!(uid = %uid, error = %e, "cannot remove orphaned pod cgroup");
-        }
+    keep.extend(orphans.keys().cloned());
+    kl.cgroups.housekeep(keep);
+}
+
+/// The node's pods as the container manager sees them: the status manager's, and their
+/// volume directories under `<root-dir>/pods`.
+struct NodePods {
+    status: StatusManager,
+    pods_root: PathBuf,
+}
+
+impl ActivePods for NodePods {
+    fn active_pods(&self) -> Vec<Pod> {
+        self.status.pods()
+    }
+
+    fn knows(&self, uid: &str) -> bool {
+        self.status.pod(uid).is_some()
+    }
+
+    /// `<root-dir>/pods/<uid>/volumes/<plugin>/<name>` on disk (the kubelet's
+    /// `getPodVolumePathListFromDisk`); called on the container manager's thread.
+    fn volumes_exist(&self, uid: &str) -> bool {
+        let volumes =
+            poddirs::pod_dir(&self.pods_root, uid).join(crate::volumemanager::VOLUMES_DIR);
+        std::fs::read_dir(volumes)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|plugin| {
+                std::fs::read_dir(plugin.path())
+                    .map(|mut d| d.next().is_some())
+                    .unwrap_or(false)
+            })
     }
 }

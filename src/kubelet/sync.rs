@@ -712,8 +712,8 @@ pub async fn kill_pod(kl: &Kubelet, pod: &Pod, rt: &PodRuntimeStatus, grace: i64
     }
 }
 
-/// Removes every container and sandbox of a stopped pod, then its cgroup, log and pod
-/// directories.
+/// Removes every container and sandbox of a stopped pod, then its log directory, volumes,
+/// cgroup and pod directory.
 async fn remove_pod(kl: &Kubelet, id: &PodIdentity, rt: &PodRuntimeStatus, qos: Option<QosClass>) {
     for c in &rt.containers {
         if let Err(e) = kl.runtime.remove_container(&c.id).await {
@@ -729,21 +729,6 @@ async fn remove_pod(kl: &Kubelet, id: &PodIdentity, rt: &PodRuntimeStatus, qos: 
             }
         }
     }
-    let qos_list: Vec<QosClass> = match qos {
-        Some(q) => vec![q],
-        None => kl
-            .cgroups
-            .list_pod_cgroups()
-            .into_iter()
-            .filter(|(u, _)| *u == id.uid)
-            .map(|(_, q)| q)
-            .collect(),
-    };
-    for q in qos_list {
-        if let Err(e) = kl.cgroups.remove_pod_cgroup(q, &id.uid) {
-            tracing::warn!(uid = %id.uid, error = %e, "cannot remove pod cgroup");
-        }
-    }
     let log_dir = pod_log_dir(&kl.opts.log_root, &id.namespace, &id.name, &id.uid);
     if let Err(e) = std::fs::remove_dir_all(&log_dir) {
         if e.kind() != std::io::ErrorKind::NotFound {
@@ -756,6 +741,12 @@ async fn remove_pod(kl: &Kubelet, id: &PodIdentity, rt: &PodRuntimeStatus, qos: 
         tracing::warn!(uid = %id.uid, error = %e, "cannot tear down pod volumes; keeping the pod directory");
         return;
     }
+    // The cgroup once the volumes are gone (memory-backed ones are then not charged to the
+    // parent), as the kubelet orders it; off the runtime's threads (`spawn_blocking`), a few
+    // quick tries, and a cgroup still busy after them is housekeeping's, with its own backoff
+    // and a single report. When the volumes could not be torn down, housekeeping also keeps the
+    // cgroup, at minimum CPU, until they are.
+    kl.cgroups.destroy_pod_cgroup(&id.uid, qos).await;
     if let Err(e) = poddirs::remove_pod_dir(&kl.pods_root(), &id.uid) {
         tracing::warn!(uid = %id.uid, error = %e, "cannot remove pod directory");
     }
