@@ -251,8 +251,11 @@ const REFUSALS: &[Refusal] = &[
     },
 ];
 
+/// A file field and whether it is set to something kubelet-rs should report.
+type FieldCheck = (&'static str, fn(&KubeletConfiguration) -> bool);
+
 /// Kubelet API settings (file fields): given, they are reported as having no effect yet.
-const API_FIELDS: &[(&str, fn(&KubeletConfiguration) -> bool)] = &[
+const API_FIELDS: &[FieldCheck] = &[
     ("enableServer", |c| c.enable_server == Some(true)),
     ("port", |c| c.port.is_some()),
     ("tlsCertFile", |c| non_empty(&c.tls_cert_file).is_some()),
@@ -298,7 +301,7 @@ const API_FIELDS: &[(&str, fn(&KubeletConfiguration) -> bool)] = &[
 ];
 
 /// Container log rotation settings at a value other than the kubelet's default.
-const LOG_ROTATION_FIELDS: &[(&str, fn(&KubeletConfiguration) -> bool)] = &[
+const LOG_ROTATION_FIELDS: &[FieldCheck] = &[
     ("containerLogMaxSize", |c| {
         non_empty(&c.container_log_max_size).is_some_and(|v| v != "\"10Mi\"")
     }),
@@ -315,7 +318,7 @@ const LOG_ROTATION_FIELDS: &[(&str, fn(&KubeletConfiguration) -> bool)] = &[
 ];
 
 /// Graceful shutdown settings that ask for it.
-const SHUTDOWN_FIELDS: &[(&str, fn(&KubeletConfiguration) -> bool)] = &[
+const SHUTDOWN_FIELDS: &[FieldCheck] = &[
     ("shutdownGracePeriod", |c| {
         c.shutdown_grace_period.is_some_and(|d| !d.0.is_zero())
     }),
@@ -377,11 +380,7 @@ pub(super) fn check(r: &Resolver<'_>) -> Result<Vec<String>, ConfigError> {
 const API_WARNING: &str = "kubelet-rs does not serve the authenticated kubelet API (port 10250) \
                            yet, so these settings have no effect";
 
-fn given(
-    r: &Resolver<'_>,
-    c: &KubeletConfiguration,
-    fields: &[(&'static str, fn(&KubeletConfiguration) -> bool)],
-) -> Vec<String> {
+fn given(r: &Resolver<'_>, c: &KubeletConfiguration, fields: &[FieldCheck]) -> Vec<String> {
     fields
         .iter()
         .filter(|(_, set)| set(c))
@@ -513,7 +512,6 @@ fn previous_minor() -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::config::{file::parse_config, resolve, Flags};
     use std::path::Path;
 
