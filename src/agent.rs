@@ -573,6 +573,11 @@ pub async fn check_kernel_defaults(proc_root: &std::path::Path) -> Result<(), Ho
 /// The kubelet's `CheckLimitsForResolvConf`: warns once when cluster pods would lose part of
 /// the host's search line.
 async fn check_host_dns(dns: &DnsSettings) {
+    if dns.cluster_dns.is_empty() {
+        tracing::info!(
+            "no clusterDNS (--cluster-dns): pods with dnsPolicy ClusterFirst get the host's DNS (Default), each with a MissingClusterDNS event"
+        );
+    }
     match crate::kuberuntime::dns::read_host_config(dns.resolv_conf.as_deref()).await {
         Ok(host) => {
             if let Some(w) = crate::kuberuntime::dns::check_host_limits(dns, &host) {

@@ -414,7 +414,13 @@ async fn make_sandbox_config(
     let host = dns::read_host_config(settings.resolv_conf.as_deref()).await?;
     let (pod_dns, events) = dns::pod_dns(settings, &host, pod);
     for e in events {
-        tracing::warn!(pod = %pod_ref(pod), reason = e.reason, "{}", e.message);
+        // As the kubelet: the missing cluster DNS is an event only (the agent says it once at
+        // start); a cut resolver configuration is also logged.
+        if e.reason == "MissingClusterDNS" {
+            tracing::debug!(pod = %pod_ref(pod), reason = e.reason, "{}", e.message);
+        } else {
+            tracing::warn!(pod = %pod_ref(pod), reason = e.reason, "{}", e.message);
+        }
         kl.events.warning(pod, e.reason, &e.message);
     }
     let ctx = SandboxContext {
