@@ -682,3 +682,16 @@ fn crash_loop_backoff_cap_needs_its_gate() {
     assert_eq!(s.crash_loop_backoff, (secs(1), secs(60)));
     assert_eq!(load(&[]).unwrap().crash_loop_backoff, (secs(10), secs(300)));
 }
+
+#[test]
+fn image_maximum_gc_age_needs_its_gate() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), "imageMaximumGCAge: 24h\n");
+    let cfg = format!("--config={}", path.display());
+    assert_eq!(load(&[&cfg]).unwrap().image_maximum_gc_age, secs(24 * 3600));
+    let err = load_err(&[&cfg, "--feature-gates=ImageMaximumGCAge=false"]);
+    assert!(
+        err.ends_with("ImageMaximumGCAge feature gate is required for Kubelet configuration option imageMaximumGCAge"),
+        "{err}"
+    );
+}

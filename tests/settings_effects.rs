@@ -100,7 +100,11 @@ fn cpu_cfs_quota_period_sets_period_and_quota() {
     let pod = agent.wait_running("limited", START);
     let (pod_cg, container_cg) = cgroups(&agent, &pod);
     // 250m over a 50 ms period: 12.5 ms.
-    assert_eq!(cfs(&container_cg), (50_000, 12_500), "container {container_cg}");
+    assert_eq!(
+        cfs(&container_cg),
+        (50_000, 12_500),
+        "container {container_cg}"
+    );
     assert_eq!(cfs(&pod_cg), (50_000, 12_500), "pod {pod_cg}");
 }
 

@@ -12,8 +12,9 @@
 //!
 //! Gates only record what was asked. Those kubelet-rs acts on are read with
 //! [`FeatureGates::enabled`]: `CustomCPUCFSQuotaPeriod` (a `cpuCFSQuotaPeriod` other than 100 ms),
-//! `KubeletCrashLoopBackOffMax` (`crashLoopBackOff.maxContainerRestartPeriod`) and
-//! `ReduceDefaultCrashLoopBackOffDecay` (1 s doubling to 60 s). The others change nothing in
+//! `ImageMaximumGCAge` (`imageMaximumGCAge`), `KubeletCrashLoopBackOffMax`
+//! (`crashLoopBackOff.maxContainerRestartPeriod`) and `ReduceDefaultCrashLoopBackOffDecay` (1 s
+//! doubling to 60 s). The others change nothing in
 //! kubelet-rs: most concern the API server, controllers, the scheduler or kube-proxy, and the
 //! kubelet features behind the rest are listed in [`super::support`].
 

@@ -17,7 +17,7 @@
 //! other work will implement, reported in [`KubeletSettings::warnings`]; [`support`] has the
 //! table of what every field and flag does.
 //!
-//! [`resolve`] reads one section at a time ([`sections`]). [`init_logging`] sets up `tracing`
+//! [`resolve`] reads one section at a time (`sections`). [`init_logging`] sets up `tracing`
 //! from `--v`.
 
 pub mod duration;
@@ -575,7 +575,7 @@ fn quantity_map(
 /// Merges flags, an already-read config file and the machine's hostname into settings, and
 /// validates them. [`load`] is this plus reading the file and the hostname; tests call it
 /// directly. Each section of the KubeletConfiguration is resolved by its own function in
-/// [`sections`]; [`support`] then refuses (or warns about) what kubelet-rs cannot honor.
+/// `sections`; [`support`] then refuses (or warns about) what kubelet-rs cannot honor.
 pub fn resolve(
     flags: &Flags,
     file: Option<(&Path, &KubeletConfiguration)>,
@@ -591,7 +591,7 @@ pub fn resolve(
     let (authentication, authorization) = sections::auth(&r)?;
     let capacity = sections::capacity(&r)?;
     let eviction = sections::eviction(&r)?;
-    let image_gc = sections::image_gc(&r)?;
+    let image_gc = sections::image_gc(&r, &feature_gates)?;
     let periods = sections::periods(&r)?;
     let cgroups = sections::cgroups(&r)?;
     let cpu = sections::cpu_quota(&r, &feature_gates)?;

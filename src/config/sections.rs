@@ -596,7 +596,7 @@ pub(super) struct ImageGc {
     pub maximum_age: Duration,
 }
 
-pub(super) fn image_gc(r: &Resolver<'_>) -> Result<ImageGc, ConfigError> {
+pub(super) fn image_gc(r: &Resolver<'_>, gates: &FeatureGates) -> Result<ImageGc, ConfigError> {
     let flags = r.flags;
     let (high, s_high) = r.pick(
         key("imageGCHighThresholdPercent", "image-gc-high-threshold"),
@@ -630,6 +630,14 @@ pub(super) fn image_gc(r: &Resolver<'_>) -> Result<ImageGc, ConfigError> {
         |c| c.image_maximum_gc_age.map(|d| d.0),
         || Duration::ZERO,
     );
+    if !maximum_age.is_zero() && !gates.enabled("ImageMaximumGCAge") {
+        return Err(ConfigError::Setting {
+            setting: s,
+            reason: "ImageMaximumGCAge feature gate is required for Kubelet configuration \
+                     option imageMaximumGCAge"
+                .to_string(),
+        });
+    }
     if !maximum_age.is_zero() && maximum_age <= minimum_age {
         return Err(invalid(
             &s,

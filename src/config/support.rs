@@ -12,6 +12,8 @@
 //!
 //! | setting (file field · flag) | in kubelet-rs |
 //! |---|---|
+//! | `--config` | the file itself: strict decoding, relative paths from its directory |
+//! | `apiVersion`, `kind` | must be `kubelet.config.k8s.io/v1beta1`, `KubeletConfiguration` |
 //! | `staticPodPath` · `--pod-manifest-path`, `fileCheckFrequency` · `--file-check-frequency` | static pod source (inotify plus the periodic recheck) |
 //! | `staticPodURL` · `--manifest-url`, `staticPodURLHeader` · `--manifest-url-header`, `httpCheckFrequency` · `--http-check-frequency` | a URL source fails at start: not implemented yet; headers and period only matter with it |
 //! | `syncFrequency` · `--sync-frequency` | the longest time between two syncs of a pod |
@@ -24,8 +26,8 @@
 //! | `serializeImagePulls` · `--serialize-image-pulls`, `maxParallelImagePulls` | one pull at a time, or at most N at once |
 //! | `registryPullQPS`, `registryBurst` | pulls are not rate-limited: `registryPullQPS` other than 0 is refused |
 //! | `imagePullCredentialsVerificationPolicy`, `preloadedImagesVerificationAllowlist` | refused when set (KubeletEnsureSecretPulledImages is not implemented) |
-//! | `imageGCHighThresholdPercent`, `imageGCLowThresholdPercent`, `imageMinimumGCAge` (and their flags), `imageMaximumGCAge` | image GC |
-//! | `evictionHard`, `evictionSoft`, `evictionSoftGracePeriod`, `evictionMinimumReclaim`, `evictionPressureTransitionPeriod`, `evictionMaxPodGracePeriod` (and their flags), `mergeDefaultEvictionSettings`, `localStorageCapacityIsolation` | the eviction manager |
+//! | `imageGCHighThresholdPercent` · `--image-gc-high-threshold`, `imageGCLowThresholdPercent` · `--image-gc-low-threshold`, `imageMinimumGCAge` · `--minimum-image-ttl-duration`, `imageMaximumGCAge` | image GC |
+//! | `evictionHard` · `--eviction-hard`, `evictionSoft` · `--eviction-soft`, `evictionSoftGracePeriod` · `--eviction-soft-grace-period`, `evictionMinimumReclaim` · `--eviction-minimum-reclaim`, `evictionPressureTransitionPeriod` · `--eviction-pressure-transition-period`, `evictionMaxPodGracePeriod` · `--eviction-max-pod-grace-period`, `mergeDefaultEvictionSettings`, `localStorageCapacityIsolation` | the eviction manager |
 //! | `kernelMemcgNotification` | memcg threshold notifications for eviction; kubelet-rs defaults it to true (its fast path), false leaves the periodic check alone |
 //! | `maxPods` · `--max-pods`, `podsPerCore` · `--pods-per-core` | admission: at most min(maxPods, podsPerCore × cores) pods |
 //! | `podPidsLimit` · `--pod-max-pids` | `pids.max` of each pod cgroup |
@@ -39,7 +41,7 @@
 //! | `oomScoreAdj` | the agent's `oom_score_adj` at start (a failure is logged, as the kubelet does) |
 //! | `protectKernelDefaults` | true: start refused when the kernel tunables differ from the kubelet's; false: kubelet-rs leaves them alone (the kubelet would set them) |
 //! | `failCgroupV1` | true: start refused on a cgroup v1 or hybrid host |
-//! | `featureGates` · `--feature-gates` | checked against the v1.33 gates ([`super::features`]); CustomCPUCFSQuotaPeriod, KubeletCrashLoopBackOffMax and ReduceDefaultCrashLoopBackOffDecay change kubelet-rs's behaviour |
+//! | `featureGates` · `--feature-gates` | checked against the v1.33 gates ([`super::features`]); CustomCPUCFSQuotaPeriod, ImageMaximumGCAge, KubeletCrashLoopBackOffMax and ReduceDefaultCrashLoopBackOffDecay change kubelet-rs's behaviour, the others nothing |
 //! | `crashLoopBackOff.maxContainerRestartPeriod` | the crash-loop backoff's cap (needs KubeletCrashLoopBackOffMax) |
 //! | `clusterDNS` · `--cluster-dns`, `clusterDomain` · `--cluster-domain`, `resolvConf` · `--resolv-conf` | each pod's resolv.conf by `dnsPolicy` (ClusterFirst, ClusterFirstWithHostNet, Default, None with `dnsConfig`), through the sandbox's CRI DNS config; `''` disables the host's DNS |
 //! | `podCIDR` | given to the runtime (CRI `UpdateRuntimeConfig`) at start |
