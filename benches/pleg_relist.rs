@@ -37,13 +37,14 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
 use kubelet_rs::cadvisor::names::RuntimeNames;
-use kubelet_rs::cm::QosClass;
+use kubelet_rs::cm::{CfsQuota, QosClass};
 use kubelet_rs::fakeruntime::{current_thread_cpu_time, FakeRuntime, FakeThread};
 use kubelet_rs::fieldpath::PodRuntimeFacts;
 use kubelet_rs::health::Health;
 use kubelet_rs::kuberuntime::actions::{sandbox_hash, SANDBOX_HASH_LABEL};
 use kubelet_rs::kuberuntime::container::{container_config, ContainerContext};
-use kubelet_rs::kuberuntime::sandbox::{sandbox_config, SandboxContext};
+use kubelet_rs::kuberuntime::dns::{pod_dns, read_host_config, DnsSettings};
+use kubelet_rs::kuberuntime::sandbox::{sandbox_config, SandboxContext, SeccompPolicy};
 use kubelet_rs::kuberuntime::RuntimeService;
 use kubelet_rs::metrics::Metrics;
 use kubelet_rs::objects::MemoryObjects;
@@ -177,7 +178,14 @@ async fn populate(
     let image_ref = fake.preload_image(IMAGE);
     let objects = MemoryObjects::default();
     let log_root = Path::new("/var/log/pods");
-    let resolv = Path::new("/etc/resolv.conf");
+    let dns_settings = DnsSettings {
+        resolv_conf: Some("/etc/resolv.conf".into()),
+        ..Default::default()
+    };
+    let host_dns = read_host_config(dns_settings.resolv_conf.as_deref())
+        .await
+        .unwrap_or_default();
+    let seccomp = SeccompPolicy::default();
     for i in 0..pods {
         let pod = static_pod(i, per_pod);
         let uid = pod.metadata.uid.clone().unwrap_or_default();
@@ -185,7 +193,8 @@ async fn populate(
             node: NODE,
             cgroup_parent: format!("/kubepods/besteffort/pod{uid}"),
             log_root,
-            resolv_conf: resolv,
+            dns: pod_dns(&dns_settings, &host_dns, &pod).0.into(),
+            seccomp: &seccomp,
         };
         let mut sb_cfg = sandbox_config(&pod, 0, &ctx);
         sb_cfg
@@ -224,6 +233,8 @@ async fn populate(
                 facts: &facts,
                 objects: &objects,
                 mounts: Vec::new(),
+                cfs: CfsQuota::default(),
+                seccomp: &seccomp,
             };
             let cfg = container_config(&pod, c, &cctx, NODE_MEMORY).map_err(|e| e.to_string())?;
             let id = rt

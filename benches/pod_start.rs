@@ -12,9 +12,10 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kubelet_rs::cm::{CgroupManager, PodResources, QosClass};
+use kubelet_rs::cm::{CfsQuota, CgroupManager, PodResources, QosClass};
 use kubelet_rs::kuberuntime::container::{container_config, ContainerContext};
-use kubelet_rs::kuberuntime::sandbox::{sandbox_config, SandboxContext};
+use kubelet_rs::kuberuntime::dns::{pod_dns, read_host_config, DnsSettings};
+use kubelet_rs::kuberuntime::sandbox::{sandbox_config, SandboxContext, SeccompPolicy};
 use kubelet_rs::{fieldpath::PodRuntimeFacts, objects::MemoryObjects};
 use proto::cri;
 
@@ -71,12 +72,21 @@ fn pod(name: &str, uid: &str) -> k8s_openapi::api::core::v1::Pod {
 async fn raw_once(rt: &mut Rt, image_id: &str, i: usize) -> Duration {
     let uid = format!("bench-raw-{}-{i}", std::process::id());
     let p = pod(&format!("raw-{i}"), &uid);
-    let resolv = Path::new("/etc/resolv.conf");
+    // The agent reads the host's resolver file for every sandbox: so does the raw path.
+    let dns_settings = DnsSettings {
+        resolv_conf: Some("/etc/resolv.conf".into()),
+        ..Default::default()
+    };
+    let host_dns = read_host_config(dns_settings.resolv_conf.as_deref())
+        .await
+        .unwrap_or_default();
+    let seccomp = SeccompPolicy::default();
     let sctx = SandboxContext {
         node: "bench-raw",
         cgroup_parent: String::new(),
         log_root: Path::new("/var/log/pods"),
-        resolv_conf: resolv,
+        dns: pod_dns(&dns_settings, &host_dns, &p).0.into(),
+        seccomp: &seccomp,
     };
     let scfg = sandbox_config(&p, 0, &sctx);
     let objects = MemoryObjects::default();
@@ -91,6 +101,8 @@ async fn raw_once(rt: &mut Rt, image_id: &str, i: usize) -> Duration {
         facts: &facts,
         objects: &objects,
         mounts: vec![],
+        cfs: CfsQuota::default(),
+        seccomp: &seccomp,
     };
     let ccfg = container_config(&p, c, &cctx, 1 << 30).unwrap();
     // The pod cgroup is the agent's work, not the runtime's: make it before the clock starts,

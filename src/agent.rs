@@ -23,6 +23,8 @@ use crate::config::KubeletSettings;
 use crate::health::Health;
 use crate::images::ImageManager;
 use crate::kubelet::{run_sync_loop, Kubelet, KubeletOptions, SyncLoopInputs};
+use crate::kuberuntime::dns::DnsSettings;
+use crate::kuberuntime::sandbox::SeccompPolicy;
 use crate::kuberuntime::RuntimeService;
 use crate::metrics::Metrics;
 use crate::objects::MemoryObjects;
@@ -38,8 +40,6 @@ pub const CGROUP_MOUNT: &str = "/sys/fs/cgroup";
 pub const RELIST_PERIOD: Duration = Duration::from_secs(1);
 /// The containerd root: the image filesystem.
 pub const IMAGE_FS_PATH: &str = "/var/lib/kubelet-rs/containerd";
-/// The housekeeping period (the kubelet's 2 s).
-pub const HOUSEKEEPING_PERIOD: Duration = Duration::from_secs(2);
 
 /// Everything the running agent holds, for tests that drive it in-process.
 pub struct Agent {
@@ -257,36 +257,56 @@ pub async fn start_with(settings: &KubeletSettings, host: &HostPaths) -> anyhow:
     if settings.manifest_url.is_some() {
         bail!("--manifest-url: the HTTP manifest source is not implemented yet");
     }
+    for w in &settings.warnings {
+        tracing::warn!("{w}");
+    }
+    check_swap(&host.proc_root, settings.fail_swap_on).await?;
+    if settings.protect_kernel_defaults {
+        check_kernel_defaults(&host.proc_root).await?;
+    }
     let node = settings.node_name.clone();
     let metrics = Metrics::new(&node);
     let health = Health::new();
     let socket = proto::cri::socket_path(&settings.container_runtime_endpoint)
         .with_context(|| "--container-runtime-endpoint".to_string())?;
     let channel = proto::cri::lazy_channel(&socket);
-    let runtime = RuntimeService::new(
+    let mut runtime = RuntimeService::new(
         channel.clone(),
         settings.runtime_request_timeout,
         metrics.clone(),
         &node,
     );
-    let images = ImageManager::new(runtime.clone(), settings.serialize_image_pulls);
+    if settings.image_service_endpoint != settings.container_runtime_endpoint {
+        let socket = proto::cri::socket_path(&settings.image_service_endpoint)
+            .with_context(|| "--image-service-endpoint".to_string())?;
+        runtime = runtime.with_image_channel(proto::cri::lazy_channel(&socket));
+    }
+    let mut images = ImageManager::new(runtime.clone(), settings.serialize_image_pulls);
+    if let (false, Some(n)) = (
+        settings.serialize_image_pulls,
+        settings.max_parallel_image_pulls,
+    ) {
+        images = images.with_max_parallel_pulls(n as usize);
+    }
     let cgroups = container_manager(settings, host).await?;
+    if settings.fail_cgroup_v1
+        && !matches!(cgroups.cgroups().layout(), crate::cm::Layout::V2 { .. })
+    {
+        bail!("kubelet is configured to not run on a host using cgroup v1. cgroup v1 support is in maintenance mode");
+    }
     let proc_root = host.proc_root.as_path();
     let (cpu_milli, memory) = crate::nodeinfo::capacity(proc_root);
-    let opts = KubeletOptions {
-        node_name: node.clone(),
-        root_dir: settings.root_dir.clone(),
-        log_root: settings.pod_logs_dir.clone(),
-        resolv_conf: settings.resolv_conf.clone().unwrap_or_default(),
-        sync_frequency: settings.sync_frequency,
-        housekeeping_period: HOUSEKEEPING_PERIOD,
-        pod_pids_limit: settings.pod_pids_limit,
-        max_pods: settings.max_pods as usize,
-        host_ips: crate::nodeinfo::host_ips(settings.node_ip, proc_root),
-        node_cpu_milli: cpu_milli,
-        node_memory: memory,
-        pod_infra_container_image: settings.pod_infra_container_image.clone(),
-    };
+    let opts = kubelet_options(settings, proc_root, cpu_milli, memory);
+    check_host_dns(&opts.dns).await;
+    if let Some(cidr) = &settings.pod_cidr {
+        // As the kubelet: a runtime that cannot take it is logged, not fatal.
+        match runtime.update_runtime_config(cidr).await {
+            Ok(()) => tracing::info!(pod_cidr = %cidr, "pod CIDR given to the runtime"),
+            Err(e) => {
+                tracing::warn!(pod_cidr = %cidr, error = %e, "cannot give the pod CIDR to the runtime")
+            }
+        }
+    }
     std::fs::create_dir_all(&settings.root_dir)
         .with_context(|| format!("cannot create --root-dir {}", settings.root_dir.display()))?;
     let kl = Kubelet::new(
@@ -471,13 +491,177 @@ async fn container_manager(
         enforce: Enforcement::from_levels(&settings.enforce_node_allocatable),
         system_reserved_cgroup: settings.system_reserved_cgroup.clone(),
         kube_reserved_cgroup: settings.kube_reserved_cgroup.clone(),
-        memory_qos: settings.feature_gates.get("MemoryQoS") == Some(&true),
+        memory_qos: settings.feature_gates.enabled("MemoryQoS"),
     };
     node.validate()?;
     let cgroups = CgroupManager::new(&host.cgroup_mount, &settings.cgroup_root)
         .with_context(|| format!("--cgroup-root {}", settings.cgroup_root))?
         .with_hugepage_sizes(node.capacity.hugepages.keys().copied());
     Ok(ContainerManager::new(cgroups, node))
+}
+
+/// What the sync loop and pod workers take from the settings.
+fn kubelet_options(
+    settings: &KubeletSettings,
+    proc_root: &std::path::Path,
+    cpu_milli: i64,
+    memory: i64,
+) -> KubeletOptions {
+    let cores = u32::try_from((cpu_milli / 1000).max(1)).unwrap_or(u32::MAX);
+    KubeletOptions {
+        node_name: settings.node_name.clone(),
+        root_dir: settings.root_dir.clone(),
+        log_root: settings.pod_logs_dir.clone(),
+        dns: DnsSettings {
+            cluster_dns: settings.cluster_dns.clone(),
+            cluster_domain: settings.cluster_domain.clone(),
+            resolv_conf: settings.resolv_conf.clone(),
+            node_ips: settings.node_ip.into_iter().collect(),
+        },
+        cfs: crate::cm::CfsQuota {
+            enforce: settings.cpu_cfs_quota,
+            period_us: u64::try_from(settings.cpu_cfs_quota_period.as_micros())
+                .unwrap_or(crate::cm::DEFAULT_CPU_PERIOD),
+        },
+        seccomp: SeccompPolicy {
+            runtime_default: settings.seccomp_default,
+            root: settings.root_dir.join("seccomp"),
+        },
+        crash_loop_backoff: settings.crash_loop_backoff,
+        volume_stats_agg_period: settings.volume_stats_agg_period,
+        sync_frequency: settings.sync_frequency,
+        housekeeping_period: settings.pod_housekeeping_period,
+        pod_pids_limit: settings.pod_pids_limit,
+        max_pods: settings.effective_max_pods(cores) as usize,
+        host_ips: crate::nodeinfo::host_ips(settings.node_ip, proc_root),
+        node_cpu_milli: cpu_milli,
+        node_memory: memory,
+        pod_infra_container_image: settings.pod_infra_container_image.clone(),
+    }
+}
+
+/// Why the host refuses the agent at start.
+#[derive(Debug, thiserror::Error)]
+pub enum HostCheckError {
+    #[error("running with swap on is not supported, please disable swap or set --fail-swap-on flag to false (/proc/swaps: {swaps:?})")]
+    SwapOn { swaps: Vec<String> },
+    #[error("failed to determine if swap is on: cannot read {path}: {source}")]
+    Swaps {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("protectKernelDefaults: {0}")]
+    KernelDefaults(String),
+}
+
+/// Whether `/proc/swaps` content lists a swap device (a line past the header), as the
+/// kubelet's `IsSwapOn` reads it; the lines when it does.
+pub fn swap_devices(swaps: &str) -> Option<Vec<String>> {
+    let lines: Vec<String> = swaps.trim().lines().map(str::to_string).collect();
+    (lines.len() > 1).then_some(lines)
+}
+
+/// The kubelet's `failSwapOn` check: refuse to start while swap is on. A missing `/proc/swaps`
+/// means no swap, as for the kubelet.
+pub async fn check_swap(
+    proc_root: &std::path::Path,
+    fail_swap_on: bool,
+) -> Result<(), HostCheckError> {
+    let path = proc_root.join("swaps");
+    let content = match tokio::fs::read_to_string(&path).await {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            tracing::info!(path = %path.display(), "file does not exist, assuming that swap is disabled");
+            return Ok(());
+        }
+        Err(source) => return Err(HostCheckError::Swaps { path, source }),
+    };
+    let Some(swaps) = swap_devices(&content) else {
+        return Ok(());
+    };
+    tracing::info!(swaps = ?swaps, "swap is on");
+    if fail_swap_on {
+        return Err(HostCheckError::SwapOn { swaps });
+    }
+    // memorySwap.swapBehavior NoSwap: containers get no swap (containerd sets swap to the
+    // memory limit).
+    Ok(())
+}
+
+/// The kernel tunables the kubelet expects (its `setupKernelTunables`).
+pub const KERNEL_DEFAULTS: &[(&str, i64)] = &[
+    ("vm/overcommit_memory", 1),
+    ("vm/panic_on_oom", 0),
+    ("kernel/panic", 10),
+    ("kernel/panic_on_oops", 1),
+    ("kernel/keys/root_maxkeys", 1_000_000),
+    ("kernel/keys/root_maxbytes", 25_000_000),
+];
+
+/// `protectKernelDefaults: true`: refuse to start when a tunable differs, with the kubelet's
+/// message for each.
+pub async fn check_kernel_defaults(proc_root: &std::path::Path) -> Result<(), HostCheckError> {
+    let mut errors = Vec::new();
+    for (flag, expected) in KERNEL_DEFAULTS {
+        let path = proc_root.join("sys").join(flag);
+        match tokio::fs::read_to_string(&path).await {
+            Ok(v) => match v.trim().parse::<i64>() {
+                Ok(actual) if actual == *expected => {}
+                Ok(actual) => errors.push(format!(
+                    "invalid kernel flag: {flag}, expected value: {expected}, actual value: {actual}"
+                )),
+                Err(_) => errors.push(format!("cannot parse {}: {:?}", path.display(), v.trim())),
+            },
+            Err(e) => errors.push(format!("cannot read {}: {e}", path.display())),
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(HostCheckError::KernelDefaults(errors.join("; ")))
+    }
+}
+
+/// The kubelet's `CheckLimitsForResolvConf`: warns once when cluster pods would lose part of
+/// the host's search line.
+async fn check_host_dns(dns: &DnsSettings) {
+    if dns.cluster_dns.is_empty() {
+        tracing::info!(
+            "no clusterDNS (--cluster-dns): pods with dnsPolicy ClusterFirst get the host's DNS (Default), each with a MissingClusterDNS event"
+        );
+    }
+    match crate::kuberuntime::dns::read_host_config(dns.resolv_conf.as_deref()).await {
+        Ok(host) => {
+            if let Some(w) = crate::kuberuntime::dns::check_host_limits(dns, &host) {
+                tracing::warn!("{w}");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "pods cannot get DNS settings until the resolver file is readable")
+        }
+    }
+}
+
+/// The agent process's own settings, applied once by the binary (never by in-process agents):
+/// `RLIMIT_NOFILE` (`maxOpenFiles`) and `oom_score_adj` (`oomScoreAdj`). Failures are logged
+/// and the agent goes on, as the kubelet does.
+pub fn apply_process_settings(settings: &KubeletSettings) {
+    let n = settings.max_open_files;
+    let lim = libc::rlimit {
+        rlim_cur: n as libc::rlim_t,
+        rlim_max: n as libc::rlim_t,
+    };
+    // SAFETY: setrlimit reads a valid rlimit for this process.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+        let e = std::io::Error::last_os_error();
+        tracing::error!(max_open_files = n, error = %e, "failed to set rlimit on max file handles");
+    }
+    if let Err(e) = std::fs::write(
+        "/proc/self/oom_score_adj",
+        settings.oom_score_adj.to_string(),
+    ) {
+        tracing::info!(oom_score_adj = settings.oom_score_adj, error = %e, "failed to apply oom_score_adj");
+    }
 }
 
 /// Polls the runtime's own conditions every 5 s (the kubelet's `updateRuntimeUp`).
@@ -501,6 +685,7 @@ async fn runtime_status_loop(runtime: RuntimeService, health: Health) {
 
 /// Runs the agent until SIGTERM or SIGINT.
 pub async fn run(settings: KubeletSettings) -> anyhow::Result<()> {
+    apply_process_settings(&settings);
     let agent = start(&settings).await?;
     tracing::info!(node = %settings.node_name, "kubelet-rs started");
     wait_for_signal().await;
@@ -522,5 +707,117 @@ pub async fn wait_for_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(args: &[&str]) -> KubeletSettings {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            flags: crate::config::Flags,
+        }
+        let mut argv = vec!["kubelet-rs", "--hostname-override=n1"];
+        argv.extend_from_slice(args);
+        crate::config::resolve(&Cli::parse_from(argv).flags, None, "").unwrap()
+    }
+
+    #[tokio::test]
+    async fn swap_is_refused_as_the_kubelet_refuses_it() {
+        let proc = tempfile::tempdir().unwrap();
+        // No /proc/swaps: no swap.
+        check_swap(proc.path(), true).await.unwrap();
+        std::fs::write(
+            proc.path().join("swaps"),
+            "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n",
+        )
+        .unwrap();
+        check_swap(proc.path(), true).await.unwrap();
+        std::fs::write(
+            proc.path().join("swaps"),
+            "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n\
+             /dev/dm-1                               partition\t16760828\t0\t\t-2\n",
+        )
+        .unwrap();
+        let err = check_swap(proc.path(), true).await.unwrap_err().to_string();
+        assert!(
+            err.starts_with(
+                "running with swap on is not supported, please disable swap or set \
+                 --fail-swap-on flag to false"
+            ),
+            "{err}"
+        );
+        assert!(err.contains("/dev/dm-1"), "{err}");
+        check_swap(proc.path(), false).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn kernel_defaults_are_checked_when_protected() {
+        let proc = tempfile::tempdir().unwrap();
+        for (flag, v) in KERNEL_DEFAULTS {
+            let path = proc.path().join("sys").join(flag);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, format!("{v}\n")).unwrap();
+        }
+        check_kernel_defaults(proc.path()).await.unwrap();
+        std::fs::write(proc.path().join("sys/vm/overcommit_memory"), "0\n").unwrap();
+        let err = check_kernel_defaults(proc.path())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "protectKernelDefaults: invalid kernel flag: vm/overcommit_memory, expected value: \
+             1, actual value: 0"
+        );
+    }
+
+    #[test]
+    fn options_carry_dns_quota_and_the_pod_limit() {
+        let s = settings(&[
+            "--cluster-dns=10.96.0.10",
+            "--cluster-domain=cluster.local",
+            "--resolv-conf=",
+            "--node-ip=2001:db8::5",
+            "--cpu-cfs-quota=false",
+            "--pods-per-core=3",
+        ]);
+        let o = kubelet_options(&s, std::path::Path::new("/nonexistent"), 4000, 1 << 30);
+        assert_eq!(
+            o.dns.cluster_dns,
+            ["10.96.0.10".parse::<std::net::IpAddr>().unwrap()]
+        );
+        assert_eq!(o.dns.cluster_domain, "cluster.local");
+        assert_eq!(o.dns.resolv_conf, None);
+        assert_eq!(
+            o.dns.node_ips,
+            ["2001:db8::5".parse::<std::net::IpAddr>().unwrap()]
+        );
+        assert!(!o.cfs.enforce);
+        assert_eq!(o.cfs.period_us, 100_000);
+        assert_eq!(o.max_pods, 12, "3 per core × 4 cores");
+        assert_eq!(o.housekeeping_period, Duration::from_secs(2));
+        assert_eq!(
+            o.crash_loop_backoff,
+            (Duration::from_secs(10), Duration::from_secs(300))
+        );
+        let s = settings(&[
+            "--cpu-cfs-quota-period=20ms",
+            "--feature-gates=CustomCPUCFSQuotaPeriod=true",
+        ]);
+        let o = kubelet_options(&s, std::path::Path::new("/nonexistent"), 4000, 1 << 30);
+        assert_eq!(
+            o.cfs,
+            crate::cm::CfsQuota {
+                enforce: true,
+                period_us: 20_000
+            }
+        );
+        assert_eq!(o.max_pods, 110);
+        assert_eq!(o.dns.resolv_conf, Some(PathBuf::from("/etc/resolv.conf")));
     }
 }

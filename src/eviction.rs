@@ -501,7 +501,8 @@ pub fn start(s: &KubeletSettings, d: EvictionDeps) -> std::io::Result<EvictionHa
         manager: manager.clone(),
         reaction,
         passes: Some(d.monitor.subscribe()),
-        notifications: Some(backend),
+        // kernelMemcgNotification: off leaves the per-pass and periodic checks alone.
+        notifications: s.kernel_memcg_notification.then_some(backend),
         proc_root: d.proc_root,
         on_pass: Some(Box::new(move |out| c.update(&out.conditions))),
     }

@@ -88,8 +88,9 @@ pub fn pull_policy(c: &Container) -> String {
 pub struct ImageManager {
     runtime: RuntimeService,
     backoff: Arc<Mutex<Backoff>>,
-    /// Serialized pulls (`--serialize-image-pulls`, the kubelet's default).
-    serial: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// Pulls allowed at once: one when serialized (`--serialize-image-pulls`, the kubelet's
+    /// default), `maxParallelImagePulls` otherwise, no limit when that is unset.
+    pulls: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl ImageManager {
@@ -97,8 +98,19 @@ impl ImageManager {
         Self {
             runtime,
             backoff: Arc::new(Mutex::new(Backoff::crash_loop())),
-            serial: serialize_pulls.then(|| Arc::new(tokio::sync::Mutex::new(()))),
+            pulls: serialize_pulls.then(|| Arc::new(tokio::sync::Semaphore::new(1))),
         }
+    }
+
+    /// At most `n` pulls at once (`maxParallelImagePulls`).
+    pub fn with_max_parallel_pulls(mut self, n: usize) -> Self {
+        self.pulls = Some(Arc::new(tokio::sync::Semaphore::new(n.max(1))));
+        self
+    }
+
+    /// How many more pulls may start now (`None`: no limit).
+    pub fn pull_slots(&self) -> Option<usize> {
+        self.pulls.as_ref().map(|s| s.available_permits())
     }
 
     /// Makes the container's image present per its pull policy; returns the runtime's image
@@ -145,8 +157,9 @@ impl ImageManager {
                 message: format!("Back-off pulling image \"{spec_image}\""),
             });
         }
-        let _guard = match &self.serial {
-            Some(m) => Some(m.lock().await),
+        // The semaphore is never closed, so acquiring only waits.
+        let _permit = match &self.pulls {
+            Some(s) => s.acquire().await.ok(),
             None => None,
         };
         tracing::info!(image = %image, pod_uid, "pulling image");

@@ -153,7 +153,24 @@ fn every_file_field_kubelet_rs_uses_is_read() {
     assert_eq!(s.system_reserved["cpu"].milli_value(), 100);
     assert_eq!(s.kube_reserved["memory"].value(), 128 << 20);
     assert_eq!(s.enforce_node_allocatable, ["pods"]);
-    assert_eq!(s.feature_gates.get("SomeGate"), Some(&true));
+    assert!(s.feature_gates.enabled("CustomCPUCFSQuotaPeriod"));
+    // The kubelet API's, log rotation's and shutdown's settings are accepted with warnings.
+    assert_eq!(s.warnings.len(), 3, "{:?}", s.warnings);
+    assert!(
+        s.warnings[0].contains("field tlsCertFile in"),
+        "{:?}",
+        s.warnings
+    );
+    assert!(
+        s.warnings[1].contains("field containerLogMaxSize in"),
+        "{:?}",
+        s.warnings
+    );
+    assert!(
+        s.warnings[2].contains("field shutdownGracePeriod in"),
+        "{:?}",
+        s.warnings
+    );
     assert_eq!(s.shutdown_grace_period, secs(30));
     assert_eq!(s.shutdown_grace_period_critical_pods, secs(10));
     assert!(!s.register_node);
@@ -249,7 +266,7 @@ fn flags_alone() {
         "--eviction-soft=memory.available<1Gi",
         "--eviction-soft-grace-period=memory.available=30s",
         "--eviction-minimum-reclaim=imagefs.available=2Gi",
-        "--cgroups-per-qos=false",
+        "--enforce-node-allocatable=",
         "--root-dir=/tmp/k",
         "--container-runtime-endpoint=/run/c.sock",
         "--cluster-dns=10.0.0.10,10.0.0.11",
@@ -264,7 +281,6 @@ fn flags_alone() {
         s.eviction_soft_grace_period[&EvictionSignal::MemoryAvailable],
         secs(30)
     );
-    assert!(!s.cgroups_per_qos);
     assert!(s.enforce_node_allocatable.is_empty());
     assert_eq!(s.cert_dir, PathBuf::from("/tmp/k/pki"));
     assert_eq!(s.container_runtime_endpoint, "unix:///run/c.sock");
@@ -488,4 +504,198 @@ fn machine_hostname_is_the_default_node_name() {
         // A machine whose hostname is not a valid node name must be told to override it.
         Err(e) => assert!(!valid, "{e}"),
     }
+}
+
+#[test]
+fn a_flag_given_twice_takes_the_last_value() {
+    let s = load(&[
+        "--root-dir=/first",
+        "--root-dir=/second",
+        "--read-only-port=10255",
+        "--read-only-port=0",
+        "--cluster-dns=10.0.0.10",
+        "--cluster-dns=10.0.0.11",
+    ])
+    .unwrap();
+    assert_eq!(s.root_dir, PathBuf::from("/second"));
+    assert_eq!(s.read_only_port, 0);
+    // --cluster-dns is a list flag: the kubelet accumulates it.
+    assert_eq!(
+        s.cluster_dns,
+        [
+            "10.0.0.10".parse::<IpAddr>().unwrap(),
+            "10.0.0.11".parse().unwrap()
+        ]
+    );
+    // The binary's own command line: a repeated flag is not a usage error (the run then stops
+    // at the missing config file, after parsing).
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubelet-rs"))
+        .args([
+            "--root-dir",
+            "/a",
+            "--root-dir",
+            "/b",
+            "--config",
+            "/nonexistent/kubelet.yaml",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot read config file /nonexistent/kubelet.yaml"),
+        "{err}"
+    );
+}
+
+fn write_config(dir: &Path, body: &str) -> PathBuf {
+    let path = dir.join("kubelet.yaml");
+    std::fs::write(
+        &path,
+        format!("apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n{body}"),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn feature_gates_are_checked_as_the_kubelet_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), "featureGates:\n  NoSuchGate: true\n");
+    let cfg = format!("--config={}", path.display());
+    assert_eq!(
+        load_err(&[&cfg]),
+        format!(
+            "field featureGates in {}: unrecognized feature gate: NoSuchGate",
+            path.display()
+        )
+    );
+    assert_eq!(
+        load_err(&["--feature-gates=SidecarContainers=false"]),
+        "flag --feature-gates: cannot set feature gate SidecarContainers to false, feature is \
+         locked to true"
+    );
+    // The flag's gates merge over the file's, the flag winning per gate.
+    let path = write_config(
+        dir.path(),
+        "featureGates:\n  NodeSwap: false\n  KubeletPSI: true\n",
+    );
+    let cfg = format!("--config={}", path.display());
+    let s = load(&[&cfg, "--feature-gates=NodeSwap=true"]).unwrap();
+    assert!(s.feature_gates.enabled("NodeSwap"));
+    assert!(s.feature_gates.enabled("KubeletPSI"));
+    assert!(!s.feature_gates.enabled("CustomCPUCFSQuotaPeriod"));
+    // GA gates warn, as the kubelet does.
+    let s = load(&["--feature-gates=SidecarContainers=true"]).unwrap();
+    assert!(
+        s.warnings
+            .iter()
+            .any(|w| w.starts_with("Setting GA feature gate SidecarContainers=true")),
+        "{:?}",
+        s.warnings
+    );
+}
+
+#[test]
+fn cpu_quota_settings() {
+    let s = load(&[]).unwrap();
+    assert!(s.cpu_cfs_quota);
+    assert_eq!(s.cpu_cfs_quota_period, Duration::from_millis(100));
+    let s = load(&["--cpu-cfs-quota=false"]).unwrap();
+    assert!(!s.cpu_cfs_quota);
+    let err = load_err(&["--cpu-cfs-quota-period=50ms"]);
+    assert!(
+        err.starts_with("flag --cpu-cfs-quota-period: invalid value 50ms: cpuCFSQuotaPeriod")
+            && err.contains("requires feature gate CustomCPUCFSQuotaPeriod"),
+        "{err}"
+    );
+    let s = load(&[
+        "--cpu-cfs-quota-period=50ms",
+        "--feature-gates=CustomCPUCFSQuotaPeriod=true",
+    ])
+    .unwrap();
+    assert_eq!(s.cpu_cfs_quota_period, Duration::from_millis(50));
+    let err = load_err(&[
+        "--cpu-cfs-quota-period=2s",
+        "--feature-gates=CustomCPUCFSQuotaPeriod=true",
+    ]);
+    assert!(err.contains("must be between 1ms and 1s"), "{err}");
+}
+
+#[test]
+fn pods_per_core_caps_max_pods() {
+    let s = load(&["--pods-per-core=10"]).unwrap();
+    assert_eq!(s.effective_max_pods(4), 40);
+    assert_eq!(s.effective_max_pods(64), 110, "maxPods stays the cap");
+    let s = load(&["--pods-per-core=10", "--max-pods=20"]).unwrap();
+    assert_eq!(s.effective_max_pods(4), 20);
+    let s = load(&[]).unwrap();
+    assert_eq!(s.effective_max_pods(4), 110, "0 is no per-core limit");
+}
+
+#[test]
+fn process_settings() {
+    let s = load(&[]).unwrap();
+    assert!(s.fail_swap_on);
+    assert_eq!(s.max_open_files, 1_000_000);
+    assert_eq!(s.oom_score_adj, -999);
+    let s = load(&["--fail-swap-on=false", "--max-open-files=4096"]).unwrap();
+    assert!(!s.fail_swap_on);
+    assert_eq!(s.max_open_files, 4096);
+}
+
+#[test]
+fn unsupported_cgroup_settings_are_refused() {
+    let err = load_err(&["--cgroups-per-qos=false", "--enforce-node-allocatable="]);
+    assert_eq!(
+        err,
+        "flag --cgroups-per-qos: invalid value false: not supported by kubelet-rs: pods always \
+         get the kubelet's QoS cgroups (kubepods/burstable, kubepods/besteffort)"
+    );
+    // The reserved levels need their cgroup named (the kubelet's validation).
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        dir.path(),
+        "enforceNodeAllocatable: [pods, kube-reserved]\n",
+    );
+    let err = load_err(&[&format!("--config={}", path.display())]);
+    assert!(err.contains("needs kubeReservedCgroup to be set"), "{err}");
+    let path = write_config(
+        dir.path(),
+        "enforceNodeAllocatable: [pods, system-reserved]\nsystemReservedCgroup: /system\n",
+    );
+    let s = load(&[&format!("--config={}", path.display())]).unwrap();
+    assert_eq!(s.enforce_node_allocatable, ["pods", "system-reserved"]);
+}
+
+#[test]
+fn crash_loop_backoff_cap_needs_its_gate() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        dir.path(),
+        "crashLoopBackOff:\n  maxContainerRestartPeriod: 30s\n",
+    );
+    let cfg = format!("--config={}", path.display());
+    let err = load_err(&[&cfg]);
+    assert!(
+        err.contains("FeatureGate KubeletCrashLoopBackOffMax not enabled"),
+        "{err}"
+    );
+    let s = load(&[&cfg, "--feature-gates=KubeletCrashLoopBackOffMax=true"]).unwrap();
+    assert_eq!(s.crash_loop_backoff, (secs(10), secs(30)));
+    let s = load(&["--feature-gates=ReduceDefaultCrashLoopBackOffDecay=true"]).unwrap();
+    assert_eq!(s.crash_loop_backoff, (secs(1), secs(60)));
+    assert_eq!(load(&[]).unwrap().crash_loop_backoff, (secs(10), secs(300)));
+}
+
+#[test]
+fn image_maximum_gc_age_needs_its_gate() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), "imageMaximumGCAge: 24h\n");
+    let cfg = format!("--config={}", path.display());
+    assert_eq!(load(&[&cfg]).unwrap().image_maximum_gc_age, secs(24 * 3600));
+    let err = load_err(&[&cfg, "--feature-gates=ImageMaximumGCAge=false"]);
+    assert!(
+        err.ends_with("ImageMaximumGCAge feature gate is required for Kubelet configuration option imageMaximumGCAge"),
+        "{err}"
+    );
 }

@@ -638,10 +638,27 @@ pub fn shares_to_weight(shares: u64) -> u64 {
     1 + ((shares.saturating_sub(2)) * 9999) / 262_142
 }
 
+/// How CPU limits become CFS quota (`cpuCFSQuota`, `cpuCFSQuotaPeriod` in µs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CfsQuota {
+    pub enforce: bool,
+    pub period_us: u64,
+}
+
+impl Default for CfsQuota {
+    fn default() -> Self {
+        Self {
+            enforce: true,
+            period_us: DEFAULT_CPU_PERIOD,
+        }
+    }
+}
+
 /// The pod-level limits the kubelet puts on a pod cgroup: CPU shares from the sum of requests,
-/// a CFS quota and a memory limit only when every container has that limit, the pod PID
-/// limit, and its huge pages (every size it does not request limited to 0).
-pub fn pod_resources(pod: &Pod, pods_pids_limit: i64) -> PodResources {
+/// a CFS quota (unlimited, -1, when `cpuCFSQuota` is off) and a memory limit only when every
+/// container has that limit, the pod PID limit, and its huge pages (every size it does not
+/// request limited to 0).
+pub fn pod_resources(pod: &Pod, pods_pids_limit: i64, cfs: CfsQuota) -> PodResources {
     let totals = qos::pod_totals(pod);
     let mut r = PodResources {
         cpu_shares: Some(milli_cpu_to_shares(totals.cpu_request_milli)),
@@ -649,11 +666,12 @@ pub fn pod_resources(pod: &Pod, pods_pids_limit: i64) -> PodResources {
         ..Default::default()
     };
     if totals.all_have_cpu_limit {
-        r.cpu_period = Some(DEFAULT_CPU_PERIOD);
-        r.cpu_quota = Some(milli_cpu_to_quota(
-            totals.cpu_limit_milli,
-            DEFAULT_CPU_PERIOD,
-        ));
+        r.cpu_period = Some(cfs.period_us);
+        r.cpu_quota = Some(if cfs.enforce {
+            milli_cpu_to_quota(totals.cpu_limit_milli, cfs.period_us)
+        } else {
+            -1
+        });
     }
     if totals.all_have_memory_limit {
         r.memory_limit = Some(totals.memory_limit);
@@ -847,7 +865,7 @@ mod tests {
             ]}
         }))
         .unwrap();
-        let r = pod_resources(&pod, 0);
+        let r = pod_resources(&pod, 0, CfsQuota::default());
         assert_eq!(
             r.hugepage_limits,
             Some(BTreeMap::from([(2 << 20, 96 << 20)]))

@@ -5,9 +5,15 @@
 //! applies). The defaults shown in `--help` are those [`super::load`] applies.
 //!
 //! Scalar flags are parsed by clap (a malformed value is reported by clap, naming the flag);
-//! map-like flags (`--node-labels`, `--eviction-*`, `--manifest-url-header`) are kept as given
-//! and parsed by [`super::load`], which names the flag in its errors. Boolean flags take
-//! `--flag`, `--flag=true` or `--flag=false`, as Go's do.
+//! map-like flags (`--node-labels`, `--eviction-*`, `--manifest-url-header`, `--feature-gates`)
+//! are kept as given and parsed by [`super::load`], which names the flag in its errors. Boolean
+//! flags take `--flag`, `--flag=true` or `--flag=false`, as Go's do.
+//!
+//! A flag given twice is not an error: as with the kubelet's flag parser, the last value wins,
+//! since service drop-ins append `$KUBELET_EXTRA_ARGS` to override earlier flags. The flags the
+//! kubelet accumulates (its string-slice and map flags: `--node-labels`, `--eviction-*`,
+//! `--manifest-url-header`, `--feature-gates`, `--cluster-dns`, `--enforce-node-allocatable`)
+//! accumulate here too.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -28,7 +34,7 @@ pub fn go_bool(s: &str) -> Result<bool, String> {
 
 /// The kubelet's flags. Flatten into the binary's CLI with `#[command(flatten)]`.
 #[derive(Debug, Clone, Default, clap::Args)]
-#[command(next_help_heading = "Kubelet options")]
+#[command(next_help_heading = "Kubelet options", args_override_self = true)]
 pub struct Flags {
     /// A kubelet.config.k8s.io/v1beta1 KubeletConfiguration file (YAML or JSON). Flags given on
     /// the command line override its values.
@@ -261,13 +267,44 @@ pub struct Flags {
     pub cgroup_driver: Option<String>,
 
     /// Node allocatable enforcement levels, separated by commas: none, pods, system-reserved,
-    /// kube-reserved. [default: pods] [file: enforceNodeAllocatable]
-    #[arg(long = "enforce-node-allocatable", value_name = "LEVEL,...")]
-    pub enforce_node_allocatable: Option<String>,
+    /// kube-reserved; may be repeated. [default: pods] [file: enforceNodeAllocatable]
+    #[arg(long = "enforce-node-allocatable", value_name = "LEVEL,...", action = ArgAction::Append)]
+    pub enforce_node_allocatable: Vec<String>,
 
-    /// DNS server IPs for pods, separated by commas. [file: clusterDNS]
-    #[arg(long = "cluster-dns", value_name = "IP,...")]
-    pub cluster_dns: Option<String>,
+    /// Put CPU limits on containers and pods as CFS quota. [default: true] [file: cpuCFSQuota]
+    #[arg(long = "cpu-cfs-quota", value_name = "BOOL", value_parser = go_bool, action = ArgAction::Set,
+          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub cpu_cfs_quota: Option<bool>,
+
+    /// The CFS quota period of CPU limits; other than 100ms needs the CustomCPUCFSQuotaPeriod
+    /// feature gate. [default: 100ms] [file: cpuCFSQuotaPeriod]
+    #[arg(long = "cpu-cfs-quota-period", value_name = "DURATION", value_parser = duration_flag)]
+    pub cpu_cfs_quota_period: Option<Duration>,
+
+    /// Refuse to start when swap is on (/proc/swaps lists a device). [default: true]
+    /// [file: failSwapOn]
+    #[arg(long = "fail-swap-on", value_name = "BOOL", value_parser = go_bool, action = ArgAction::Set,
+          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub fail_swap_on: Option<bool>,
+
+    /// The most pods per CPU core; the node then runs at most min(--max-pods, this × cores).
+    /// 0 is no limit. [default: 0] [file: podsPerCore]
+    #[arg(long = "pods-per-core", value_name = "N")]
+    pub pods_per_core: Option<u32>,
+
+    /// The agent's limit of open files (RLIMIT_NOFILE, soft and hard). [default: 1000000]
+    /// [file: maxOpenFiles]
+    #[arg(long = "max-open-files", value_name = "N")]
+    pub max_open_files: Option<u64>,
+
+    /// Feature gates, 'Name=bool' pairs separated by commas; may be repeated. Merged with the
+    /// file's featureGates, these winning. [file: featureGates]
+    #[arg(long = "feature-gates", value_name = "NAME=BOOL,...", action = ArgAction::Append)]
+    pub feature_gates: Vec<String>,
+
+    /// DNS server IPs for pods, separated by commas; may be repeated. [file: clusterDNS]
+    #[arg(long = "cluster-dns", value_name = "IP,...", action = ArgAction::Append)]
+    pub cluster_dns: Vec<String>,
 
     /// The cluster's DNS domain, searched by pods. [file: clusterDomain]
     #[arg(long = "cluster-domain", value_name = "DOMAIN")]
@@ -358,6 +395,12 @@ mod tests {
             "--enforce-node-allocatable=",
             "--cluster-dns=10.0.0.10",
             "--cluster-domain=cluster.local",
+            "--cpu-cfs-quota=false",
+            "--cpu-cfs-quota-period=50ms",
+            "--fail-swap-on=false",
+            "--pods-per-core=4",
+            "--max-open-files=4096",
+            "--feature-gates=CustomCPUCFSQuotaPeriod=true",
             "--resolv-conf=",
             "--v=4",
         ])
@@ -371,9 +414,45 @@ mod tests {
         assert_eq!(f.pod_max_pids, Some(-1));
         assert_eq!(f.read_only_port, Some(10255));
         assert_eq!(f.healthz_port, Some(0));
-        assert_eq!(f.enforce_node_allocatable.as_deref(), Some(""));
+        assert_eq!(f.enforce_node_allocatable, [""]);
+        assert_eq!(f.cpu_cfs_quota, Some(false));
+        assert_eq!(f.cpu_cfs_quota_period, Some(Duration::from_millis(50)));
+        assert_eq!(f.fail_swap_on, Some(false));
+        assert_eq!(f.pods_per_core, Some(4));
+        assert_eq!(f.max_open_files, Some(4096));
+        assert_eq!(f.feature_gates, ["CustomCPUCFSQuotaPeriod=true"]);
         assert_eq!(f.resolv_conf.as_deref(), Some(""));
         assert_eq!(f.verbosity, Some(4));
+    }
+
+    #[test]
+    fn a_repeated_flag_takes_the_last_value_and_lists_accumulate() {
+        let f = parse(&[
+            "--root-dir",
+            "/a",
+            "--root-dir",
+            "/b",
+            "--read-only-port=1",
+            "--read-only-port=2",
+            "--fail-swap-on=false",
+            "--fail-swap-on",
+            "--v=1",
+            "--v=3",
+            "--cluster-dns=10.0.0.10",
+            "--cluster-dns=10.0.0.11,10.0.0.12",
+            "--manifest-url-header=A:1",
+            "--manifest-url-header=A:2",
+            "--feature-gates=NodeSwap=false",
+            "--feature-gates=KubeletPSI=true",
+        ])
+        .unwrap();
+        assert_eq!(f.root_dir, Some(PathBuf::from("/b")));
+        assert_eq!(f.read_only_port, Some(2));
+        assert_eq!(f.fail_swap_on, Some(true));
+        assert_eq!(f.verbosity, Some(3));
+        assert_eq!(f.cluster_dns, ["10.0.0.10", "10.0.0.11,10.0.0.12"]);
+        assert_eq!(f.manifest_url_header, ["A:1", "A:2"]);
+        assert_eq!(f.feature_gates, ["NodeSwap=false", "KubeletPSI=true"]);
     }
 
     #[test]

@@ -10,16 +10,23 @@
 //! as a flag is taken as given.
 //!
 //! Then the result is checked across fields as the kubelet's `ValidateKubeletConfiguration`
-//! does (image GC thresholds, ports, eviction grace periods, cgroup settings, …). Every
-//! [`ConfigError`] names the flag (`flag --image-gc-low-threshold`) or the file field
-//! (`field imageGCLowThresholdPercent in /etc/kubelet.yaml`) it concerns.
+//! does (image GC thresholds, ports, eviction grace periods, cgroup settings, feature gates, …).
+//! Every [`ConfigError`] names the flag (`flag --image-gc-low-threshold`) or the file field
+//! (`field imageGCLowThresholdPercent in /etc/kubelet.yaml`) it concerns. A setting kubelet-rs
+//! cannot honor is refused, or, for the kubelet API, log rotation and shutdown settings that
+//! other work will implement, reported in [`KubeletSettings::warnings`]; [`support`] has the
+//! table of what every field and flag does.
 //!
-//! [`init_logging`] sets up `tracing` from `--v`.
+//! [`resolve`] reads one section at a time (`sections`). [`init_logging`] sets up `tracing`
+//! from `--v`.
 
 pub mod duration;
 pub mod eviction;
+pub mod features;
 pub mod file;
 pub mod flags;
+mod sections;
+pub mod support;
 
 use std::collections::BTreeMap;
 use std::fmt::Display;
@@ -29,11 +36,11 @@ use std::time::Duration;
 
 pub use self::duration::{format_go_duration, parse_go_duration, DurationError, GoDuration};
 pub use self::eviction::{EvictionError, EvictionSignal, EvictionThresholds, ThresholdValue};
+pub use self::features::{FeatureGates, KUBERNETES_VERSION};
 pub use self::file::{read_config_file, KubeletConfiguration};
 pub use self::flags::Flags;
 
 use crate::resource::{parse_quantity, Quantity};
-use crate::sources::validation::{is_dns1123_subdomain, is_qualified_name, is_valid_label_value};
 
 /// Default `--container-runtime-endpoint`: the project's own containerd.
 pub const DEFAULT_CONTAINER_RUNTIME_ENDPOINT: &str =
@@ -185,6 +192,7 @@ pub struct KubeletSettings {
     pub authentication: Authentication,
     pub authorization: Authorization,
 
+    /// `--max-pods`; the node's limit is [`KubeletSettings::effective_max_pods`].
     pub max_pods: u32,
     /// Most pods per core; 0 is no limit.
     pub pods_per_core: u32,
@@ -201,6 +209,9 @@ pub struct KubeletSettings {
     /// `localStorageCapacityIsolation` (file only): emptyDir `sizeLimit`s are enforced by
     /// eviction.
     pub local_storage_capacity_isolation: bool,
+    /// `kernelMemcgNotification`: eviction reacts to memcg threshold notifications (kubelet-rs
+    /// defaults it to true; false leaves only the periodic check).
+    pub kernel_memcg_notification: bool,
 
     pub image_gc_high_threshold_percent: u8,
     pub image_gc_low_threshold_percent: u8,
@@ -209,9 +220,12 @@ pub struct KubeletSettings {
     pub image_maximum_gc_age: Duration,
 
     pub housekeeping_interval: Duration,
+    /// How often pods no source claims are cleaned up (the kubelet's 2 s).
+    pub pod_housekeeping_period: Duration,
     pub node_status_update_frequency: Duration,
     pub node_status_report_frequency: Duration,
     pub node_lease_duration_seconds: u32,
+    /// How long a measured volume usage is reused for `/stats/summary` and eviction.
     pub volume_stats_agg_period: Duration,
 
     pub verbosity: u8,
@@ -225,28 +239,56 @@ pub struct KubeletSettings {
     pub kube_reserved: BTreeMap<String, Quantity>,
     pub system_reserved_cgroup: Option<String>,
     pub kube_reserved_cgroup: Option<String>,
+    /// CPU limits become CFS quota on containers and pod cgroups.
     pub cpu_cfs_quota: bool,
     pub cpu_cfs_quota_period: Duration,
+    /// Refuse to start when `/proc/swaps` lists a swap device.
     pub fail_swap_on: bool,
+    /// The agent's own `oom_score_adj`, applied at start.
     pub oom_score_adj: i32,
+    /// The agent's `RLIMIT_NOFILE`, applied at start.
     pub max_open_files: u64,
+    /// Refuse to start when the kernel tunables differ from the kubelet's expectations.
+    pub protect_kernel_defaults: bool,
+    /// Refuse to start on a cgroup v1 (or hybrid) host.
+    pub fail_cgroup_v1: bool,
 
     pub cluster_dns: Vec<IpAddr>,
     pub cluster_domain: String,
     /// `None` when set to '' (DNS from the host disabled).
     pub resolv_conf: Option<PathBuf>,
+    /// Passed to the runtime (CRI `UpdateRuntimeConfig`) at start.
     pub pod_cidr: Option<String>,
+    /// Validated only: with a CRI runtime the CNI configuration decides, as for the kubelet.
     pub hairpin_mode: String,
+    /// Containers without a seccomp profile get `RuntimeDefault` instead of `Unconfined`.
+    pub seccomp_default: bool,
+    /// The crash-loop backoff's first delay and its cap.
+    pub crash_loop_backoff: (Duration, Duration),
 
     pub container_log_max_size: Quantity,
     pub container_log_max_files: u32,
 
     pub shutdown_grace_period: Duration,
     pub shutdown_grace_period_critical_pods: Duration,
-    pub feature_gates: BTreeMap<String, bool>,
+    pub feature_gates: FeatureGates,
+    /// Settings accepted with a warning (see [`support`]), for the agent to log at start.
+    pub warnings: Vec<String>,
 
     /// The file as written, for settings not carried above.
     pub file: Option<KubeletConfiguration>,
+}
+
+impl KubeletSettings {
+    /// The most pods the node runs: `maxPods`, or `podsPerCore × cores` when that is set and
+    /// smaller (the kubelet's rule).
+    pub fn effective_max_pods(&self, cores: u32) -> u32 {
+        if self.pods_per_core == 0 {
+            return self.max_pods;
+        }
+        self.max_pods
+            .min(self.pods_per_core.saturating_mul(cores.max(1)))
+    }
 }
 
 /// Loads the configuration: reads `--config` if given, finds the node name, merges, validates.
@@ -295,11 +337,63 @@ const fn key(field: &'static str, flag: &'static str) -> Key {
     Key { field, flag }
 }
 
+/// Where each setting is looked up: the command line, then the file.
 struct Resolver<'a> {
+    flags: &'a Flags,
     file: Option<(&'a Path, &'a KubeletConfiguration)>,
 }
 
 impl<'a> Resolver<'a> {
+    /// A positive duration: flag, else the file's (zero there meaning unset), else `default`.
+    fn period(
+        &self,
+        k: Key,
+        flag: Option<Duration>,
+        file: impl FnOnce(&KubeletConfiguration) -> Option<GoDuration>,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
+        let (d, s) = self.pick(k, flag, |c| nonzero(file(c)), || default);
+        positive_period(&s, d)
+    }
+
+    /// A port, 0 allowed.
+    fn port(
+        &self,
+        k: Key,
+        flag: Option<u16>,
+        file: impl FnOnce(&KubeletConfiguration) -> Option<i32>,
+        default: u16,
+    ) -> Result<u16, ConfigError> {
+        let (p, s) = self.pick(
+            k,
+            flag.map(i64::from),
+            |c| file(c).map(i64::from),
+            || i64::from(default),
+        );
+        Ok(in_range(&s, p, 0, 65535)? as u16)
+    }
+
+    /// An IP address (the file's empty string meaning unset).
+    fn ip(
+        &self,
+        k: Key,
+        flag: Option<IpAddr>,
+        file: impl FnOnce(&'a KubeletConfiguration) -> Option<&'a str>,
+        default: IpAddr,
+    ) -> Result<IpAddr, ConfigError> {
+        let (ip, s) = self.pick(
+            k,
+            flag.map(Ok),
+            |c| {
+                file(c)
+                    .filter(|a| !a.is_empty())
+                    .map(|a| Err(a.to_string()))
+            },
+            || Ok(default),
+        );
+        ip.or_else(|a| parse_ip(&s, &a))
+    }
+
     fn describe(&self, k: Key, origin: Origin) -> String {
         match (origin, self.file) {
             (Origin::Flag, _) => format!("flag --{}", k.flag),
@@ -314,7 +408,7 @@ impl<'a> Resolver<'a> {
         &self,
         k: Key,
         flag: Option<T>,
-        file: impl FnOnce(&KubeletConfiguration) -> Option<T>,
+        file: impl FnOnce(&'a KubeletConfiguration) -> Option<T>,
         default: impl FnOnce() -> T,
     ) -> (T, String) {
         if let Some(v) = flag {
@@ -330,7 +424,7 @@ impl<'a> Resolver<'a> {
     fn file_only<T>(
         &self,
         field: &'static str,
-        file: impl FnOnce(&KubeletConfiguration) -> Option<T>,
+        file: impl FnOnce(&'a KubeletConfiguration) -> Option<T>,
         default: impl FnOnce() -> T,
     ) -> (T, String) {
         self.pick(key(field, ""), None, file, default)
@@ -480,873 +574,147 @@ fn quantity_map(
 
 /// Merges flags, an already-read config file and the machine's hostname into settings, and
 /// validates them. [`load`] is this plus reading the file and the hostname; tests call it
-/// directly.
+/// directly. Each section of the KubeletConfiguration is resolved by its own function in
+/// `sections`; [`support`] then refuses (or warns about) what kubelet-rs cannot honor.
 pub fn resolve(
     flags: &Flags,
     file: Option<(&Path, &KubeletConfiguration)>,
     machine_hostname: &str,
 ) -> Result<KubeletSettings, ConfigError> {
-    let r = Resolver { file };
-    let cfg = r.cfg();
-
-    // --- Node identity -------------------------------------------------------------------
-    let (node_name, node_setting) = match &flags.hostname_override {
-        Some(h) => (
-            h.trim().to_lowercase(),
-            "flag --hostname-override".to_string(),
-        ),
-        None => (
-            machine_hostname.trim().to_lowercase(),
-            "the machine's hostname".to_string(),
-        ),
-    };
-    if node_name.is_empty() {
-        return Err(ConfigError::NodeName {
-            reason: format!("{node_setting} is empty"),
-        });
-    }
-    if let Some(reason) = is_dns1123_subdomain(&node_name).into_iter().next() {
-        return Err(invalid(&node_setting, format!("{node_name:?}"), reason));
-    }
-    let mut node_labels = BTreeMap::new();
-    for (k, v) in flag_pairs("node-labels", &flags.node_labels, '=')? {
-        let reasons: Vec<String> = is_qualified_name(&k)
-            .into_iter()
-            .map(|m| format!("label key: {m}"))
-            .chain(
-                is_valid_label_value(&v)
-                    .into_iter()
-                    .map(|m| format!("label value: {m}")),
-            )
-            .collect();
-        if let Some(reason) = reasons.into_iter().next() {
-            return Err(invalid("flag --node-labels", format!("{k}={v}"), reason));
-        }
-        node_labels.insert(k, v);
-    }
-
-    // --- Pod sources ----------------------------------------------------------------------
-    let (pod_manifest_path, _) = r.pick(
-        key("staticPodPath", "pod-manifest-path"),
-        flags
-            .pod_manifest_path
-            .clone()
-            .map(|p| opt_path(&p.to_string_lossy())),
-        |c| c.static_pod_path.as_deref().map(opt_path),
-        || None,
-    );
-    let (file_check_frequency, s) = r.pick(
-        key("fileCheckFrequency", "file-check-frequency"),
-        flags.file_check_frequency,
-        |c| nonzero(c.file_check_frequency),
-        || 20 * SECOND,
-    );
-    let file_check_frequency = positive_period(&s, file_check_frequency)?;
-    let (http_check_frequency, s) = r.pick(
-        key("httpCheckFrequency", "http-check-frequency"),
-        flags.http_check_frequency,
-        |c| nonzero(c.http_check_frequency),
-        || 20 * SECOND,
-    );
-    let http_check_frequency = positive_period(&s, http_check_frequency)?;
-    let (sync_frequency, s) = r.pick(
-        key("syncFrequency", "sync-frequency"),
-        flags.sync_frequency,
-        |c| nonzero(c.sync_frequency),
-        || MINUTE,
-    );
-    let sync_frequency = positive_period(&s, sync_frequency)?;
-    let (manifest_url, s) = r.pick(
-        key("staticPodURL", "manifest-url"),
-        flags.manifest_url.clone(),
-        |c| c.static_pod_url.clone(),
-        String::new,
-    );
-    let manifest_url = (!manifest_url.is_empty()).then_some(manifest_url);
-    if let Some(url) = &manifest_url {
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(invalid(
-                &s,
-                format!("{url:?}"),
-                "must be an http:// or https:// URL",
-            ));
-        }
-    }
-    let manifest_url_header = if !flags.manifest_url_header.is_empty() {
-        flag_pairs("manifest-url-header", &flags.manifest_url_header, ':')?
-    } else {
-        cfg.and_then(|c| c.static_pod_url_header.as_ref())
-            .map(|m| {
-                m.iter()
-                    .flat_map(|(k, vs)| vs.iter().map(move |v| (k.clone(), v.clone())))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    for (name, _) in &manifest_url_header {
-        if name.is_empty() || name.bytes().any(|b| b.is_ascii_whitespace() || b == b':') {
-            let setting = if flags.manifest_url_header.is_empty() {
-                r.describe(key("staticPodURLHeader", ""), Origin::File)
-            } else {
-                "flag --manifest-url-header".to_string()
-            };
-            return Err(invalid(
-                &setting,
-                format!("{name:?}"),
-                "not a valid HTTP header name",
-            ));
-        }
-    }
-
-    // --- API server ------------------------------------------------------------------------
-    let kubeconfig = flags.kubeconfig.clone();
-    let (register_node, _) = r.pick(
-        key("registerNode", "register-node"),
-        flags.register_node,
-        |c| c.register_node,
-        || true,
-    );
-
-    // --- Runtime ---------------------------------------------------------------------------
-    let (endpoint, s) = r.pick(
-        key("containerRuntimeEndpoint", "container-runtime-endpoint"),
-        flags.container_runtime_endpoint.clone(),
-        |c| {
-            c.container_runtime_endpoint
-                .clone()
-                .filter(|e| !e.is_empty())
-        },
-        || DEFAULT_CONTAINER_RUNTIME_ENDPOINT.to_string(),
-    );
-    let container_runtime_endpoint = unix_endpoint(&s, &endpoint)?;
-    let (image_endpoint, s) = r.pick(
-        key("imageServiceEndpoint", "image-service-endpoint"),
-        flags.image_service_endpoint.clone(),
-        |c| c.image_service_endpoint.clone().filter(|e| !e.is_empty()),
-        || container_runtime_endpoint.clone(),
-    );
-    let image_service_endpoint = unix_endpoint(&s, &image_endpoint)?;
-    let (runtime_request_timeout, s) = r.pick(
-        key("runtimeRequestTimeout", "runtime-request-timeout"),
-        flags.runtime_request_timeout,
-        |c| nonzero(c.runtime_request_timeout),
-        || 2 * MINUTE,
-    );
-    let runtime_request_timeout = positive_period(&s, runtime_request_timeout)?;
-    let pod_infra_container_image = flags
-        .pod_infra_container_image
-        .clone()
-        .unwrap_or_else(|| DEFAULT_POD_INFRA_CONTAINER_IMAGE.to_string());
-    if pod_infra_container_image.trim().is_empty() {
-        return Err(invalid(
-            "flag --pod-infra-container-image",
-            "\"\"",
-            "must name an image",
-        ));
-    }
-    let (max_parallel, s_parallel) = r.file_only(
-        "maxParallelImagePulls",
-        |c| c.max_parallel_image_pulls.map(Some),
-        || None,
-    );
-    let max_parallel_image_pulls = match max_parallel {
-        Some(n) if n < 1 => return Err(invalid(&s_parallel, n, "must be 1 or more")),
-        Some(n) => Some(n as u32),
-        None => None,
-    };
-    let (serialize_image_pulls, s) = r.pick(
-        key("serializeImagePulls", "serialize-image-pulls"),
-        flags.serialize_image_pulls,
-        |c| c.serialize_image_pulls,
-        || max_parallel_image_pulls.is_none_or(|n| n < 2),
-    );
-    if serialize_image_pulls && max_parallel_image_pulls.is_some_and(|n| n > 1) {
-        return Err(invalid(
-            &s_parallel,
-            max_parallel_image_pulls.unwrap_or_default(),
-            format!("must be 1 or unset when serializeImagePulls is true ({s})"),
-        ));
-    }
-
-    // --- Directories ----------------------------------------------------------------------
-    let root_dir = flags
-        .root_dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT_DIR));
-    let cert_dir = flags
-        .cert_dir
-        .clone()
-        .unwrap_or_else(|| root_dir.join("pki"));
-    let (pod_logs_dir, s) = r.file_only(
-        "podLogsDir",
-        |c| c.pod_logs_dir.clone().filter(|p| !p.is_empty()),
-        || DEFAULT_POD_LOGS_DIR.to_string(),
-    );
-    let pod_logs_dir = PathBuf::from(pod_logs_dir);
-    if !pod_logs_dir.is_absolute() {
-        return Err(invalid(
-            &s,
-            pod_logs_dir.display(),
-            "must be an absolute path",
-        ));
-    }
-
-    // --- Servers ----------------------------------------------------------------------------
-    let (enable_server, _) = r.file_only("enableServer", |c| c.enable_server, || true);
-    let (address, s) = r.pick(
-        key("address", "address"),
-        flags.address.map(Ok),
-        |c| {
-            c.address
-                .as_deref()
-                .filter(|a| !a.is_empty())
-                .map(|a| Err(a.to_string()))
-        },
-        || Ok(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
-    );
-    let address = address.or_else(|a| parse_ip(&s, &a))?;
-    let (port, s) = r.pick(
-        key("port", "port"),
-        flags.port.map(i64::from),
-        |c| c.port.filter(|&p| p != 0).map(i64::from),
-        || i64::from(DEFAULT_PORT),
-    );
-    let port = in_range(&s, port, if enable_server { 1 } else { 0 }, 65535)? as u16;
-    let (read_only_port, s) = r.pick(
-        key("readOnlyPort", "read-only-port"),
-        flags.read_only_port.map(i64::from),
-        |c| c.read_only_port.map(i64::from),
-        || 0,
-    );
-    let read_only_port = in_range(&s, read_only_port, 0, 65535)? as u16;
-    let (healthz_port, s) = r.pick(
-        key("healthzPort", "healthz-port"),
-        flags.healthz_port.map(i64::from),
-        |c| c.healthz_port.map(i64::from),
-        || i64::from(DEFAULT_HEALTHZ_PORT),
-    );
-    let healthz_port = in_range(&s, healthz_port, 0, 65535)? as u16;
-    let (healthz_bind_address, s) = r.pick(
-        key("healthzBindAddress", "healthz-bind-address"),
-        flags.healthz_bind_address.map(Ok),
-        |c| {
-            c.healthz_bind_address
-                .as_deref()
-                .filter(|a| !a.is_empty())
-                .map(|a| Err(a.to_string()))
-        },
-        || Ok(IpAddr::V4(Ipv4Addr::LOCALHOST)),
-    );
-    let healthz_bind_address = healthz_bind_address.or_else(|a| parse_ip(&s, &a))?;
-    let cadvisor_port = flags.cadvisor_port.unwrap_or(DEFAULT_CADVISOR_PORT);
-    let (tls_cert_file, _) = r.pick(
-        key("tlsCertFile", "tls-cert-file"),
-        flags
-            .tls_cert_file
-            .clone()
-            .map(|p| opt_path(&p.to_string_lossy())),
-        |c| c.tls_cert_file.as_deref().map(opt_path),
-        || None,
-    );
-    let (tls_private_key_file, s) = r.pick(
-        key("tlsPrivateKeyFile", "tls-private-key-file"),
-        flags
-            .tls_private_key_file
-            .clone()
-            .map(|p| opt_path(&p.to_string_lossy())),
-        |c| c.tls_private_key_file.as_deref().map(opt_path),
-        || None,
-    );
-    if tls_cert_file.is_some() != tls_private_key_file.is_some() {
-        return Err(invalid(
-            &s,
-            format!("{tls_private_key_file:?}"),
-            "tlsCertFile (--tls-cert-file) and tlsPrivateKeyFile (--tls-private-key-file) \
-             must be set together",
-        ));
-    }
-    let authn = cfg.and_then(|c| c.authentication.as_ref());
-    let (anonymous, _) = r.pick(
-        key("authentication.anonymous.enabled", "anonymous-auth"),
-        flags.anonymous_auth,
-        |_| {
-            authn
-                .and_then(|a| a.anonymous.as_ref())
-                .and_then(|a| a.enabled)
-        },
-        || false,
-    );
-    let webhook = authn.and_then(|a| a.webhook.as_ref());
-    let (client_ca_file, _) = r.pick(
-        key("authentication.x509.clientCAFile", "client-ca-file"),
-        flags
-            .client_ca_file
-            .clone()
-            .map(|p| opt_path(&p.to_string_lossy())),
-        |_| {
-            authn
-                .and_then(|a| a.x509.as_ref())
-                .and_then(|x| x.client_ca_file.as_deref())
-                .map(opt_path)
-        },
-        || None,
-    );
-    let authentication = Authentication {
-        anonymous,
-        webhook: webhook.and_then(|w| w.enabled).unwrap_or(true),
-        webhook_cache_ttl: nonzero(webhook.and_then(|w| w.cache_ttl)).unwrap_or(2 * MINUTE),
-        client_ca_file,
-    };
-    let authz = cfg.and_then(|c| c.authorization.as_ref());
-    let (mode, s) = r.pick(
-        key("authorization.mode", "authorization-mode"),
-        flags.authorization_mode.clone(),
-        |_| authz.and_then(|a| a.mode.clone()).filter(|m| !m.is_empty()),
-        || "Webhook".to_string(),
-    );
-    let mode = match mode.as_str() {
-        "AlwaysAllow" => AuthorizationMode::AlwaysAllow,
-        "Webhook" => AuthorizationMode::Webhook,
-        other => {
-            return Err(invalid(
-                &s,
-                format!("{other:?}"),
-                "supported values: AlwaysAllow, Webhook",
-            ))
-        }
-    };
-    let authz_webhook = authz.and_then(|a| a.webhook.as_ref());
-    let authorization = Authorization {
-        mode,
-        cache_authorized_ttl: nonzero(authz_webhook.and_then(|w| w.cache_authorized_ttl))
-            .unwrap_or(5 * MINUTE),
-        cache_unauthorized_ttl: nonzero(authz_webhook.and_then(|w| w.cache_unauthorized_ttl))
-            .unwrap_or(30 * SECOND),
-    };
-
-    // --- Capacity -----------------------------------------------------------------------------
-    let (max_pods, s) = r.pick(
-        key("maxPods", "max-pods"),
-        flags.max_pods.map(i64::from),
-        |c| c.max_pods.filter(|&n| n != 0).map(i64::from),
-        || i64::from(DEFAULT_MAX_PODS),
-    );
-    let max_pods = in_range(&s, max_pods, 0, i64::from(i32::MAX))? as u32;
-    let (pods_per_core, s) = r.file_only("podsPerCore", |c| c.pods_per_core, || 0);
-    let pods_per_core = in_range(&s, pods_per_core.into(), 0, i64::from(i32::MAX))? as u32;
-    let (pod_pids_limit, _) = r.pick(
-        key("podPidsLimit", "pod-max-pids"),
-        flags.pod_max_pids,
-        |c| c.pod_pids_limit,
-        || -1,
-    );
-    let pod_pids_limit = if pod_pids_limit < 0 {
-        -1
-    } else {
-        pod_pids_limit
-    };
-
-    // --- Eviction -----------------------------------------------------------------------------
-    let k_hard = key("evictionHard", "eviction-hard");
-    let eviction_hard = match pairs_from(&r, k_hard, &flags.eviction_hard, '<', |c| {
-        c.eviction_hard.as_ref()
-    })? {
-        Some((pairs, s)) => {
-            let mut t =
-                eviction::parse_thresholds(as_refs(&pairs)).map_err(|e| eviction_err(&s, e))?;
-            let merge = flags.eviction_hard.is_empty()
-                && cfg.and_then(|c| c.merge_default_eviction_settings) == Some(true);
-            if merge {
-                let given: Vec<&str> = pairs.iter().map(|(k, _)| k.as_str()).collect();
-                for (sig, v) in eviction::default_eviction_hard() {
-                    if !given.contains(&sig.as_str()) {
-                        t.insert(sig, v);
-                    }
-                }
-            }
-            t
-        }
-        None => eviction::default_eviction_hard(),
-    };
-    let k_soft = key("evictionSoft", "eviction-soft");
-    let (eviction_soft, soft_setting) =
-        match pairs_from(&r, k_soft, &flags.eviction_soft, '<', |c| {
-            c.eviction_soft.as_ref()
-        })? {
-            Some((pairs, s)) => (
-                eviction::parse_thresholds(as_refs(&pairs)).map_err(|e| eviction_err(&s, e))?,
-                s,
-            ),
-            None => (
-                EvictionThresholds::new(),
-                r.describe(k_soft, Origin::Default),
-            ),
-        };
-    let k_grace = key("evictionSoftGracePeriod", "eviction-soft-grace-period");
-    let eviction_soft_grace_period =
-        match pairs_from(&r, k_grace, &flags.eviction_soft_grace_period, '=', |c| {
-            c.eviction_soft_grace_period.as_ref()
-        })? {
-            Some((pairs, s)) => {
-                eviction::parse_grace_periods(as_refs(&pairs)).map_err(|e| eviction_err(&s, e))?
-            }
-            None => BTreeMap::new(),
-        };
-    eviction::check_soft_grace_periods(&eviction_soft, &eviction_soft_grace_period)
-        .map_err(|e| eviction_err(&soft_setting, e))?;
-    let k_reclaim = key("evictionMinimumReclaim", "eviction-minimum-reclaim");
-    let eviction_minimum_reclaim =
-        match pairs_from(&r, k_reclaim, &flags.eviction_minimum_reclaim, '=', |c| {
-            c.eviction_minimum_reclaim.as_ref()
-        })? {
-            Some((pairs, s)) => eviction::parse_minimum_reclaims(as_refs(&pairs))
-                .map_err(|e| eviction_err(&s, e))?,
-            None => EvictionThresholds::new(),
-        };
-    let (eviction_pressure_transition_period, _) = r.pick(
-        key(
-            "evictionPressureTransitionPeriod",
-            "eviction-pressure-transition-period",
-        ),
-        flags.eviction_pressure_transition_period,
-        |c| nonzero(c.eviction_pressure_transition_period),
-        || 5 * MINUTE,
-    );
-    let (eviction_max_pod_grace_period, s) = r.pick(
-        key("evictionMaxPodGracePeriod", "eviction-max-pod-grace-period"),
-        flags.eviction_max_pod_grace_period,
-        |c| c.eviction_max_pod_grace_period,
-        || 0,
-    );
-    let eviction_max_pod_grace_period = in_range(
-        &s,
-        eviction_max_pod_grace_period.into(),
-        0,
-        i64::from(i32::MAX),
-    )?;
-    let (local_storage_capacity_isolation, _) = r.file_only(
-        "localStorageCapacityIsolation",
-        |c| c.local_storage_capacity_isolation,
-        || true,
-    );
-
-    // --- Image GC -------------------------------------------------------------------------------
-    let (high, s_high) = r.pick(
-        key("imageGCHighThresholdPercent", "image-gc-high-threshold"),
-        flags.image_gc_high_threshold,
-        |c| c.image_gc_high_threshold_percent,
-        || 85,
-    );
-    let (low, s_low) = r.pick(
-        key("imageGCLowThresholdPercent", "image-gc-low-threshold"),
-        flags.image_gc_low_threshold,
-        |c| c.image_gc_low_threshold_percent,
-        || 80,
-    );
-    let high = in_range(&s_high, high.into(), 0, 100)? as u8;
-    let low = in_range(&s_low, low.into(), 0, 100)? as u8;
-    if low >= high {
-        return Err(invalid(
-            &s_low,
-            low,
-            format!("must be less than imageGCHighThresholdPercent ({high}, {s_high})"),
-        ));
-    }
-    let (image_minimum_gc_age, s_min) = r.pick(
-        key("imageMinimumGCAge", "minimum-image-ttl-duration"),
-        flags.minimum_image_ttl_duration,
-        |c| nonzero(c.image_minimum_gc_age),
-        || 2 * MINUTE,
-    );
-    let (image_maximum_gc_age, s) = r.file_only(
-        "imageMaximumGCAge",
-        |c| c.image_maximum_gc_age.map(|d| d.0),
-        || Duration::ZERO,
-    );
-    if !image_maximum_gc_age.is_zero() && image_maximum_gc_age <= image_minimum_gc_age {
-        return Err(invalid(
-            &s,
-            format_go_duration(image_maximum_gc_age),
-            format!(
-                "must be greater than imageMinimumGCAge ({}, {s_min})",
-                format_go_duration(image_minimum_gc_age)
-            ),
-        ));
-    }
-
-    // --- Periods --------------------------------------------------------------------------------
-    let housekeeping_interval = positive_period(
-        "flag --housekeeping-interval",
-        flags.housekeeping_interval.unwrap_or(SECOND),
-    )?;
-    let status_update_given = flags.node_status_update_frequency.is_some()
-        || cfg
-            .and_then(|c| nonzero(c.node_status_update_frequency))
-            .is_some();
-    let (node_status_update_frequency, s) = r.pick(
-        key("nodeStatusUpdateFrequency", "node-status-update-frequency"),
-        flags.node_status_update_frequency,
-        |c| nonzero(c.node_status_update_frequency),
-        || 10 * SECOND,
-    );
-    let node_status_update_frequency = positive_period(&s, node_status_update_frequency)?;
-    let (node_status_report_frequency, _) = r.file_only(
-        "nodeStatusReportFrequency",
-        |c| nonzero(c.node_status_report_frequency),
-        || {
-            if status_update_given {
-                node_status_update_frequency
-            } else {
-                5 * MINUTE
-            }
-        },
-    );
-    let (node_lease_duration_seconds, s) = r.file_only(
-        "nodeLeaseDurationSeconds",
-        |c| c.node_lease_duration_seconds.filter(|&n| n != 0),
-        || 40,
-    );
-    let node_lease_duration_seconds = in_range(
-        &s,
-        node_lease_duration_seconds.into(),
-        1,
-        i64::from(i32::MAX),
-    )? as u32;
-    let (volume_stats_agg_period, _) = r.file_only(
-        "volumeStatsAggPeriod",
-        |c| nonzero(c.volume_stats_agg_period),
-        || MINUTE,
-    );
-
-    // --- Logging --------------------------------------------------------------------------------
-    let (verbosity, _) = r.pick(
-        key("logging.verbosity", "v"),
-        flags.verbosity,
-        |c| {
-            c.logging
-                .as_ref()
-                .and_then(|l| l.verbosity)
-                .map(|v| v.min(u32::from(u8::MAX)) as u8)
-        },
-        || 0,
-    );
-
-    // --- Cgroups ----------------------------------------------------------------------------------
-    let (cgroup_root, _) = r.pick(
-        key("cgroupRoot", "cgroup-root"),
-        flags.cgroup_root.clone(),
-        |c| c.cgroup_root.clone(),
-        || "/".to_string(),
-    );
-    let cgroup_root = if cgroup_root.is_empty() {
-        "/".to_string()
-    } else {
-        cgroup_root
-    };
-    let (cgroups_per_qos, s_qos) = r.pick(
-        key("cgroupsPerQOS", "cgroups-per-qos"),
-        flags.cgroups_per_qos,
-        |c| c.cgroups_per_qos,
-        || true,
-    );
-    let (driver, s) = r.pick(
-        key("cgroupDriver", "cgroup-driver"),
-        flags.cgroup_driver.clone(),
-        |c| c.cgroup_driver.clone().filter(|d| !d.is_empty()),
-        || "cgroupfs".to_string(),
-    );
-    let cgroup_driver = match driver.as_str() {
-        "cgroupfs" => CgroupDriver::Cgroupfs,
-        "systemd" => {
-            return Err(invalid(
-                &s,
-                "\"systemd\"",
-                "the systemd cgroup driver is not supported by kubelet-rs; use cgroupfs (and \
-                 configure the container runtime for cgroupfs too)",
-            ))
-        }
-        other => {
-            return Err(invalid(
-                &s,
-                format!("{other:?}"),
-                "supported values: cgroupfs",
-            ))
-        }
-    };
-    let (system_reserved_cgroup, _) = r.file_only(
-        "systemReservedCgroup",
-        |c| Some(c.system_reserved_cgroup.clone().filter(|s| !s.is_empty())),
-        || None,
-    );
-    let (kube_reserved_cgroup, _) = r.file_only(
-        "kubeReservedCgroup",
-        |c| Some(c.kube_reserved_cgroup.clone().filter(|s| !s.is_empty())),
-        || None,
-    );
-    let enforce_given = flags.enforce_node_allocatable.as_deref().map(|s| {
-        s.split(',')
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty())
-            .collect::<Vec<_>>()
-    });
-    let (enforce, s_enforce) = r.pick(
-        key("enforceNodeAllocatable", "enforce-node-allocatable"),
-        enforce_given,
-        |c| c.enforce_node_allocatable.clone(),
-        // Like the kubelet, enforce on pods by default; unlike it, do not make
-        // --cgroups-per-qos=false also require --enforce-node-allocatable=''.
-        || {
-            if cgroups_per_qos {
-                vec!["pods".to_string()]
-            } else {
-                Vec::new()
-            }
-        },
-    );
-    const LEVELS: &[&str] = &[
-        "none",
-        "pods",
-        "system-reserved",
-        "system-reserved-compressible",
-        "kube-reserved",
-        "kube-reserved-compressible",
-    ];
-    for level in &enforce {
-        one_of(&s_enforce, level, LEVELS)?;
-    }
-    if enforce.iter().any(|l| l == "none") && enforce.len() > 1 {
-        return Err(invalid(
-            &s_enforce,
-            enforce.join(","),
-            "'none' cannot be combined with other levels",
-        ));
-    }
-    let enforce_node_allocatable: Vec<String> =
-        enforce.into_iter().filter(|l| l != "none").collect();
-    if !cgroups_per_qos && !enforce_node_allocatable.is_empty() {
-        return Err(invalid(
-            &s_enforce,
-            enforce_node_allocatable.join(","),
-            format!("node allocatable enforcement needs cgroupsPerQOS ({s_qos} is false)"),
-        ));
-    }
-    for level in &enforce_node_allocatable {
-        if level.starts_with("system-reserved") && system_reserved_cgroup.is_none() {
-            return Err(invalid(
-                &s_enforce,
-                level,
-                "needs systemReservedCgroup to be set",
-            ));
-        }
-        if level.starts_with("kube-reserved") && kube_reserved_cgroup.is_none() {
-            return Err(invalid(
-                &s_enforce,
-                level,
-                "needs kubeReservedCgroup to be set",
-            ));
-        }
-    }
-    let system_reserved = quantity_map(
-        &r.describe(key("systemReserved", ""), Origin::File),
-        cfg.and_then(|c| c.system_reserved.as_ref()),
-    )?;
-    let kube_reserved = quantity_map(
-        &r.describe(key("kubeReserved", ""), Origin::File),
-        cfg.and_then(|c| c.kube_reserved.as_ref()),
-    )?;
-    let (cpu_cfs_quota, _) = r.file_only("cpuCFSQuota", |c| c.cpu_cfs_quota, || true);
-    let (cpu_cfs_quota_period, s) = r.file_only(
-        "cpuCFSQuotaPeriod",
-        |c| c.cpu_cfs_quota_period.map(|d| d.0),
-        || Duration::from_millis(100),
-    );
-    if !(Duration::from_millis(1)..=SECOND).contains(&cpu_cfs_quota_period) {
-        return Err(invalid(
-            &s,
-            format_go_duration(cpu_cfs_quota_period),
-            "must be between 1ms and 1s, inclusive",
-        ));
-    }
-    let (fail_swap_on, _) = r.file_only("failSwapOn", |c| c.fail_swap_on, || true);
-    let (oom_score_adj, s) = r.file_only("oomScoreAdj", |c| c.oom_score_adj, || -999);
-    let oom_score_adj = in_range(&s, oom_score_adj.into(), -1000, 1000)? as i32;
-    let (max_open_files, s) = r.file_only(
-        "maxOpenFiles",
-        |c| c.max_open_files.filter(|&n| n != 0),
-        || 1_000_000,
-    );
-    let max_open_files = in_range(&s, max_open_files, 0, i64::MAX)? as u64;
-
-    // --- DNS and network ---------------------------------------------------------------------------
-    let (dns, s) = r.pick(
-        key("clusterDNS", "cluster-dns"),
-        flags.cluster_dns.as_deref().map(|s| {
-            s.split(',')
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-                .collect::<Vec<_>>()
-        }),
-        |c| c.cluster_dns.clone(),
-        Vec::new,
-    );
-    let cluster_dns = dns
-        .iter()
-        .map(|ip| parse_ip(&s, ip))
-        .collect::<Result<Vec<_>, _>>()?;
-    let (cluster_domain, _) = r.pick(
-        key("clusterDomain", "cluster-domain"),
-        flags.cluster_domain.clone(),
-        |c| c.cluster_domain.clone(),
-        String::new,
-    );
-    let (resolv_conf, _) = r.pick(
-        key("resolvConf", "resolv-conf"),
-        flags.resolv_conf.clone(),
-        |c| c.resolv_conf.clone(),
-        || "/etc/resolv.conf".to_string(),
-    );
-    let resolv_conf = opt_path(&resolv_conf);
-    let (pod_cidr, _) = r.file_only(
-        "podCIDR",
-        |c| Some(c.pod_cidr.clone().filter(|s| !s.is_empty())),
-        || None,
-    );
-    let (hairpin_mode, s) = r.file_only(
-        "hairpinMode",
-        |c| c.hairpin_mode.clone().filter(|m| !m.is_empty()),
-        || "promiscuous-bridge".to_string(),
-    );
-    one_of(
-        &s,
-        &hairpin_mode,
-        &["promiscuous-bridge", "hairpin-veth", "none"],
-    )?;
-
-    // --- Logs -----------------------------------------------------------------------------------------
-    let (max_size, s) = r.file_only(
-        "containerLogMaxSize",
-        |c| c.container_log_max_size.clone().filter(|v| !v.is_empty()),
-        || "10Mi".to_string(),
-    );
-    let container_log_max_size =
-        parse_quantity(&max_size).map_err(|e| invalid(&s, format!("{max_size:?}"), e.reason()))?;
-    if container_log_max_size.value() <= 0 {
-        return Err(invalid(
-            &s,
-            format!("{max_size:?}"),
-            "must be greater than 0",
-        ));
-    }
-    let (max_files, s) = r.file_only("containerLogMaxFiles", |c| c.container_log_max_files, || 5);
-    let container_log_max_files = in_range(&s, max_files.into(), 2, i64::from(i32::MAX))? as u32;
-
-    // --- Shutdown, gates ----------------------------------------------------------------------------
-    let (shutdown_grace_period, s_total) = r.file_only(
-        "shutdownGracePeriod",
-        |c| c.shutdown_grace_period.map(|d| d.0),
-        || Duration::ZERO,
-    );
-    let (shutdown_grace_period_critical_pods, s) = r.file_only(
-        "shutdownGracePeriodCriticalPods",
-        |c| c.shutdown_grace_period_critical_pods.map(|d| d.0),
-        || Duration::ZERO,
-    );
-    if shutdown_grace_period_critical_pods > shutdown_grace_period {
-        return Err(invalid(
-            &s,
-            format_go_duration(shutdown_grace_period_critical_pods),
-            format!(
-                "must not be greater than shutdownGracePeriod ({}, {s_total})",
-                format_go_duration(shutdown_grace_period)
-            ),
-        ));
-    }
-    let feature_gates = cfg
-        .and_then(|c| c.feature_gates.clone())
-        .unwrap_or_default();
-
-    if let Some(c) = cfg {
-        validate_file_only_fields(&r, c)?;
-    }
+    let r = Resolver { flags, file };
+    let (feature_gates, mut warnings) = feature_gates(&r)?;
+    let node = sections::node_identity(&r, machine_hostname)?;
+    let sources = sections::pod_sources(&r)?;
+    let runtime = sections::runtime(&r)?;
+    let dirs = sections::directories(&r)?;
+    let servers = sections::servers(&r)?;
+    let (authentication, authorization) = sections::auth(&r)?;
+    let capacity = sections::capacity(&r)?;
+    let eviction = sections::eviction(&r)?;
+    let image_gc = sections::image_gc(&r, &feature_gates)?;
+    let periods = sections::periods(&r)?;
+    let cgroups = sections::cgroups(&r)?;
+    let cpu = sections::cpu_quota(&r, &feature_gates)?;
+    let process = sections::process(&r)?;
+    let network = sections::network(&r)?;
+    let logs = sections::logs(&r)?;
+    let shutdown = sections::shutdown(&r)?;
+    let containers = sections::containers(&r, &feature_gates)?;
+    warnings.extend(support::check(&r)?);
 
     Ok(KubeletSettings {
         config_file: file.map(|(p, _)| p.to_path_buf()),
-        node_name,
-        node_ip: flags.node_ip,
-        node_labels,
-        pod_manifest_path,
-        file_check_frequency,
-        manifest_url,
-        manifest_url_header,
-        http_check_frequency,
-        sync_frequency,
-        kubeconfig,
-        register_node,
-        container_runtime_endpoint,
-        image_service_endpoint,
-        runtime_request_timeout,
-        pod_infra_container_image,
-        serialize_image_pulls,
-        max_parallel_image_pulls,
-        root_dir,
-        cert_dir,
-        pod_logs_dir,
-        enable_server,
-        address,
-        port,
-        read_only_port,
-        healthz_port,
-        healthz_bind_address,
-        cadvisor_port,
+        node_name: node.node_name,
+        node_ip: node.node_ip,
+        node_labels: node.node_labels,
+        pod_manifest_path: sources.pod_manifest_path,
+        file_check_frequency: sources.file_check_frequency,
+        manifest_url: sources.manifest_url,
+        manifest_url_header: sources.manifest_url_header,
+        http_check_frequency: sources.http_check_frequency,
+        sync_frequency: sources.sync_frequency,
+        kubeconfig: node.kubeconfig,
+        register_node: node.register_node,
+        container_runtime_endpoint: runtime.container_runtime_endpoint,
+        image_service_endpoint: runtime.image_service_endpoint,
+        runtime_request_timeout: runtime.runtime_request_timeout,
+        pod_infra_container_image: runtime.pod_infra_container_image,
+        serialize_image_pulls: runtime.serialize_image_pulls,
+        max_parallel_image_pulls: runtime.max_parallel_image_pulls,
+        root_dir: dirs.root_dir,
+        cert_dir: dirs.cert_dir,
+        pod_logs_dir: dirs.pod_logs_dir,
+        enable_server: servers.enable_server,
+        address: servers.address,
+        port: servers.port,
+        read_only_port: servers.read_only_port,
+        healthz_port: servers.healthz_port,
+        healthz_bind_address: servers.healthz_bind_address,
+        cadvisor_port: servers.cadvisor_port,
         cadvisor_bind_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
-        tls_cert_file,
-        tls_private_key_file,
+        tls_cert_file: servers.tls_cert_file,
+        tls_private_key_file: servers.tls_private_key_file,
         authentication,
         authorization,
-        max_pods,
-        pods_per_core,
-        pod_pids_limit,
-        eviction_hard,
-        eviction_soft,
-        eviction_soft_grace_period,
-        eviction_pressure_transition_period,
-        eviction_max_pod_grace_period,
-        eviction_minimum_reclaim,
-        local_storage_capacity_isolation,
-        image_gc_high_threshold_percent: high,
-        image_gc_low_threshold_percent: low,
-        image_minimum_gc_age,
-        image_maximum_gc_age,
-        housekeeping_interval,
-        node_status_update_frequency,
-        node_status_report_frequency,
-        node_lease_duration_seconds,
-        volume_stats_agg_period,
-        verbosity,
-        cgroup_root,
-        cgroups_per_qos,
-        cgroup_driver,
-        enforce_node_allocatable,
-        system_reserved,
-        kube_reserved,
-        system_reserved_cgroup,
-        kube_reserved_cgroup,
-        cpu_cfs_quota,
-        cpu_cfs_quota_period,
-        fail_swap_on,
-        oom_score_adj,
-        max_open_files,
-        cluster_dns,
-        cluster_domain,
-        resolv_conf,
-        pod_cidr,
-        hairpin_mode,
-        container_log_max_size,
-        container_log_max_files,
-        shutdown_grace_period,
-        shutdown_grace_period_critical_pods,
+        max_pods: capacity.max_pods,
+        pods_per_core: capacity.pods_per_core,
+        pod_pids_limit: capacity.pod_pids_limit,
+        eviction_hard: eviction.hard,
+        eviction_soft: eviction.soft,
+        eviction_soft_grace_period: eviction.soft_grace_period,
+        eviction_pressure_transition_period: eviction.pressure_transition_period,
+        eviction_max_pod_grace_period: eviction.max_pod_grace_period,
+        eviction_minimum_reclaim: eviction.minimum_reclaim,
+        local_storage_capacity_isolation: eviction.local_storage_capacity_isolation,
+        kernel_memcg_notification: containers.kernel_memcg_notification,
+        image_gc_high_threshold_percent: image_gc.high_threshold_percent,
+        image_gc_low_threshold_percent: image_gc.low_threshold_percent,
+        image_minimum_gc_age: image_gc.minimum_age,
+        image_maximum_gc_age: image_gc.maximum_age,
+        housekeeping_interval: periods.housekeeping_interval,
+        pod_housekeeping_period: periods.pod_housekeeping_period,
+        node_status_update_frequency: periods.node_status_update_frequency,
+        node_status_report_frequency: periods.node_status_report_frequency,
+        node_lease_duration_seconds: periods.node_lease_duration_seconds,
+        volume_stats_agg_period: periods.volume_stats_agg_period,
+        verbosity: logs.verbosity,
+        cgroup_root: cgroups.cgroup_root,
+        cgroups_per_qos: cgroups.cgroups_per_qos,
+        cgroup_driver: cgroups.cgroup_driver,
+        enforce_node_allocatable: cgroups.enforce_node_allocatable,
+        system_reserved: cgroups.system_reserved,
+        kube_reserved: cgroups.kube_reserved,
+        system_reserved_cgroup: cgroups.system_reserved_cgroup,
+        kube_reserved_cgroup: cgroups.kube_reserved_cgroup,
+        cpu_cfs_quota: cpu.enforce,
+        cpu_cfs_quota_period: cpu.period,
+        fail_swap_on: process.fail_swap_on,
+        oom_score_adj: process.oom_score_adj,
+        max_open_files: process.max_open_files,
+        protect_kernel_defaults: process.protect_kernel_defaults,
+        fail_cgroup_v1: process.fail_cgroup_v1,
+        cluster_dns: network.cluster_dns,
+        cluster_domain: network.cluster_domain,
+        resolv_conf: network.resolv_conf,
+        pod_cidr: network.pod_cidr,
+        hairpin_mode: network.hairpin_mode,
+        seccomp_default: containers.seccomp_default,
+        crash_loop_backoff: containers.crash_loop_backoff,
+        container_log_max_size: logs.container_log_max_size,
+        container_log_max_files: logs.container_log_max_files,
+        shutdown_grace_period: shutdown.grace_period,
+        shutdown_grace_period_critical_pods: shutdown.grace_period_critical_pods,
         feature_gates,
-        file: cfg.cloned(),
+        warnings,
+        file: r.cfg().cloned(),
+    })
+}
+
+/// `--feature-gates` merged over the file's `featureGates` (the flag wins per gate, as in the
+/// kubelet), checked against the release's gates.
+fn feature_gates(r: &Resolver<'_>) -> Result<(FeatureGates, Vec<String>), ConfigError> {
+    let from_flag =
+        features::parse_flag(&r.flags.feature_gates).map_err(|e| ConfigError::Setting {
+            setting: "flag --feature-gates".into(),
+            reason: e.to_string(),
+        })?;
+    let from_file = r.cfg().and_then(|c| c.feature_gates.clone());
+    let mut merged = from_file.clone().unwrap_or_default();
+    merged.extend(from_flag.clone());
+    FeatureGates::new(&merged).map_err(|e| {
+        let name = match &e {
+            features::GateError::Unknown(n) | features::GateError::Locked { name: n, .. } => n,
+            _ => "",
+        };
+        let origin = if from_flag.contains_key(name) {
+            Origin::Flag
+        } else {
+            Origin::File
+        };
+        ConfigError::Setting {
+            setting: r.describe(key("featureGates", "feature-gates"), origin),
+            reason: e.to_string(),
+        }
     })
 }
 
@@ -1370,92 +738,6 @@ fn unix_endpoint(setting: &str, endpoint: &str) -> Result<String, ConfigError> {
         format!("{endpoint:?}"),
         "only unix:// endpoints are supported on Linux",
     ))
-}
-
-/// Range and enumeration checks of file fields the agent does not act on yet, so that a file
-/// the Go kubelet would refuse is refused here too.
-fn validate_file_only_fields(
-    r: &Resolver<'_>,
-    c: &KubeletConfiguration,
-) -> Result<(), ConfigError> {
-    let s = |field: &'static str| r.describe(key(field, ""), Origin::File);
-    for (field, v) in [
-        ("registryPullQPS", c.registry_pull_qps),
-        ("registryBurst", c.registry_burst),
-        ("eventRecordQPS", c.event_record_qps),
-        ("eventBurst", c.event_burst),
-        ("kubeAPIQPS", c.kube_api_qps),
-        ("kubeAPIBurst", c.kube_api_burst),
-        (
-            "containerLogMaxWorkers",
-            c.container_log_max_workers.map(|n| n - 1),
-        ),
-    ] {
-        if let Some(v) = v.filter(|&v| v < 0) {
-            return Err(invalid(&s(field), v, "must not be a negative number"));
-        }
-    }
-    if let Some(n) = c.node_status_max_images.filter(|&n| n < -1) {
-        return Err(invalid(
-            &s("nodeStatusMaxImages"),
-            n,
-            "must be -1 or greater",
-        ));
-    }
-    if let Some(f) = c.memory_throttling_factor {
-        if !(f > 0.0 && f <= 1.0) {
-            return Err(invalid(
-                &s("memoryThrottlingFactor"),
-                f,
-                "must be greater than 0 and less than or equal to 1.0",
-            ));
-        }
-    }
-    if let Some(d) = c.container_log_monitor_interval {
-        if d.0 < Duration::from_secs(3) {
-            return Err(invalid(
-                &s("containerLogMonitorInterval"),
-                d,
-                "must be a positive time duration greater than or equal to 3s",
-            ));
-        }
-    }
-    let enums: [(&'static str, &Option<String>, &[&str]); 5] = [
-        (
-            "cpuManagerPolicy",
-            &c.cpu_manager_policy,
-            &["none", "static"],
-        ),
-        (
-            "memoryManagerPolicy",
-            &c.memory_manager_policy,
-            &["None", "Static"],
-        ),
-        (
-            "topologyManagerPolicy",
-            &c.topology_manager_policy,
-            &["none", "best-effort", "restricted", "single-numa-node"],
-        ),
-        (
-            "topologyManagerScope",
-            &c.topology_manager_scope,
-            &["container", "pod"],
-        ),
-        (
-            "configMapAndSecretChangeDetectionStrategy",
-            &c.config_map_and_secret_change_detection_strategy,
-            &["Get", "Cache", "Watch"],
-        ),
-    ];
-    for (field, value, allowed) in enums {
-        if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {
-            one_of(&s(field), v, allowed)?;
-        }
-    }
-    if let Some(fmt) = c.logging.as_ref().and_then(|l| l.format.as_deref()) {
-        one_of(&s("logging.format"), fmt, &["text", "json"])?;
-    }
-    Ok(())
 }
 
 /// Sets up `tracing` on stderr: `--v` 0–1 is `info`, 2–3 `debug`, 4 and up `trace` for this

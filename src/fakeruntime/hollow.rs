@@ -81,6 +81,7 @@ pub struct HollowNode {
 pub const HOLLOW_DEFAULT_FLAGS: &[(&str, &str)] = &[
     ("--eviction-hard", ""),
     ("--image-gc-high-threshold", "100"),
+    ("--fail-swap-on", "false"),
 ];
 
 #[derive(clap::Parser)]
@@ -139,8 +140,10 @@ impl HollowNode {
             "0".into(),
         ];
         // The host's disks and memory are not the hollow node's: unless the caller says
-        // otherwise, no hard eviction thresholds and no image GC, so that the real machine's
-        // pressure (or the fixture tree's missing files) never evicts a hollow pod.
+        // otherwise, no hard eviction thresholds, no image GC and no swap check, so that the
+        // real machine's pressure or swap (or the fixture tree's missing files) never evicts a
+        // hollow pod or stops a hollow node (kubemark's hollow kubelet does not check swap
+        // either).
         for (flag, value) in HOLLOW_DEFAULT_FLAGS {
             let given = cfg
                 .extra_flags

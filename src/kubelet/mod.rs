@@ -54,7 +54,16 @@ pub struct KubeletOptions {
     pub root_dir: PathBuf,
     /// `/var/log/pods`.
     pub log_root: PathBuf,
-    pub resolv_conf: PathBuf,
+    /// Pod DNS: cluster nameservers and domain, the host's resolver file.
+    pub dns: crate::kuberuntime::dns::DnsSettings,
+    /// CPU limits as CFS quota, for containers and pod cgroups.
+    pub cfs: crate::cm::CfsQuota,
+    /// `seccompDefault` and the `Localhost` profile root.
+    pub seccomp: crate::kuberuntime::sandbox::SeccompPolicy,
+    /// The crash-loop backoff's first delay and cap.
+    pub crash_loop_backoff: (Duration, Duration),
+    /// How long a measured volume usage is reused (`volumeStatsAggPeriod`).
+    pub volume_stats_agg_period: Duration,
     pub sync_frequency: Duration,
     pub housekeeping_period: Duration,
     pub pod_pids_limit: i64,
@@ -150,6 +159,7 @@ impl Kubelet {
             objects.clone(),
             events.clone(),
         ));
+        let crash_backoff = Backoff::new(opts.crash_loop_backoff.0, opts.crash_loop_backoff.1);
         Arc::new(Self {
             opts,
             runtime,
@@ -163,7 +173,7 @@ impl Kubelet {
             hooks,
             events,
             volumes,
-            crash_backoff: Mutex::new(Backoff::crash_loop()),
+            crash_backoff: Mutex::new(crash_backoff),
             runtime_name: Mutex::new("containerd".into()),
             commands,
             command_rx: Mutex::new(Some(command_rx)),

@@ -17,6 +17,7 @@ use crate::kuberuntime::actions::{
     compute_pod_actions, sandbox_hash, KillReason, SANDBOX_HASH_LABEL,
 };
 use crate::kuberuntime::container::{container_config, environment, ContainerContext};
+use crate::kuberuntime::dns;
 use crate::kuberuntime::labels::{self, PodIdentity};
 use crate::kuberuntime::sandbox::{pod_hostname, pod_log_dir, sandbox_config, SandboxContext};
 use crate::kuberuntime::PodRuntimeStatus;
@@ -192,7 +193,7 @@ pub async fn sync_pod(kl: &Kubelet, pod: &Pod, state: &mut WorkerState) -> SyncO
         let cgroup_parent = match kl.cgroups.ensure_pod_cgroup(
             qos,
             &uid,
-            &pod_resources(pod, kl.opts.pod_pids_limit),
+            &pod_resources(pod, kl.opts.pod_pids_limit, kl.opts.cfs),
         ) {
             Ok(c) => c,
             Err(e) => {
@@ -258,7 +259,20 @@ pub async fn sync_pod(kl: &Kubelet, pod: &Pod, state: &mut WorkerState) -> SyncO
             if let Err(e) = std::fs::create_dir_all(&log_dir) {
                 tracing::error!(pod = %pod_ref(pod), dir = %log_dir.display(), error = %e, "cannot create pod log directory");
             }
-            let cfg = make_sandbox_config(kl, pod, actions.attempt, &sb_ctx_parent);
+            let cfg = match make_sandbox_config(kl, pod, actions.attempt, &sb_ctx_parent).await {
+                Ok(cfg) => cfg,
+                Err(e) => {
+                    // The kubelet's createPodSandbox: no sandbox without its config.
+                    let message = format!("Failed to create pod sandbox: {e}");
+                    tracing::error!(pod = %pod_ref(pod), error = %e, "FailedCreatePodSandBox");
+                    kl.events.warning(pod, "FailedCreatePodSandBox", &message);
+                    publish_status(kl, pod, &rt, state);
+                    return SyncOutcome {
+                        requeue_after: ERROR_REQUEUE,
+                        operation,
+                    };
+                }
+            };
             tracing::info!(pod = %pod_ref(pod), attempt = actions.attempt, "creating pod sandbox");
             match kl.runtime.run_pod_sandbox(cfg).await {
                 Ok(id) => {
@@ -305,7 +319,17 @@ pub async fn sync_pod(kl: &Kubelet, pod: &Pod, state: &mut WorkerState) -> SyncO
                     })
                     .unwrap_or_default()
             };
-            let sb_cfg = make_sandbox_config(kl, pod, attempt, &sb_ctx_parent);
+            let sb_cfg = match make_sandbox_config(kl, pod, attempt, &sb_ctx_parent).await {
+                Ok(cfg) => cfg,
+                Err(e) => {
+                    tracing::error!(pod = %pod_ref(pod), error = %e, "GeneratePodSandboxConfig for pod failed");
+                    publish_status(kl, pod, &rt, state);
+                    return SyncOutcome {
+                        requeue_after: ERROR_REQUEUE,
+                        operation,
+                    };
+                }
+            };
             let spec = pod.spec.as_ref();
             let inits = spec
                 .and_then(|s| s.init_containers.as_deref())
@@ -377,22 +401,39 @@ fn container_grace(pod: &Pod, name: &str, reason: KillReason) -> i64 {
     }
 }
 
-fn make_sandbox_config(
+/// The sandbox config, with the pod's DNS (the host's resolver file read now, as the kubelet
+/// reads it for every sandbox). DNS warnings become events on the pod; an unreadable resolver
+/// file fails the sandbox.
+async fn make_sandbox_config(
     kl: &Kubelet,
     pod: &Pod,
     attempt: u32,
     cgroup_parent: &str,
-) -> cri::PodSandboxConfig {
+) -> Result<cri::PodSandboxConfig, dns::DnsError> {
+    let settings = &kl.opts.dns;
+    let host = dns::read_host_config(settings.resolv_conf.as_deref()).await?;
+    let (pod_dns, events) = dns::pod_dns(settings, &host, pod);
+    for e in events {
+        // As the kubelet: the missing cluster DNS is an event only (the agent says it once at
+        // start); a cut resolver configuration is also logged.
+        if e.reason == "MissingClusterDNS" {
+            tracing::debug!(pod = %pod_ref(pod), reason = e.reason, "{}", e.message);
+        } else {
+            tracing::warn!(pod = %pod_ref(pod), reason = e.reason, "{}", e.message);
+        }
+        kl.events.warning(pod, e.reason, &e.message);
+    }
     let ctx = SandboxContext {
         node: &kl.opts.node_name,
         cgroup_parent: cgroup_parent.to_string(),
         log_root: &kl.opts.log_root,
-        resolv_conf: &kl.opts.resolv_conf,
+        dns: pod_dns.into(),
+        seccomp: &kl.opts.seccomp,
     };
     let mut cfg = sandbox_config(pod, attempt, &ctx);
     cfg.labels
         .insert(SANDBOX_HASH_LABEL.into(), sandbox_hash(pod));
-    cfg
+    Ok(cfg)
 }
 
 fn publish_status(kl: &Kubelet, pod: &Pod, rt: &PodRuntimeStatus, state: &mut WorkerState) {
@@ -599,6 +640,8 @@ async fn start_container(
         facts: &facts,
         objects: kl.objects.as_ref(),
         mounts,
+        cfs: kl.opts.cfs,
+        seccomp: &kl.opts.seccomp,
     };
     let cfg = container_config(pod, c, &ctx, kl.opts.node_memory)
         .map_err(|e| fail(CREATE_CONTAINER_CONFIG_ERROR, e.to_string(), ERROR_REQUEUE))?;

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{Container, Pod};
 use proto::cri;
 
 use super::labels;
-use super::sandbox::namespace_options;
+use super::sandbox::{namespace_options, seccomp_profile, SeccompPolicy};
 use crate::cm::{self, QosClass};
 use crate::fieldpath::{self, PodRuntimeFacts};
 use crate::objects::ObjectSource;
@@ -46,6 +46,10 @@ pub struct ContainerContext<'a> {
     pub objects: &'a dyn ObjectSource,
     /// Mounts from the volume manager plus the kubelet-managed files (etc-hosts, termination log).
     pub mounts: Vec<cri::Mount>,
+    /// CPU limits as CFS quota (`cpuCFSQuota`, `cpuCFSQuotaPeriod`).
+    pub cfs: cm::CfsQuota,
+    /// Seccomp when neither container nor pod names a profile (`seccompDefault`).
+    pub seccomp: &'a SeccompPolicy,
 }
 
 /// The default masked and read-only paths the kubelet passes for the default proc mount.
@@ -298,11 +302,13 @@ pub fn oom_score_adj(qos: QosClass, memory_request: i64, memory_capacity: i64) -
     }
 }
 
-/// Resources as the kubelet's `calculateLinuxResources` maps them.
+/// Resources as the kubelet's `calculateLinuxResources` maps them: a CPU limit becomes a CFS
+/// quota over `cfs.period_us`, or no quota at all when `cpuCFSQuota` is off.
 pub fn linux_resources(
     c: &Container,
     qos: QosClass,
     memory_capacity: i64,
+    cfs: cm::CfsQuota,
 ) -> cri::LinuxContainerResources {
     let (cpu_req, cpu_lim) = cm::qos::container_request_limit(c, "cpu");
     let (mem_req, mem_lim) = cm::qos::container_request_limit(c, "memory");
@@ -318,14 +324,18 @@ pub fn linux_resources(
         oom_score_adj: oom_score_adj(qos, mem_req, memory_capacity),
         ..Default::default()
     };
-    if cpu_lim != 0 {
-        r.cpu_period = cm::DEFAULT_CPU_PERIOD as i64;
-        r.cpu_quota = cm::milli_cpu_to_quota(cpu_lim, cm::DEFAULT_CPU_PERIOD);
+    if cpu_lim != 0 && cfs.enforce {
+        r.cpu_period = cfs.period_us as i64;
+        r.cpu_quota = cm::milli_cpu_to_quota(cpu_lim, cfs.period_us);
     }
     r
 }
 
-fn security_context(pod: &Pod, c: &Container) -> cri::LinuxContainerSecurityContext {
+fn security_context(
+    pod: &Pod,
+    c: &Container,
+    seccomp: &SeccompPolicy,
+) -> cri::LinuxContainerSecurityContext {
     let psc = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
     let sc = c.security_context.as_ref();
     let privileged = sc.and_then(|s| s.privileged).unwrap_or(false);
@@ -337,20 +347,11 @@ fn security_context(pod: &Pod, c: &Container) -> cri::LinuxContainerSecurityCont
         .and_then(|s| s.run_as_group)
         .or_else(|| psc.and_then(|p| p.run_as_group));
     let unmasked = sc.and_then(|s| s.proc_mount.as_deref()) == Some("Unmasked");
-    let seccomp_type = sc
-        .and_then(|s| s.seccomp_profile.as_ref())
-        .or_else(|| psc.and_then(|p| p.seccomp_profile.as_ref()))
-        .map(|p| p.type_.as_str());
-    let seccomp = match seccomp_type {
-        Some("RuntimeDefault") => cri::SecurityProfile {
-            profile_type: cri::security_profile::ProfileType::RuntimeDefault as i32,
-            localhost_ref: String::new(),
-        },
-        _ => cri::SecurityProfile {
-            profile_type: cri::security_profile::ProfileType::Unconfined as i32,
-            localhost_ref: String::new(),
-        },
-    };
+    let seccomp = seccomp_profile(
+        sc.and_then(|s| s.seccomp_profile.as_ref())
+            .or_else(|| psc.and_then(|p| p.seccomp_profile.as_ref())),
+        seccomp,
+    );
     cri::LinuxContainerSecurityContext {
         capabilities: caps.map(|c| cri::Capability {
             add_capabilities: c.add.clone().unwrap_or_default(),
@@ -425,8 +426,8 @@ pub fn container_config(
         stdin_once: c.stdin_once.unwrap_or(false),
         tty: c.tty.unwrap_or(false),
         linux: Some(cri::LinuxContainerConfig {
-            resources: Some(linux_resources(c, ctx.qos, memory_capacity)),
-            security_context: Some(security_context(pod, c)),
+            resources: Some(linux_resources(c, ctx.qos, memory_capacity, ctx.cfs)),
+            security_context: Some(security_context(pod, c, ctx.seccomp)),
         }),
         windows: None,
         cdi_devices: Vec::new(),
@@ -500,6 +501,8 @@ mod tests {
             facts: &facts,
             objects: &objects,
             mounts: vec![],
+            cfs: cm::CfsQuota::default(),
+            seccomp: &SeccompPolicy::default(),
         };
         let c = &p.spec.as_ref().unwrap().containers[0];
         let cfg = container_config(&p, c, &ctx, 1 << 30).unwrap();
@@ -539,6 +542,56 @@ mod tests {
         assert!(environment(&optional, c, &facts, &objects)
             .unwrap()
             .is_empty());
+    }
+
+    #[test]
+    fn cpu_quota_follows_cpu_cfs_quota_and_its_period() {
+        let p = pod(json!({"name": "app", "image": "i",
+            "resources": {"limits": {"cpu": "250m", "memory": "64Mi"}}}));
+        let c = &p.spec.as_ref().unwrap().containers[0];
+        let qos = QosClass::Guaranteed;
+        let on = linux_resources(c, qos, 1 << 30, cm::CfsQuota::default());
+        assert_eq!((on.cpu_period, on.cpu_quota), (100_000, 25_000));
+        let period = cm::CfsQuota {
+            enforce: true,
+            period_us: 50_000,
+        };
+        let r = linux_resources(c, qos, 1 << 30, period);
+        assert_eq!((r.cpu_period, r.cpu_quota), (50_000, 12_500));
+        let off = cm::CfsQuota {
+            enforce: false,
+            period_us: 100_000,
+        };
+        let r = linux_resources(c, qos, 1 << 30, off);
+        assert_eq!((r.cpu_period, r.cpu_quota), (0, 0), "no quota at all");
+        assert_eq!(r.cpu_shares, on.cpu_shares, "shares stay");
+        // The pod cgroup: the same period, and an unlimited quota when quota is off.
+        let pr = cm::pod_resources(&p, -1, period);
+        assert_eq!((pr.cpu_period, pr.cpu_quota), (Some(50_000), Some(12_500)));
+        let pr = cm::pod_resources(&p, -1, off);
+        assert_eq!((pr.cpu_period, pr.cpu_quota), (Some(100_000), Some(-1)));
+        let pr = cm::pod_resources(&p, -1, cm::CfsQuota::default());
+        assert_eq!(pr.cpu_quota, Some(25_000));
+    }
+
+    #[test]
+    fn seccomp_default_applies_to_containers_without_a_profile() {
+        let p = pod(json!({"name": "app", "image": "i"}));
+        let c = &p.spec.as_ref().unwrap().containers[0];
+        let on = SeccompPolicy {
+            runtime_default: true,
+            root: "/r/seccomp".into(),
+        };
+        let sc = security_context(&p, c, &on);
+        assert_eq!(
+            sc.seccomp.unwrap().profile_type,
+            cri::security_profile::ProfileType::RuntimeDefault as i32
+        );
+        let sc = security_context(&p, c, &SeccompPolicy::default());
+        assert_eq!(
+            sc.seccomp.unwrap().profile_type,
+            cri::security_profile::ProfileType::Unconfined as i32
+        );
     }
 
     #[test]

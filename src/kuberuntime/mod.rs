@@ -3,11 +3,12 @@
 //! [`RuntimeService`] wraps the CRI v1 runtime and image clients: every call has a deadline, is
 //! counted in `kubelet_runtime_operations_*`, and fails with a [`RuntimeError`] that names the
 //! operation and the object. On top of it: the labels and annotations (`labels`), the sandbox
-//! and container configs (`sandbox`, `container`), and the decision of what a pod needs
-//! (`actions`).
+//! and container configs (`sandbox`, `container`), pod DNS (`dns`), and the decision of what a
+//! pod needs (`actions`).
 
 pub mod actions;
 pub mod container;
+pub mod dns;
 pub mod labels;
 pub mod sandbox;
 
@@ -151,8 +152,34 @@ impl RuntimeService {
         }
     }
 
+    /// Image calls go to `channel` (`--image-service-endpoint` when it differs from the
+    /// runtime's).
+    pub fn with_image_channel(mut self, channel: Channel) -> Self {
+        self.img = ImageClient::new(channel).max_decoding_message_size(16 << 20);
+        self
+    }
+
     pub fn node(&self) -> &str {
         &self.node
+    }
+
+    /// Tells the runtime the node's pod CIDR (`podCIDR`), as the kubelet does at start.
+    pub async fn update_runtime_config(&self, pod_cidr: &str) -> Result<(), RuntimeError> {
+        let mut c = self.rt.clone();
+        self.call(
+            "update_runtime_config",
+            pod_cidr,
+            Some(self.timeout),
+            c.update_runtime_config(cri::UpdateRuntimeConfigRequest {
+                runtime_config: Some(cri::RuntimeConfig {
+                    network_config: Some(cri::NetworkConfig {
+                        pod_cidr: pod_cidr.to_string(),
+                    }),
+                }),
+            }),
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn call<T, F>(

@@ -1,5 +1,6 @@
-//! The sandbox config of a pod (`kuberuntime_sandbox.go`): identity, hostname, DNS, port
-//! mappings, log directory, namespaces, and the pod cgroup as the cgroup parent.
+//! The sandbox config of a pod (`kuberuntime_sandbox.go`): identity, hostname, DNS (computed by
+//! `dns`), port mappings, log directory, namespaces, seccomp, and the pod cgroup as the cgroup
+//! parent.
 
 use std::path::{Path, PathBuf};
 
@@ -17,8 +18,19 @@ pub struct SandboxContext<'a> {
     pub cgroup_parent: String,
     /// Root of pod log directories, `/var/log/pods`.
     pub log_root: &'a Path,
-    /// The host's resolv.conf, for the `Default` DNS policy.
-    pub resolv_conf: &'a Path,
+    /// The pod's resolver settings ([`super::dns::pod_dns`]); the runtime writes them into
+    /// the pod's `/etc/resolv.conf`.
+    pub dns: cri::DnsConfig,
+    /// Seccomp when the pod names no profile, and where `Localhost` profiles live.
+    pub seccomp: &'a SeccompPolicy,
+}
+
+/// The kubelet's seccomp settings: `seccompDefault`, and `<root-dir>/seccomp` for `Localhost`
+/// profiles.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SeccompPolicy {
+    pub runtime_default: bool,
+    pub root: PathBuf,
 }
 
 /// `/var/log/pods/<namespace>_<name>_<uid>`.
@@ -52,55 +64,6 @@ pub fn pod_hostname(pod: &Pod) -> String {
         h.pop();
     }
     h
-}
-
-/// Parses resolv.conf content into (nameservers, searches, options).
-pub fn parse_resolv_conf(content: &str) -> (Vec<String>, Vec<String>, Vec<String>) {
-    let (mut ns, mut search, mut opts) = (Vec::new(), Vec::new(), Vec::new());
-    for line in content.lines() {
-        let line = line.split(['#', ';']).next().unwrap_or("");
-        let mut f = line.split_whitespace();
-        match f.next() {
-            Some("nameserver") => ns.extend(f.next().map(str::to_string)),
-            Some("search") | Some("domain") => search = f.map(str::to_string).collect(),
-            Some("options") => opts.extend(f.map(str::to_string)),
-            _ => {}
-        }
-    }
-    (ns, search, opts)
-}
-
-/// The sandbox DNS config. Without a cluster DNS server (static pods, standalone mode) the
-/// kubelet falls back from `ClusterFirst` to the host's resolv.conf, as here; `None` takes only
-/// `spec.dnsConfig`; other policies append `spec.dnsConfig` to the host's settings.
-pub fn dns_config(pod: &Pod, resolv_conf: &Path) -> cri::DnsConfig {
-    let spec = pod.spec.as_ref();
-    let policy = spec
-        .and_then(|s| s.dns_policy.as_deref())
-        .unwrap_or("ClusterFirst");
-    let (mut servers, mut searches, mut options) = if policy == "None" {
-        (Vec::new(), Vec::new(), Vec::new())
-    } else {
-        parse_resolv_conf(&std::fs::read_to_string(resolv_conf).unwrap_or_default())
-    };
-    if let Some(dc) = spec.and_then(|s| s.dns_config.as_ref()) {
-        servers.extend(dc.nameservers.clone().unwrap_or_default());
-        searches.extend(dc.searches.clone().unwrap_or_default());
-        for o in dc.options.iter().flatten() {
-            let name = o.name.clone().unwrap_or_default();
-            options.retain(|x| x.split(':').next() != Some(name.as_str()));
-            options.push(match &o.value {
-                Some(v) => format!("{name}:{v}"),
-                None => name,
-            });
-        }
-    }
-    searches.dedup();
-    cri::DnsConfig {
-        servers,
-        searches,
-        options,
-    }
 }
 
 fn protocol(p: Option<&str>) -> i32 {
@@ -156,6 +119,39 @@ pub fn namespace_options(pod: &Pod) -> cri::NamespaceOption {
     }
 }
 
+/// The CRI seccomp profile for a pod's or container's `seccompProfile` (the container's own
+/// taking precedence is the caller's business): `RuntimeDefault`, a `Localhost` file under the
+/// policy's root, or `Unconfined`; with none given, `RuntimeDefault` when `seccompDefault` is
+/// on, as in the kubelet.
+pub fn seccomp_profile(
+    profile: Option<&k8s_openapi::api::core::v1::SeccompProfile>,
+    policy: &SeccompPolicy,
+) -> cri::SecurityProfile {
+    use cri::security_profile::ProfileType;
+    let (profile_type, localhost_ref) = match profile.map(|p| p.type_.as_str()) {
+        Some("RuntimeDefault") => (ProfileType::RuntimeDefault, String::new()),
+        Some("Localhost") => (
+            ProfileType::Localhost,
+            policy
+                .root
+                .join(
+                    profile
+                        .and_then(|p| p.localhost_profile.as_deref())
+                        .unwrap_or_default(),
+                )
+                .to_string_lossy()
+                .into_owned(),
+        ),
+        Some(_) => (ProfileType::Unconfined, String::new()),
+        None if policy.runtime_default => (ProfileType::RuntimeDefault, String::new()),
+        None => (ProfileType::Unconfined, String::new()),
+    };
+    cri::SecurityProfile {
+        profile_type: profile_type as i32,
+        localhost_ref,
+    }
+}
+
 /// The full RunPodSandbox config.
 pub fn sandbox_config(pod: &Pod, attempt: u32, ctx: &SandboxContext<'_>) -> cri::PodSandboxConfig {
     let m = &pod.metadata;
@@ -196,7 +192,7 @@ pub fn sandbox_config(pod: &Pod, attempt: u32, ctx: &SandboxContext<'_>) -> cri:
         log_directory: pod_log_dir(ctx.log_root, &namespace, &name, &uid)
             .to_string_lossy()
             .into_owned(),
-        dns_config: Some(dns_config(pod, ctx.resolv_conf)),
+        dns_config: Some(ctx.dns.clone()),
         port_mappings: port_mappings(pod),
         labels: labels::sandbox_labels(pod, ctx.node),
         annotations: labels::sandbox_annotations(pod),
@@ -214,6 +210,10 @@ pub fn sandbox_config(pod: &Pod, attempt: u32, ctx: &SandboxContext<'_>) -> cri:
                     .and_then(|p| p.supplemental_groups.clone())
                     .unwrap_or_default(),
                 privileged,
+                seccomp: Some(seccomp_profile(
+                    psc.and_then(|p| p.seccomp_profile.as_ref()),
+                    ctx.seccomp,
+                )),
                 ..Default::default()
             }),
             sysctls,
@@ -239,25 +239,24 @@ mod tests {
 
     #[test]
     fn sandbox_config_carries_identity_and_paths() {
-        let dir = tempfile::tempdir().unwrap();
-        let resolv = dir.path().join("resolv.conf");
-        std::fs::write(
-            &resolv,
-            "nameserver 10.0.0.2\nsearch example.com\noptions ndots:2\n",
-        )
-        .unwrap();
         let p = pod(json!({
             "containers": [{"name": "c", "image": "i", "ports": [
                 {"containerPort": 80, "hostPort": 8080},
                 {"containerPort": 53, "protocol": "UDP"}
-            ]}],
-            "dnsConfig": {"options": [{"name": "ndots", "value": "5"}]}
+            ]}]
         }));
+        let dns = cri::DnsConfig {
+            servers: vec!["10.0.0.2".into()],
+            searches: vec!["example.com".into()],
+            options: vec!["ndots:5".into()],
+        };
+        let seccomp = SeccompPolicy::default();
         let ctx = SandboxContext {
             node: "node1",
             cgroup_parent: "/kubepods/besteffort/podabc".into(),
             log_root: Path::new("/var/log/pods"),
-            resolv_conf: &resolv,
+            dns: dns.clone(),
+            seccomp: &seccomp,
         };
         let c = sandbox_config(&p, 2, &ctx);
         let md = c.metadata.unwrap();
@@ -276,15 +275,56 @@ mod tests {
         assert_eq!(c.labels["app"], "web");
         assert_eq!(c.port_mappings.len(), 1);
         assert_eq!(c.port_mappings[0].host_port, 8080);
-        let dns = c.dns_config.unwrap();
-        assert_eq!(dns.servers, vec!["10.0.0.2"]);
-        assert_eq!(dns.searches, vec!["example.com"]);
-        assert_eq!(dns.options, vec!["ndots:5"]);
+        assert_eq!(
+            c.dns_config,
+            Some(dns),
+            "the pod's DNS goes to the runtime as given"
+        );
         let linux = c.linux.unwrap();
         assert_eq!(linux.cgroup_parent, "/kubepods/besteffort/podabc");
-        let ns = linux.security_context.unwrap().namespace_options.unwrap();
+        let sc = linux.security_context.unwrap();
+        let ns = sc.namespace_options.unwrap();
         assert_eq!(ns.network, cri::NamespaceMode::Pod as i32);
         assert_eq!(ns.pid, cri::NamespaceMode::Container as i32);
+        assert_eq!(
+            sc.seccomp.unwrap().profile_type,
+            cri::security_profile::ProfileType::Unconfined as i32
+        );
+    }
+
+    #[test]
+    fn seccomp_default_and_localhost_profiles() {
+        use cri::security_profile::ProfileType;
+        let on = SeccompPolicy {
+            runtime_default: true,
+            root: PathBuf::from("/var/lib/kubelet-rs/seccomp"),
+        };
+        let off = SeccompPolicy::default();
+        assert_eq!(
+            seccomp_profile(None, &on).profile_type,
+            ProfileType::RuntimeDefault as i32
+        );
+        assert_eq!(
+            seccomp_profile(None, &off).profile_type,
+            ProfileType::Unconfined as i32
+        );
+        let unconfined: k8s_openapi::api::core::v1::SeccompProfile =
+            serde_json::from_value(json!({"type": "Unconfined"})).unwrap();
+        assert_eq!(
+            seccomp_profile(Some(&unconfined), &on).profile_type,
+            ProfileType::Unconfined as i32,
+            "an explicit profile wins over seccompDefault"
+        );
+        let local: k8s_openapi::api::core::v1::SeccompProfile = serde_json::from_value(
+            json!({"type": "Localhost", "localhostProfile": "p/audit.json"}),
+        )
+        .unwrap();
+        let prof = seccomp_profile(Some(&local), &on);
+        assert_eq!(prof.profile_type, ProfileType::Localhost as i32);
+        assert_eq!(
+            prof.localhost_ref,
+            "/var/lib/kubelet-rs/seccomp/p/audit.json"
+        );
     }
 
     #[test]

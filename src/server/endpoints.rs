@@ -49,11 +49,12 @@ impl Endpoints {
             Flavour::Kubelet,
             "/metrics/cadvisor",
         );
+        let du = DuCache::new(api.kubelet.opts.volume_stats_agg_period);
         Arc::new(Endpoints {
             api,
             tracker,
             cadvisor,
-            du: DuCache::default(),
+            du,
         })
     }
 

@@ -242,20 +242,34 @@ pub struct Summary {
     pub pods: Vec<PodStats>,
 }
 
-/// Directory usage (bytes in blocks, inodes), cached per directory.
-#[derive(Default)]
+/// Directory usage (bytes in blocks, inodes), cached per directory for `volumeStatsAggPeriod`.
 pub struct DuCache {
     entries: Mutex<HashMap<PathBuf, (Instant, u64, u64)>>,
+    max_age: Duration,
 }
 
-/// How long a measured directory usage is reused.
+/// How long a measured directory usage is reused by default (`volumeStatsAggPeriod`, 1m).
 pub const DU_MAX_AGE: Duration = Duration::from_secs(60);
 
+impl Default for DuCache {
+    fn default() -> Self {
+        Self::new(DU_MAX_AGE)
+    }
+}
+
 impl DuCache {
+    /// A cache that reuses a measurement for `max_age`.
+    pub fn new(max_age: Duration) -> Self {
+        Self {
+            entries: Mutex::default(),
+            max_age,
+        }
+    }
+
     /// Bytes used (allocated blocks) and inodes under `dir`; `None` if it does not exist.
     pub fn usage(&self, dir: &Path) -> Option<(u64, u64)> {
         if let Some((at, b, i)) = self.entries.lock().get(dir) {
-            if at.elapsed() < DU_MAX_AGE {
+            if at.elapsed() < self.max_age {
                 return Some((*b, *i));
             }
         }
@@ -683,5 +697,8 @@ mod tests {
         std::fs::write(d.path().join("a/g"), b"x").unwrap();
         assert_eq!(c.usage(d.path()), Some((b, i)), "cached for a minute");
         assert!(du(&d.path().join("nope")).is_none());
+        // volumeStatsAggPeriod sets the age; a zero age measures every time.
+        let fresh = DuCache::new(Duration::ZERO);
+        assert_eq!(fresh.usage(d.path()).map(|u| u.1), Some(i + 1));
     }
 }
