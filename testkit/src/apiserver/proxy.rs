@@ -86,8 +86,13 @@ async fn connect(
     url: &str,
 ) -> ApiResult<hyper::client::conn::http1::SendRequest<Body>> {
     let dial_err = |e: std::io::Error| {
+        let why = match e.kind() {
+            std::io::ErrorKind::ConnectionRefused => "connect: connection refused".to_string(),
+            std::io::ErrorKind::TimedOut => "i/o timeout".to_string(),
+            _ => e.to_string(),
+        };
         ApiError::internal(format!(
-            "error dialing backend: dial tcp {}: {e}",
+            "error dialing backend: dial tcp {}: {why}",
             join_host(host, port)
         ))
     };
