@@ -70,7 +70,13 @@ pub fn apiserver_binary() -> Result<PathBuf, HarnessError> {
             let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
             let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
             let out = Command::new(cargo)
-                .args(["build", "--quiet", "--message-format=json", "--bin", "test-apiserver"])
+                .args([
+                    "build",
+                    "--quiet",
+                    "--message-format=json",
+                    "--bin",
+                    "test-apiserver",
+                ])
                 .arg("--manifest-path")
                 .arg(&manifest)
                 .stderr(Stdio::inherit())
@@ -124,7 +130,9 @@ impl TestApiServer {
             Some(b) => b,
             None => apiserver_binary()?,
         };
-        let dir = tempfile::Builder::new().prefix("test-apiserver.").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("test-apiserver.")
+            .tempdir()?;
         let mut s = TestApiServer {
             child: None,
             dir,
@@ -271,7 +279,11 @@ impl TestApiServer {
     pub fn kubectl_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> KubectlOutput {
         let mut c = self.kubectl_command();
         c.args(args)
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = match c.spawn() {
@@ -307,7 +319,9 @@ impl TestApiServer {
         let status = loop {
             match child.try_wait() {
                 Ok(Some(st)) => break st.code(),
-                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
                 _ => {
                     let _ = child.kill();
                     let _ = child.wait();
@@ -358,6 +372,11 @@ impl TestApiServer {
         self.spawn()
     }
 
+    /// The extra flags used by the next (re)start, e.g. to add `--fresh`.
+    pub fn args_mut(&mut self) -> &mut Vec<String> {
+        &mut self.args
+    }
+
     /// Start again after [`TestApiServer::stop`] or [`TestApiServer::kill`].
     pub fn start_again(&mut self) -> Result<(), HarnessError> {
         if self.child.is_some() {
@@ -373,7 +392,8 @@ impl TestApiServer {
         let data = self.data_dir();
         let read = |name: &str| std::fs::read(data.join(name)).map_err(|e| format!("{name}: {e}"));
         let ca = pem_der(&read("ca.crt")?, "CERTIFICATE").ok_or("ca.crt: no certificate")?;
-        let cert = pem_der(&read("admin.crt")?, "CERTIFICATE").ok_or("admin.crt: no certificate")?;
+        let cert =
+            pem_der(&read("admin.crt")?, "CERTIFICATE").ok_or("admin.crt: no certificate")?;
         let key = pem_der(&read("admin.key")?, "PRIVATE KEY").ok_or("admin.key: no key")?;
         let mut roots = rustls::RootCertStore::empty();
         roots.add(ca.into()).map_err(|e| e.to_string())?;
@@ -402,8 +422,10 @@ impl TestApiServer {
         body: &[u8],
     ) -> Result<(u16, String), String> {
         let cfg = self.tls_config()?;
-        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").map_err(|e| e.to_string())?;
-        let conn = rustls::ClientConnection::new(cfg, name.to_owned()).map_err(|e| e.to_string())?;
+        let name =
+            rustls::pki_types::ServerName::try_from("127.0.0.1").map_err(|e| e.to_string())?;
+        let conn =
+            rustls::ClientConnection::new(cfg, name.to_owned()).map_err(|e| e.to_string())?;
         let sock = TcpStream::connect(("127.0.0.1", self.port)).map_err(|e| e.to_string())?;
         sock.set_read_timeout(Some(Duration::from_secs(30)))
             .map_err(|e| e.to_string())?;
@@ -423,7 +445,10 @@ impl TestApiServer {
             .nth(1)
             .and_then(|c| c.parse().ok())
             .ok_or("no status code")?;
-        let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        let body = if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
             dechunk(rest)
         } else {
             rest.to_string()
@@ -461,7 +486,10 @@ fn pem_der(pem: &[u8], label: &str) -> Option<Vec<u8>> {
     let end = format!("-----END {label}-----");
     let start = text.find(&begin)? + begin.len();
     let stop = text[start..].find(&end)? + start;
-    let b64: String = text[start..stop].chars().filter(|c| !c.is_whitespace()).collect();
+    let b64: String = text[start..stop]
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
     base64::engine::general_purpose::STANDARD.decode(b64).ok()
 }
 

@@ -33,12 +33,25 @@ spec:
 fn version_and_api_resources() {
     let s = server();
     let out = s.kubectl(&["version"]);
-    assert!(out.ok().contains("Server Version: v1.33.0+testkit"), "{}", out.stdout);
+    assert!(
+        out.ok().contains("Server Version: v1.33.0+testkit"),
+        "{}",
+        out.stdout
+    );
     let res = s.kubectl(&["api-resources"]);
     let text = res.ok();
     for line in [
-        "pods ", "nodes ", "namespaces ", "configmaps ", "secrets ", "serviceaccounts ",
-        "events ", "leases ", "certificatesigningrequests ", "tokenreviews ", "subjectaccessreviews ",
+        "pods ",
+        "nodes ",
+        "namespaces ",
+        "configmaps ",
+        "secrets ",
+        "serviceaccounts ",
+        "events ",
+        "leases ",
+        "certificatesigningrequests ",
+        "tokenreviews ",
+        "subjectaccessreviews ",
     ] {
         assert!(text.contains(line), "api-resources lacks {line:?}:\n{text}");
     }
@@ -59,7 +72,15 @@ fn namespaces_have_default_service_account_and_root_ca() {
     s.kubectl(&["create", "ns", "team-a"]).ok();
     let sa = s.kubectl(&["-n", "team-a", "get", "sa", "default", "-o", "json"]);
     assert_eq!(json(sa.ok())["metadata"]["name"], "default");
-    let cm = s.kubectl(&["-n", "team-a", "get", "cm", "kube-root-ca.crt", "-o", "json"]);
+    let cm = s.kubectl(&[
+        "-n",
+        "team-a",
+        "get",
+        "cm",
+        "kube-root-ca.crt",
+        "-o",
+        "json",
+    ]);
     let ca = std::fs::read_to_string(s.ca_cert()).unwrap();
     assert_eq!(json(cm.ok())["data"]["ca.crt"], ca.as_str());
     let dup = s.kubectl(&["create", "ns", "team-a"]);
@@ -95,7 +116,12 @@ fn apply_twice_then_patches_the_pod() {
     let bad = POD.replace("sleep", "true");
     let out = s.kubectl_with_stdin(&["apply", "-f", "-"], Some(&bad));
     assert!(!out.success());
-    assert!(out.stderr.contains("pod updates may not change fields other than"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("pod updates may not change fields other than"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -117,12 +143,21 @@ fn a_new_pod_is_defaulted_and_admitted_like_kube_apiserver() {
     assert_eq!(c["resources"]["requests"]["cpu"], "100m");
     let vol = &spec["volumes"][0];
     let vname = vol["name"].as_str().unwrap();
-    assert!(vname.starts_with("kube-api-access-") && vname.len() == 21, "{vname}");
+    assert!(
+        vname.starts_with("kube-api-access-") && vname.len() == 21,
+        "{vname}"
+    );
     let sources = vol["projected"]["sources"].as_array().unwrap();
     assert_eq!(sources[0]["serviceAccountToken"]["expirationSeconds"], 3607);
     assert_eq!(sources[1]["configMap"]["name"], "kube-root-ca.crt");
-    assert_eq!(sources[2]["downwardAPI"]["items"][0]["fieldRef"]["fieldPath"], "metadata.namespace");
-    assert_eq!(c["volumeMounts"][0]["mountPath"], "/var/run/secrets/kubernetes.io/serviceaccount");
+    assert_eq!(
+        sources[2]["downwardAPI"]["items"][0]["fieldRef"]["fieldPath"],
+        "metadata.namespace"
+    );
+    assert_eq!(
+        c["volumeMounts"][0]["mountPath"],
+        "/var/run/secrets/kubernetes.io/serviceaccount"
+    );
     assert_eq!(c["volumeMounts"][0]["readOnly"], true);
     let tols: Vec<&str> = spec["tolerations"]
         .as_array()
@@ -130,20 +165,42 @@ fn a_new_pod_is_defaulted_and_admitted_like_kube_apiserver() {
         .iter()
         .map(|t| t["key"].as_str().unwrap())
         .collect();
-    assert_eq!(tols, ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"]);
+    assert_eq!(
+        tols,
+        [
+            "node.kubernetes.io/not-ready",
+            "node.kubernetes.io/unreachable"
+        ]
+    );
     assert_eq!(pod["status"]["phase"], "Pending");
     assert_eq!(pod["status"]["qosClass"], "Guaranteed");
     let yaml = s.kubectl(&["get", "pod", "web", "-o", "yaml"]);
-    assert!(yaml.ok().contains("qosClass: Guaranteed"), "{}", yaml.stdout);
+    assert!(
+        yaml.ok().contains("qosClass: Guaranteed"),
+        "{}",
+        yaml.stdout
+    );
 }
 
 #[test]
 fn configmaps_and_secrets_from_typed_clients() {
     let s = server();
-    s.kubectl(&["create", "configmap", "cfg", "--from-literal=a=1", "--from-literal=empty="])
-        .ok();
-    s.kubectl(&["create", "secret", "generic", "pw", "--from-literal=password=s3cret"])
-        .ok();
+    s.kubectl(&[
+        "create",
+        "configmap",
+        "cfg",
+        "--from-literal=a=1",
+        "--from-literal=empty=",
+    ])
+    .ok();
+    s.kubectl(&[
+        "create",
+        "secret",
+        "generic",
+        "pw",
+        "--from-literal=password=s3cret",
+    ])
+    .ok();
     let cm = json(s.kubectl(&["get", "cm", "cfg", "-o", "json"]).ok());
     assert_eq!(cm["data"]["a"], "1");
     assert_eq!(cm["data"]["empty"], "");
@@ -152,9 +209,13 @@ fn configmaps_and_secrets_from_typed_clients() {
     assert_eq!(secret["data"]["password"], "czNjcmV0");
     let table = s.kubectl(&["get", "cm,secret"]);
     let text = table.ok();
-    assert!(text.contains("configmap/cfg") && text.contains("secret/pw"), "{text}");
     assert!(
-        text.lines().any(|l| l.starts_with("secret/pw") && l.contains("Opaque") && l.contains(" 1 ")),
+        text.contains("configmap/cfg") && text.contains("secret/pw"),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("secret/pw") && l.contains("Opaque") && l.contains(" 1 ")),
         "{text}"
     );
 }
@@ -162,19 +223,33 @@ fn configmaps_and_secrets_from_typed_clients() {
 fn ready_node_and_running_pod(s: &testkit::TestApiServer) {
     s.kubectl_with_stdin(
         &["create", "-f", "-"],
-        Some(&node_json("node-1", "10.1.2.3", 10250, r#","node-role.kubernetes.io/worker":"""#)),
+        Some(&node_json(
+            "node-1",
+            "10.1.2.3",
+            10250,
+            r#","node-role.kubernetes.io/worker":"""#,
+        )),
     )
     .ok();
     let pod = POD.replace("spec:\n", "spec:\n  nodeName: node-1\n");
-    s.kubectl_with_stdin(&["create", "-f", "-"], Some(&pod)).ok();
+    s.kubectl_with_stdin(&["create", "-f", "-"], Some(&pod))
+        .ok();
     let status = r#"{"status":{"phase":"Running","podIP":"10.88.0.7","podIPs":[{"ip":"10.88.0.7"}],
         "hostIP":"10.1.2.3","hostIPs":[{"ip":"10.1.2.3"}],
         "conditions":[{"type":"Ready","status":"True"}],
         "containerStatuses":[{"name":"c","ready":true,"restartCount":2,"image":"busybox","imageID":"","started":true,
           "state":{"running":{"startedAt":"2026-01-01T00:00:00Z"}},
           "lastState":{"terminated":{"exitCode":1,"finishedAt":"2026-01-01T00:00:00Z","reason":"Error"}}}]}}"#;
-    s.kubectl(&["patch", "pod", "web", "--subresource=status", "--type=merge", "-p", status])
-        .ok();
+    s.kubectl(&[
+        "patch",
+        "pod",
+        "web",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        status,
+    ])
+    .ok();
 }
 
 #[test]
@@ -184,24 +259,58 @@ fn get_wide_yaml_and_json() {
     let wide = s.kubectl(&["get", "pods", "-o", "wide"]);
     let text = wide.ok();
     let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap().split("  ").map(str::trim).filter(|x| !x.is_empty()).collect();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap()
+        .split("  ")
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
+        .collect();
     assert_eq!(
         header,
-        ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE", "NOMINATED NODE", "READINESS GATES"]
+        [
+            "NAME",
+            "READY",
+            "STATUS",
+            "RESTARTS",
+            "AGE",
+            "IP",
+            "NODE",
+            "NOMINATED NODE",
+            "READINESS GATES"
+        ]
     );
     let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
     assert_eq!(&row[..3], ["web", "1/1", "Running"]);
     assert_eq!(row[3], "2");
-    assert!(row[4].starts_with('(') && row[5] == "ago)", "restarts with the last restart age: {row:?}");
+    assert!(
+        row[4].starts_with('(') && row[5] == "ago)",
+        "restarts with the last restart age: {row:?}"
+    );
     assert_eq!(&row[7..11], ["10.88.0.7", "node-1", "<none>", "<none>"]);
     let nodes = s.kubectl(&["get", "nodes", "-o", "wide"]);
     let text = nodes.ok();
     assert!(text.starts_with("NAME     STATUS   ROLES    AGE"), "{text}");
-    for col in ["INTERNAL-IP", "EXTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "CONTAINER-RUNTIME"] {
+    for col in [
+        "INTERNAL-IP",
+        "EXTERNAL-IP",
+        "OS-IMAGE",
+        "KERNEL-VERSION",
+        "CONTAINER-RUNTIME",
+    ] {
         assert!(text.contains(col), "{text}");
     }
     let row = text.lines().nth(1).unwrap();
-    for cell in ["node-1", "Ready", "worker", "v1.33.0", "10.1.2.3", "<none>", "6.1.0-test", "containerd://1.6.20"] {
+    for cell in [
+        "node-1",
+        "Ready",
+        "worker",
+        "v1.33.0",
+        "10.1.2.3",
+        "<none>",
+        "6.1.0-test",
+        "containerd://1.6.20",
+    ] {
         assert!(row.contains(cell), "{cell} missing from {row}");
     }
     let yaml = s.kubectl(&["get", "pod", "web", "-o", "yaml"]);
@@ -218,7 +327,14 @@ fn watch_sees_a_change_made_by_another_client() {
     s.kubectl_with_stdin(&["create", "-f", "-"], Some(POD)).ok();
     let mut child = s
         .kubectl_command()
-        .args(["get", "pod", "web", "-w", "-o", "custom-columns=NAME:.metadata.name,TIER:.metadata.labels.tier"])
+        .args([
+            "get",
+            "pod",
+            "web",
+            "-w",
+            "-o",
+            "custom-columns=NAME:.metadata.name,TIER:.metadata.labels.tier",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -226,7 +342,10 @@ fn watch_sees_a_change_made_by_another_client() {
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
             if tx.send(line).is_err() {
                 return;
             }
@@ -234,13 +353,20 @@ fn watch_sees_a_change_made_by_another_client() {
     });
     let first = rx.recv_timeout(Duration::from_secs(30)).expect("header");
     assert!(first.starts_with("NAME"), "{first}");
-    let row = rx.recv_timeout(Duration::from_secs(30)).expect("current state");
+    let row = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("current state");
     assert!(row.contains("<none>"), "{row}");
     s.kubectl(&["label", "pod", "web", "tier=front"]).ok();
-    let changed = rx.recv_timeout(Duration::from_secs(30)).expect("a watch event");
+    let changed = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("a watch event");
     let _ = child.kill();
     let _ = child.wait();
-    assert!(changed.starts_with("web") && changed.contains("front"), "{changed}");
+    assert!(
+        changed.starts_with("web") && changed.contains("front"),
+        "{changed}"
+    );
 }
 
 #[test]
@@ -250,10 +376,23 @@ fn label_annotate_and_the_three_patch_types() {
     s.kubectl(&["label", "pod", "web", "tier=front"]).ok();
     s.kubectl(&["annotate", "pod", "web", "owner=team-a"]).ok();
     s.kubectl(&["label", "node", "node-1", "disk=ssd"]).ok();
-    s.kubectl(&["patch", "pod", "web", "--type=merge", "-p", r#"{"metadata":{"labels":{"merged":"yes"}}}"#])
-        .ok();
-    s.kubectl(&["patch", "pod", "web", "-p", r#"{"spec":{"containers":[{"name":"c","image":"img:strategic"}]}}"#])
-        .ok();
+    s.kubectl(&[
+        "patch",
+        "pod",
+        "web",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"labels":{"merged":"yes"}}}"#,
+    ])
+    .ok();
+    s.kubectl(&[
+        "patch",
+        "pod",
+        "web",
+        "-p",
+        r#"{"spec":{"containers":[{"name":"c","image":"img:strategic"}]}}"#,
+    ])
+    .ok();
     s.kubectl(&[
         "patch", "pod", "web", "--type=json", "-p",
         r#"[{"op":"add","path":"/metadata/labels/json","value":"yes"},{"op":"remove","path":"/metadata/labels/tier"}]"#,
@@ -273,7 +412,10 @@ fn label_annotate_and_the_three_patch_types() {
     assert_eq!(pod["metadata"]["annotations"]["owner"], "team-a");
     assert_eq!(pod["spec"]["containers"][0]["image"], "img:strategic");
     assert_eq!(pod["spec"]["containers"][0]["name"], "c");
-    assert_eq!(pod["status"]["phase"], "Running", "patches of the pod keep its status");
+    assert_eq!(
+        pod["status"]["phase"], "Running",
+        "patches of the pod keep its status"
+    );
     let node = json(s.kubectl(&["get", "node", "node-1", "-o", "json"]).ok());
     let types: Vec<&str> = node["status"]["conditions"]
         .as_array()
@@ -283,24 +425,45 @@ fn label_annotate_and_the_three_patch_types() {
         .collect();
     assert_eq!(types, ["Ready", "MemoryPressure"]);
     assert_eq!(node["metadata"]["labels"]["disk"], "ssd");
-    let bad = s.kubectl(&["patch", "pod", "web", "--type=json", "-p", r#"[{"op":"remove","path":"/metadata/nope"}]"#]);
+    let bad = s.kubectl(&[
+        "patch",
+        "pod",
+        "web",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/metadata/nope"}]"#,
+    ]);
     assert!(!bad.success());
 }
 
 #[test]
 fn delete_is_graceful_for_a_bound_pod_and_immediate_otherwise() {
     let mut s = server();
-    s.kubectl_with_stdin(&["create", "-f", "-"], Some(&node_json("node-1", "10.1.2.3", 10250, "")))
-        .ok();
-    s.kubectl_with_stdin(&["create", "-f", "-"], Some(&POD.replace("name: web", "name: unbound")
-        .replace("spec:\n", "spec:\n  schedulerName: none\n")))
-        .ok();
+    s.kubectl_with_stdin(
+        &["create", "-f", "-"],
+        Some(&node_json("node-1", "10.1.2.3", 10250, "")),
+    )
+    .ok();
+    s.kubectl_with_stdin(
+        &["create", "-f", "-"],
+        Some(
+            &POD.replace("name: web", "name: unbound")
+                .replace("spec:\n", "spec:\n  schedulerName: none\n"),
+        ),
+    )
+    .ok();
     let out = s.kubectl(&["delete", "pod", "unbound", "--wait=false"]);
     assert_eq!(out.ok().trim(), "pod \"unbound\" deleted");
-    assert!(s.kubectl(&["get", "pod", "unbound"]).stderr.contains("NotFound"));
+    assert!(s
+        .kubectl(&["get", "pod", "unbound"])
+        .stderr
+        .contains("NotFound"));
 
-    s.kubectl_with_stdin(&["create", "-f", "-"], Some(&POD.replace("spec:\n", "spec:\n  nodeName: node-1\n")))
-        .ok();
+    s.kubectl_with_stdin(
+        &["create", "-f", "-"],
+        Some(&POD.replace("spec:\n", "spec:\n  nodeName: node-1\n")),
+    )
+    .ok();
     s.kubectl(&["delete", "pod", "web", "--wait=false"]).ok();
     let pod = json(s.kubectl(&["get", "pod", "web", "-o", "json"]).ok());
     assert_eq!(pod["metadata"]["deletionGracePeriodSeconds"], 30);
@@ -322,13 +485,22 @@ fn delete_is_graceful_for_a_bound_pod_and_immediate_otherwise() {
         )
         .unwrap();
     assert_eq!(code, 200);
-    assert!(s.kubectl(&["get", "pod", "web"]).stderr.contains("NotFound"));
+    assert!(s
+        .kubectl(&["get", "pod", "web"])
+        .stderr
+        .contains("NotFound"));
 
-    s.kubectl_with_stdin(&["create", "-f", "-"], Some(&POD.replace("spec:\n", "spec:\n  nodeName: node-1\n")))
-        .ok();
+    s.kubectl_with_stdin(
+        &["create", "-f", "-"],
+        Some(&POD.replace("spec:\n", "spec:\n  nodeName: node-1\n")),
+    )
+    .ok();
     let out = s.kubectl(&["delete", "pod", "web", "--grace-period=0", "--force"]);
     assert!(out.ok().contains("force deleted"), "{}", out.stdout);
-    assert!(s.kubectl(&["get", "pod", "web"]).stderr.contains("NotFound"));
+    assert!(s
+        .kubectl(&["get", "pod", "web"])
+        .stderr
+        .contains("NotFound"));
 }
 
 #[test]
@@ -364,19 +536,39 @@ fn describe_pod_and_node() {
 #[test]
 fn run_schedules_onto_a_ready_node_with_an_event() {
     let s = server();
-    s.kubectl(&["run", "early", "--image=busybox", "--", "sleep", "1"]).ok();
-    s.kubectl_with_stdin(&["create", "-f", "-"], Some(&node_json("node-1", "10.1.2.3", 10250, r#","disk":"ssd""#)))
+    s.kubectl(&["run", "early", "--image=busybox", "--", "sleep", "1"])
         .ok();
+    s.kubectl_with_stdin(
+        &["create", "-f", "-"],
+        Some(&node_json("node-1", "10.1.2.3", 10250, r#","disk":"ssd""#)),
+    )
+    .ok();
     let node = eventually(20, || {
         let p = json(s.kubectl(&["get", "pod", "early", "-o", "json"]).ok());
         let n = p["spec"]["nodeName"].as_str().unwrap_or("").to_string();
         (!n.is_empty()).then_some(n)
     });
-    assert_eq!(node.as_deref(), Some("node-1"), "a pending pod is bound once a node is Ready");
-    s.kubectl(&["run", "picky", "--image=busybox", "--overrides", r#"{"spec":{"nodeSelector":{"disk":"hdd"}}}"#])
-        .ok();
-    s.kubectl(&["run", "fits", "--image=busybox", "--overrides", r#"{"spec":{"nodeSelector":{"disk":"ssd"}}}"#])
-        .ok();
+    assert_eq!(
+        node.as_deref(),
+        Some("node-1"),
+        "a pending pod is bound once a node is Ready"
+    );
+    s.kubectl(&[
+        "run",
+        "picky",
+        "--image=busybox",
+        "--overrides",
+        r#"{"spec":{"nodeSelector":{"disk":"hdd"}}}"#,
+    ])
+    .ok();
+    s.kubectl(&[
+        "run",
+        "fits",
+        "--image=busybox",
+        "--overrides",
+        r#"{"spec":{"nodeSelector":{"disk":"ssd"}}}"#,
+    ])
+    .ok();
     let bound = eventually(20, || {
         let p = json(s.kubectl(&["get", "pod", "fits", "-o", "json"]).ok());
         (p["spec"]["nodeName"] == "node-1").then_some(())
@@ -384,17 +576,29 @@ fn run_schedules_onto_a_ready_node_with_an_event() {
     assert!(bound.is_some());
     let picky = eventually(20, || {
         let p = json(s.kubectl(&["get", "pod", "picky", "-o", "json"]).ok());
-        let c = p["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == "PodScheduled")?.clone();
+        let c = p["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .find(|c| c["type"] == "PodScheduled")?
+            .clone();
         Some(c)
     })
     .unwrap();
     assert_eq!(picky["status"], "False");
     assert_eq!(picky["reason"], "Unschedulable");
     assert!(
-        picky["message"].as_str().unwrap().contains("1 node(s) didn't match Pod's node affinity/selector"),
+        picky["message"]
+            .as_str()
+            .unwrap()
+            .contains("1 node(s) didn't match Pod's node affinity/selector"),
         "{picky}"
     );
-    let events = s.kubectl(&["get", "events", "--field-selector", "involvedObject.name=fits"]);
+    let events = s.kubectl(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=fits",
+    ]);
     let text = events.ok();
     assert!(
         text.contains("Scheduled") && text.contains("Successfully assigned default/fits to node-1"),
@@ -408,24 +612,43 @@ fn run_schedules_onto_a_ready_node_with_an_event() {
 fn create_token_is_verified_by_token_review() {
     let s = server();
     s.kubectl(&["create", "serviceaccount", "robot"]).ok();
-    let token = s.kubectl(&["create", "token", "robot", "--audience", "vault", "--duration", "20m"]);
+    let token = s.kubectl(&[
+        "create",
+        "token",
+        "robot",
+        "--audience",
+        "vault",
+        "--duration",
+        "20m",
+    ]);
     let token = token.ok().trim().to_string();
     assert_eq!(token.matches('.').count(), 2, "a JWT: {token}");
     let review = |aud: &str| {
         let body = format!(
             r#"{{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{{"token":"{token}","audiences":["{aud}"]}}}}"#
         );
-        json(s.kubectl_with_stdin(&["create", "-o", "json", "-f", "-"], Some(&body)).ok())["status"].clone()
+        json(
+            s.kubectl_with_stdin(&["create", "-o", "json", "-f", "-"], Some(&body))
+                .ok(),
+        )["status"]
+            .clone()
     };
     let st = review("vault");
     assert_eq!(st["authenticated"], true);
-    assert_eq!(st["user"]["username"], "system:serviceaccount:default:robot");
+    assert_eq!(
+        st["user"]["username"],
+        "system:serviceaccount:default:robot"
+    );
     assert_eq!(st["audiences"][0], "vault");
     let st = review("other");
     assert_eq!(st["authenticated"], false);
     assert!(st["error"].as_str().unwrap().contains("audiences"), "{st}");
     s.kubectl(&["delete", "sa", "robot"]).ok();
-    assert_eq!(review("vault")["authenticated"], false, "a deleted account's tokens stop working");
+    assert_eq!(
+        review("vault")["authenticated"],
+        false,
+        "a deleted account's tokens stop working"
+    );
 }
 
 #[test]
@@ -434,8 +657,10 @@ fn certificate_approve_issues_a_certificate() {
     let key = rcgen::KeyPair::generate().unwrap();
     let mut p = rcgen::CertificateParams::default();
     p.distinguished_name = rcgen::DistinguishedName::new();
-    p.distinguished_name.push(rcgen::DnType::CommonName, "alice");
-    p.distinguished_name.push(rcgen::DnType::OrganizationName, "devs");
+    p.distinguished_name
+        .push(rcgen::DnType::CommonName, "alice");
+    p.distinguished_name
+        .push(rcgen::DnType::OrganizationName, "devs");
     let pem = p.serialize_request(&key).unwrap().pem().unwrap();
     use base64::Engine;
     let csr = format!(
@@ -443,16 +668,28 @@ fn certificate_approve_issues_a_certificate() {
             "spec":{{"request":"{}","signerName":"kubernetes.io/kube-apiserver-client","usages":["client auth"],"expirationSeconds":3600}}}}"#,
         base64::engine::general_purpose::STANDARD.encode(pem)
     );
-    s.kubectl_with_stdin(&["create", "-f", "-"], Some(&csr)).ok();
+    s.kubectl_with_stdin(&["create", "-f", "-"], Some(&csr))
+        .ok();
     let before = s.kubectl(&["get", "csr", "alice"]);
     assert!(before.ok().contains("Pending"), "{}", before.stdout);
-    assert!(before.stdout.contains("kubernetes-admin") && before.stdout.contains("60m"), "{}", before.stdout);
-    assert_eq!(s.kubectl(&["certificate", "approve", "alice"]).ok().trim(), "certificatesigningrequest.certificates.k8s.io/alice approved");
+    assert!(
+        before.stdout.contains("kubernetes-admin") && before.stdout.contains("60m"),
+        "{}",
+        before.stdout
+    );
+    assert_eq!(
+        s.kubectl(&["certificate", "approve", "alice"]).ok().trim(),
+        "certificatesigningrequest.certificates.k8s.io/alice approved"
+    );
     let issued = eventually(20, || {
         let o = s.kubectl(&["get", "csr", "alice"]);
         o.stdout.contains("Approved,Issued").then_some(())
     });
-    assert!(issued.is_some(), "{}", s.kubectl(&["get", "csr", "alice", "-o", "yaml"]).stdout);
+    assert!(
+        issued.is_some(),
+        "{}",
+        s.kubectl(&["get", "csr", "alice", "-o", "yaml"]).stdout
+    );
     let obj = json(s.kubectl(&["get", "csr", "alice", "-o", "json"]).ok());
     let cond = &obj["status"]["conditions"][0];
     assert_eq!(cond["type"], "Approved");
@@ -488,34 +725,57 @@ fn explain_reads_the_generated_openapi() {
 fn errors_have_the_apiserver_shape() {
     let s = server();
     let out = s.kubectl(&["get", "pod", "nope"]);
-    assert_eq!(out.stderr.trim(), "Error from server (NotFound): pods \"nope\" not found");
+    assert_eq!(
+        out.stderr.trim(),
+        "Error from server (NotFound): pods \"nope\" not found"
+    );
     let strict = s.kubectl_with_stdin(
         &["create", "-f", "-"],
         Some("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\nbogus: 1\n"),
     );
     assert!(!strict.success());
     assert!(
-        strict.stderr.contains("strict decoding error: unknown field \"bogus\""),
+        strict
+            .stderr
+            .contains("strict decoding error: unknown field \"bogus\""),
         "{}",
         strict.stderr
     );
     // A replace with a stale resourceVersion is a 409 Conflict.
-    s.kubectl(&["create", "configmap", "c1", "--from-literal=a=1"]).ok();
-    let old = s.kubectl(&["get", "cm", "c1", "-o", "json"]).ok().to_string();
+    s.kubectl(&["create", "configmap", "c1", "--from-literal=a=1"])
+        .ok();
+    let old = s
+        .kubectl(&["get", "cm", "c1", "-o", "json"])
+        .ok()
+        .to_string();
     s.kubectl(&["label", "cm", "c1", "x=y"]).ok();
     let out = s.kubectl_with_stdin(&["replace", "-f", "-"], Some(&old));
     assert!(!out.success());
     assert!(
-        out.stderr.contains("Operation cannot be fulfilled on configmaps \"c1\": the object has been modified"),
+        out.stderr.contains(
+            "Operation cannot be fulfilled on configmaps \"c1\": the object has been modified"
+        ),
         "{}",
         out.stderr
     );
     let invalid = s.kubectl_with_stdin(
         &["create", "-f", "-"],
-        Some("apiVersion: v1\nkind: Pod\nmetadata: {name: Bad}\nspec:\n  containers: [{name: c}]\n"),
+        Some(
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: Bad}\nspec:\n  containers: [{name: c}]\n",
+        ),
     );
-    assert!(invalid.stderr.contains("Pod \"Bad\" is invalid"), "{}", invalid.stderr);
-    assert!(invalid.stderr.contains("spec.containers[0].image: Required value"), "{}", invalid.stderr);
+    assert!(
+        invalid.stderr.contains("Pod \"Bad\" is invalid"),
+        "{}",
+        invalid.stderr
+    );
+    assert!(
+        invalid
+            .stderr
+            .contains("spec.containers[0].image: Required value"),
+        "{}",
+        invalid.stderr
+    );
 }
 
 #[test]
@@ -527,11 +787,18 @@ fn authentication_and_authorization_answers() {
         let mut c = std::process::Command::new(testkit::KUBECTL);
         c.arg("--kubeconfig").arg(&boot).args(args);
         let o = c.output().unwrap();
-        (o.status.success(), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
     };
     let (ok, _, err) = as_boot(&["get", "pods"]);
     assert!(!ok);
-    assert!(err.contains("pods is forbidden: User \"system:bootstrap:"), "{err}");
+    assert!(
+        err.contains("pods is forbidden: User \"system:bootstrap:"),
+        "{err}"
+    );
     let (ok, out, _) = as_boot(&["auth", "can-i", "create", "certificatesigningrequests"]);
     assert!(ok && out.trim() == "yes", "{out}");
     // A token nobody issued is 401.

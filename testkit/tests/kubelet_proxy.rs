@@ -20,7 +20,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn pem_der(pem: &str) -> Vec<u8> {
     let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-    base64::engine::general_purpose::STANDARD.decode(b64).unwrap()
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap()
 }
 
 /// What the stand-in kubelet saw: paths with queries, and the client certificate's CN.
@@ -46,7 +48,11 @@ async fn kubelet_handler(
     mut req: Request<Incoming>,
     seen: Arc<Mutex<Seen>>,
 ) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
-    let pq = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
+    let pq = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.to_string())
+        .unwrap_or_default();
     seen.lock().unwrap().requests.push(pq.clone());
     let path = req.uri().path().to_string();
     if path == "/healthz" {
@@ -76,7 +82,9 @@ async fn kubelet_handler(
         if key.is_empty() || !protocols.contains("v5.channel.k8s.io") {
             return Ok(Response::builder()
                 .status(StatusCode::BAD_REQUEST)
-                .body(Full::new(Bytes::from(format!("no websocket upgrade: {protocols}"))))
+                .body(Full::new(Bytes::from(format!(
+                    "no websocket upgrade: {protocols}"
+                ))))
                 .unwrap());
         }
         let digest = ring::digest::digest(
@@ -120,9 +128,12 @@ async fn start_kubelet(ca_pem: &str, seen: Arc<Mutex<Seen>>) -> u16 {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     roots.add(pem_der(ca_pem).into()).unwrap();
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .build()
-        .unwrap();
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
     let key = rcgen::KeyPair::generate().unwrap();
     let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
         .unwrap()
@@ -142,12 +153,21 @@ async fn start_kubelet(ca_pem: &str, seen: Arc<Mutex<Seen>>) -> u16 {
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
         loop {
-            let Ok((tcp, _)) = listener.accept().await else { return };
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
             let acceptor = acceptor.clone();
             let seen = seen.clone();
             tokio::spawn(async move {
-                let Ok(stream) = acceptor.accept(tcp).await else { return };
-                if let Some(c) = stream.get_ref().1.peer_certificates().and_then(|c| c.first()) {
+                let Ok(stream) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                if let Some(c) = stream
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                {
                     if let Some((cn, _)) = testkit::apiserver::pki::user_from_cert(c.as_ref()) {
                         seen.lock().unwrap().client_cn.push(cn);
                     }
@@ -181,35 +201,78 @@ async fn logs_exec_and_node_proxy_reach_the_kubelet() {
         })
     };
     let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    run(args(&["create", "-f", "-"]), Some(node_json("node-1", "127.0.0.1", port, ""))).await.unwrap().ok();
-    run(args(&["create", "-f", "-"]), Some(POD.into())).await.unwrap().ok();
+    run(
+        args(&["create", "-f", "-"]),
+        Some(node_json("node-1", "127.0.0.1", port, "")),
+    )
+    .await
+    .unwrap()
+    .ok();
+    run(args(&["create", "-f", "-"]), Some(POD.into()))
+        .await
+        .unwrap()
+        .ok();
 
     let logs = run(args(&["logs", "web"]), None).await.unwrap();
     assert_eq!(logs.ok(), "line 1\nline 2\n");
-    let tail = run(args(&["logs", "web", "--tail=1", "--timestamps"]), None).await.unwrap();
+    let tail = run(args(&["logs", "web", "--tail=1", "--timestamps"]), None)
+        .await
+        .unwrap();
     assert_eq!(tail.ok(), "line 2\n");
 
-    let exec = run(args(&["exec", "web", "--", "echo", "hi"]), None).await.unwrap();
-    assert_eq!(exec.ok(), "hi from the kubelet\n", "stderr: {}", exec.stderr);
+    let exec = run(args(&["exec", "web", "--", "echo", "hi"]), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        exec.ok(),
+        "hi from the kubelet\n",
+        "stderr: {}",
+        exec.stderr
+    );
 
-    let raw = run(args(&["get", "--raw", "/api/v1/nodes/node-1/proxy/healthz"]), None).await.unwrap();
+    let raw = run(
+        args(&["get", "--raw", "/api/v1/nodes/node-1/proxy/healthz"]),
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!(raw.ok(), "ok");
 
     let seen = seen.lock().unwrap();
-    assert!(seen.requests.contains(&"/containerLogs/default/web/c".to_string()), "{:?}", seen.requests);
     assert!(
-        seen.requests.iter().any(|r| r.starts_with("/containerLogs/default/web/c?")
-            && r.contains("tailLines=1")
-            && r.contains("timestamps=true")),
+        seen.requests
+            .contains(&"/containerLogs/default/web/c".to_string()),
         "{:?}",
         seen.requests
     );
-    let exec_req = seen.requests.iter().find(|r| r.starts_with("/exec/")).expect("exec reached the kubelet");
+    assert!(
+        seen.requests
+            .iter()
+            .any(|r| r.starts_with("/containerLogs/default/web/c?")
+                && r.contains("tailLines=1")
+                && r.contains("timestamps=true")),
+        "{:?}",
+        seen.requests
+    );
+    let exec_req = seen
+        .requests
+        .iter()
+        .find(|r| r.starts_with("/exec/"))
+        .expect("exec reached the kubelet");
     assert!(exec_req.contains("command=echo&command=hi"), "{exec_req}");
-    assert!(exec_req.contains("output=1") && exec_req.contains("error=1"), "{exec_req}");
+    assert!(
+        exec_req.contains("output=1") && exec_req.contains("error=1"),
+        "{exec_req}"
+    );
     assert!(seen.requests.contains(&"/healthz".to_string()));
     assert!(!seen.client_cn.is_empty());
-    assert!(seen.client_cn.iter().all(|cn| cn == "kube-apiserver-kubelet-client"), "{:?}", seen.client_cn);
+    assert!(
+        seen.client_cn
+            .iter()
+            .all(|cn| cn == "kube-apiserver-kubelet-client"),
+        "{:?}",
+        seen.client_cn
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -218,20 +281,43 @@ async fn logs_of_an_unreachable_kubelet_and_of_an_unbound_pod_fail_cleanly() {
     let s2 = s.clone();
     let out = tokio::task::spawn_blocking(move || {
         // A port nothing listens on.
-        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        s2.kubectl_with_stdin(&["create", "-f", "-"], Some(&node_json("node-1", "127.0.0.1", free, ""))).ok();
-        s2.kubectl_with_stdin(&["create", "-f", "-"], Some(POD)).ok();
+        let free = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         s2.kubectl_with_stdin(
             &["create", "-f", "-"],
-            Some(&POD.replace("\"web\"", "\"floating\"").replace("\"nodeName\":\"node-1\",", "\"schedulerName\":\"none\",")),
+            Some(&node_json("node-1", "127.0.0.1", free, "")),
         )
         .ok();
-        (s2.kubectl(&["logs", "web"]), s2.kubectl(&["logs", "floating"]))
+        s2.kubectl_with_stdin(&["create", "-f", "-"], Some(POD))
+            .ok();
+        s2.kubectl_with_stdin(
+            &["create", "-f", "-"],
+            Some(
+                &POD.replace("\"web\"", "\"floating\"")
+                    .replace("\"nodeName\":\"node-1\",", "\"schedulerName\":\"none\","),
+            ),
+        )
+        .ok();
+        (
+            s2.kubectl(&["logs", "web"]),
+            s2.kubectl(&["logs", "floating"]),
+        )
     })
     .await
     .unwrap();
     assert!(!out.0.success());
-    assert!(out.0.stderr.contains("connection refused"), "{}", out.0.stderr);
+    assert!(
+        out.0.stderr.contains("connection refused"),
+        "{}",
+        out.0.stderr
+    );
     assert!(!out.1.success());
-    assert!(out.1.stderr.contains("does not have a host assigned"), "{}", out.1.stderr);
+    assert!(
+        out.1.stderr.contains("does not have a host assigned"),
+        "{}",
+        out.1.stderr
+    );
 }

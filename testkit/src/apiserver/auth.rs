@@ -143,8 +143,7 @@ fn audiences_or_default(a: &[String]) -> Vec<String> {
 
 fn is_token_id(s: &str) -> bool {
     s.len() == 6
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
 }
 
@@ -159,7 +158,9 @@ fn bootstrap_token_user(g: &Inner, token: &str) -> Option<UserInfo> {
         return None;
     }
     let s = g.get("secrets", "kube-system", &format!("bootstrap-token-{id}"))?;
-    if s["type"].as_str() != Some("bootstrap.kubernetes.io/token") || util::deletion_timestamp(&s).is_some() {
+    if s["type"].as_str() != Some("bootstrap.kubernetes.io/token")
+        || util::deletion_timestamp(&s).is_some()
+    {
         return None;
     }
     let field = |k: &str| -> String {
@@ -286,8 +287,12 @@ fn node_rule(r: &ResourceAttrs, verb: &str) -> bool {
         }
         (
             "",
-            "secrets" | "configmaps" | "persistentvolumeclaims" | "persistentvolumes"
-            | "services" | "endpoints",
+            "secrets"
+            | "configmaps"
+            | "persistentvolumeclaims"
+            | "persistentvolumes"
+            | "services"
+            | "endpoints",
             "",
         ) => read,
         ("", "serviceaccounts", "") => verb == "get",
@@ -296,9 +301,7 @@ fn node_rule(r: &ResourceAttrs, verb: &str) -> bool {
         ("certificates.k8s.io", "certificatesigningrequests", "") => {
             matches!(verb, "create" | "get" | "list" | "watch")
         }
-        ("certificates.k8s.io", "certificatesigningrequests", "selfnodeclient") => {
-            verb == "create"
-        }
+        ("certificates.k8s.io", "certificatesigningrequests", "selfnodeclient") => verb == "create",
         ("authentication.k8s.io", "tokenreviews", "")
         | ("authorization.k8s.io", "subjectaccessreviews", "") => verb == "create",
         _ => false,
@@ -383,13 +386,23 @@ mod tests {
     fn policy() {
         let admin = UserInfo::new("a", &["system:masters"]);
         let node = cert_user("system:node:n1".into(), vec!["system:nodes".into()]);
-        let boot = UserInfo::new("system:bootstrap:abcdef", &["system:bootstrappers"]).authenticated();
+        let boot =
+            UserInfo::new("system:bootstrap:abcdef", &["system:bootstrappers"]).authenticated();
         let anon = UserInfo::anonymous();
         assert!(authorize(&admin, &res("", "secrets", "", "delete")).is_ok());
         assert!(authorize(&node, &res("", "pods", "status", "patch")).is_ok());
         assert!(authorize(&node, &res("", "pods", "exec", "create")).is_err());
         assert!(authorize(&node, &res("coordination.k8s.io", "leases", "", "update")).is_ok());
-        assert!(authorize(&boot, &res("certificates.k8s.io", "certificatesigningrequests", "", "create")).is_ok());
+        assert!(authorize(
+            &boot,
+            &res(
+                "certificates.k8s.io",
+                "certificatesigningrequests",
+                "",
+                "create"
+            )
+        )
+        .is_ok());
         assert!(authorize(&boot, &res("", "pods", "", "list")).is_err());
         let api = Attributes {
             verb: "get".into(),

@@ -76,7 +76,11 @@ pub fn after_delete(srv: &Arc<Server>, g: &mut Inner, r: &ResourceDef, obj: &Obj
             .and_then(Value::as_array)
             .map(|a| a.iter().collect())
             .unwrap_or_default();
-        if owners.is_empty() || !owners.iter().any(|x| x["uid"].as_str() == Some(uid.as_str())) {
+        if owners.is_empty()
+            || !owners
+                .iter()
+                .any(|x| x["uid"].as_str() == Some(uid.as_str()))
+        {
             continue;
         }
         let alive = owners.iter().any(|x| {
@@ -262,32 +266,57 @@ fn requests_of(pod: &Value) -> (f64, f64) {
     let mut mem = 0.0;
     for c in pod["spec"]["containers"].as_array().into_iter().flatten() {
         let r = &c["resources"]["requests"];
-        cpu += r["cpu"].as_str().and_then(parse_quantity_milli).unwrap_or(0.0);
-        mem += r["memory"].as_str().and_then(parse_quantity_milli).unwrap_or(0.0);
+        cpu += r["cpu"]
+            .as_str()
+            .and_then(parse_quantity_milli)
+            .unwrap_or(0.0);
+        mem += r["memory"]
+            .as_str()
+            .and_then(parse_quantity_milli)
+            .unwrap_or(0.0);
     }
-    for c in pod["spec"]["initContainers"].as_array().into_iter().flatten() {
+    for c in pod["spec"]["initContainers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
         let r = &c["resources"]["requests"];
-        cpu = cpu.max(r["cpu"].as_str().and_then(parse_quantity_milli).unwrap_or(0.0));
-        mem = mem.max(r["memory"].as_str().and_then(parse_quantity_milli).unwrap_or(0.0));
+        cpu = cpu.max(
+            r["cpu"]
+                .as_str()
+                .and_then(parse_quantity_milli)
+                .unwrap_or(0.0),
+        );
+        mem = mem.max(
+            r["memory"]
+                .as_str()
+                .and_then(parse_quantity_milli)
+                .unwrap_or(0.0),
+        );
     }
     (cpu, mem)
 }
 
 fn tolerates(pod: &Value, taint: &Value) -> bool {
-    pod["spec"]["tolerations"].as_array().into_iter().flatten().any(|t| {
-        let effect = t["effect"].as_str().unwrap_or("");
-        if !effect.is_empty() && effect != taint["effect"].as_str().unwrap_or("") {
-            return false;
-        }
-        let key = t["key"].as_str().unwrap_or("");
-        match t["operator"].as_str().unwrap_or("Equal") {
-            "Exists" => key.is_empty() || key == taint["key"].as_str().unwrap_or(""),
-            _ => {
-                key == taint["key"].as_str().unwrap_or("")
-                    && t["value"].as_str().unwrap_or("") == taint["value"].as_str().unwrap_or("")
+    pod["spec"]["tolerations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|t| {
+            let effect = t["effect"].as_str().unwrap_or("");
+            if !effect.is_empty() && effect != taint["effect"].as_str().unwrap_or("") {
+                return false;
             }
-        }
-    })
+            let key = t["key"].as_str().unwrap_or("");
+            match t["operator"].as_str().unwrap_or("Equal") {
+                "Exists" => key.is_empty() || key == taint["key"].as_str().unwrap_or(""),
+                _ => {
+                    key == taint["key"].as_str().unwrap_or("")
+                        && t["value"].as_str().unwrap_or("")
+                            == taint["value"].as_str().unwrap_or("")
+                }
+            }
+        })
 }
 
 fn affinity_matches(pod: &Value, node: &NodeFit) -> bool {
@@ -298,16 +327,17 @@ fn affinity_matches(pod: &Value, node: &NodeFit) -> bool {
             }
         }
     }
-    let terms = &pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
-        ["nodeSelectorTerms"];
+    let terms = &pod["spec"]["affinity"]["nodeAffinity"]
+        ["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"];
     let Some(terms) = terms.as_array() else {
         return true;
     };
     let mut fields = serde_json::Map::new();
     fields.insert("metadata.name".into(), json!(node.name));
     terms.iter().any(|t| {
-        let labels_ok = LabelSelector::from_object(&json!({"matchExpressions": t["matchExpressions"]}))
-            .is_ok_and(|s| s.matches_map(Some(&node.labels)));
+        let labels_ok =
+            LabelSelector::from_object(&json!({"matchExpressions": t["matchExpressions"]}))
+                .is_ok_and(|s| s.matches_map(Some(&node.labels)));
         let fields_ok = LabelSelector::from_object(&json!({"matchExpressions": t["matchFields"]}))
             .is_ok_and(|s| s.matches_map(Some(&fields)));
         labels_ok && fields_ok
@@ -321,9 +351,14 @@ fn schedule(srv: &Arc<Server>, g: &mut Inner) {
         .map(|(_, p)| p.clone())
         .filter(|p| {
             util::str_at(p, &["spec", "nodeName"]).is_empty()
-                && matches!(util::str_at(p, &["spec", "schedulerName"]), "" | "default-scheduler")
+                && matches!(
+                    util::str_at(p, &["spec", "schedulerName"]),
+                    "" | "default-scheduler"
+                )
                 && util::deletion_timestamp(p).is_none()
-                && p["spec"]["schedulingGates"].as_array().is_none_or(|a| a.is_empty())
+                && p["spec"]["schedulingGates"]
+                    .as_array()
+                    .is_none_or(|a| a.is_empty())
         })
         .collect();
     if pending.is_empty() {
@@ -341,7 +376,12 @@ fn schedule(srv: &Arc<Server>, g: &mut Inner) {
             continue;
         }
         let alloc = &n["status"]["allocatable"];
-        let q = |k: &str, default: f64| alloc[k].as_str().and_then(parse_quantity_milli).unwrap_or(default);
+        let q = |k: &str, default: f64| {
+            alloc[k]
+                .as_str()
+                .and_then(parse_quantity_milli)
+                .unwrap_or(default)
+        };
         nodes.push(NodeFit {
             name: util::name(n).to_string(),
             labels: util::labels(n).cloned().unwrap_or_default(),
@@ -354,7 +394,11 @@ fn schedule(srv: &Arc<Server>, g: &mut Inner) {
             used_pods: 0.0,
         });
     }
-    let index: HashMap<String, usize> = nodes.iter().enumerate().map(|(i, n)| (n.name.clone(), i)).collect();
+    let index: HashMap<String, usize> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.name.clone(), i))
+        .collect();
     for (_, p) in &pods {
         let phase = util::str_at(p, &["status", "phase"]);
         if phase == "Succeeded" || phase == "Failed" {
@@ -393,7 +437,9 @@ fn schedule(srv: &Arc<Server>, g: &mut Inner) {
             match why {
                 Some(w) => *reasons.entry(w).or_default() += 1,
                 None => {
-                    if best.is_none_or(|b| (nodes[b].used_pods, &nodes[b].name) > (n.used_pods, &n.name)) {
+                    if best.is_none_or(|b| {
+                        (nodes[b].used_pods, &nodes[b].name) > (n.used_pods, &n.name)
+                    }) {
                         best = Some(i);
                     }
                 }
@@ -408,19 +454,30 @@ fn schedule(srv: &Arc<Server>, g: &mut Inner) {
                     nodes[i].used_memory += mem;
                     nodes[i].used_pods += 1000.0;
                     let msg = format!("Successfully assigned {ns}/{name} to {}", nodes[i].name);
-                    record_event(g, srv, &bound, "Normal", "Scheduled", &msg, "default-scheduler");
+                    record_event(
+                        g,
+                        srv,
+                        &bound,
+                        "Normal",
+                        "Scheduled",
+                        &msg,
+                        "default-scheduler",
+                    );
                 }
             }
             None => {
                 let total = all_nodes.len();
-                let mut parts: Vec<String> = reasons.iter().map(|(r, n)| format!("{n} {r}")).collect();
+                let mut parts: Vec<String> =
+                    reasons.iter().map(|(r, n)| format!("{n} {r}")).collect();
                 parts.sort();
                 let msg = if total == 0 {
                     "no nodes available to schedule pods".to_string()
                 } else {
                     let not_ready = total - nodes.len();
                     if not_ready > 0 {
-                        parts.push(format!("{not_ready} node(s) were unschedulable or not ready"));
+                        parts.push(format!(
+                            "{not_ready} node(s) were unschedulable or not ready"
+                        ));
                         parts.sort();
                     }
                     format!(
@@ -447,7 +504,15 @@ fn schedule(srv: &Arc<Server>, g: &mut Inner) {
                         "lastTransitionTime": util::now_string(), "reason": "Unschedulable", "message": msg}));
                 }
                 let stored = g.update("pods", p);
-                record_event(g, srv, &stored, "Warning", "FailedScheduling", &msg, "default-scheduler");
+                record_event(
+                    g,
+                    srv,
+                    &stored,
+                    "Warning",
+                    "FailedScheduling",
+                    &msg,
+                    "default-scheduler",
+                );
             }
         }
     }
@@ -516,8 +581,12 @@ fn auto_approval(c: &Value) -> Option<&'static str> {
             let sans_ok = (!info.dns_names.is_empty() || !info.ips.is_empty())
                 && info.emails.is_empty()
                 && info.uris.is_empty();
-            (node_subject && usages_ok && sans_ok && user == info.common_name && groups.contains(&"system:nodes"))
-                .then_some("Auto approving kubelet serving certificate after SubjectAccessReview.")
+            (node_subject
+                && usages_ok
+                && sans_ok
+                && user == info.common_name
+                && groups.contains(&"system:nodes"))
+            .then_some("Auto approving kubelet serving certificate after SubjectAccessReview.")
         }
         _ => None,
     }
@@ -530,7 +599,9 @@ fn signer_check(c: &Value) -> Result<(), String> {
     let has = |u: &str| us.iter().any(|x| x == u);
     match c["spec"]["signerName"].as_str().unwrap_or("") {
         "kubernetes.io/kube-apiserver-client-kubelet" => {
-            if info.organizations != ["system:nodes"] || !info.common_name.starts_with("system:node:") {
+            if info.organizations != ["system:nodes"]
+                || !info.common_name.starts_with("system:node:")
+            {
                 return Err("subject organization is not system:nodes or common name does not begin with 'system:node:'".into());
             }
             if !has("client auth") {
@@ -538,7 +609,9 @@ fn signer_check(c: &Value) -> Result<(), String> {
             }
         }
         "kubernetes.io/kubelet-serving" => {
-            if info.organizations != ["system:nodes"] || !info.common_name.starts_with("system:node:") {
+            if info.organizations != ["system:nodes"]
+                || !info.common_name.starts_with("system:node:")
+            {
                 return Err("subject organization is not system:nodes or common name does not begin with 'system:node:'".into());
             }
             if !has("server auth") {
@@ -569,8 +642,10 @@ fn process_csrs(srv: &Arc<Server>, g: &mut Inner) {
                     .entry("conditions")
                     .or_insert_with(|| json!([]));
                 if let Some(l) = conds.as_array_mut() {
-                    l.push(json!({"type": "Approved", "status": "True", "reason": "AutoApproved",
-                        "message": msg, "lastUpdateTime": now, "lastTransitionTime": now}));
+                    l.push(
+                        json!({"type": "Approved", "status": "True", "reason": "AutoApproved",
+                        "message": msg, "lastUpdateTime": now, "lastTransitionTime": now}),
+                    );
                 }
                 g.update("certificatesigningrequests", n);
             }
@@ -586,14 +661,21 @@ fn process_csrs(srv: &Arc<Server>, g: &mut Inner) {
         let mut n = (*c).clone();
         let result = signer_check(&c).and_then(|()| {
             let max = srv.config.cluster_signing_duration.as_secs() as i64;
-            let want = c["spec"]["expirationSeconds"].as_i64().unwrap_or(max).clamp(600, max.max(600));
-            srv.pki
-                .sign_csr(&csr_request_pem(&c), &usages(&c), Duration::from_secs(want as u64))
+            let want = c["spec"]["expirationSeconds"]
+                .as_i64()
+                .unwrap_or(max)
+                .clamp(600, max.max(600));
+            srv.pki.sign_csr(
+                &csr_request_pem(&c),
+                &usages(&c),
+                Duration::from_secs(want as u64),
+            )
         });
         match result {
             Ok(pem) => {
                 use base64::Engine;
-                n["status"]["certificate"] = json!(base64::engine::general_purpose::STANDARD.encode(pem));
+                n["status"]["certificate"] =
+                    json!(base64::engine::general_purpose::STANDARD.encode(pem));
             }
             Err(why) => {
                 let conds = util::object_at_mut(&mut n, &["status"])
@@ -616,11 +698,15 @@ fn process_namespaces(srv: &Arc<Server>, g: &mut Inner) {
         }
         let name = util::name(&ns).to_string();
         let mut remaining = 0;
-        for r in registry::RESOURCES.iter().filter(|r| r.namespaced && r.stored) {
+        for r in registry::RESOURCES
+            .iter()
+            .filter(|r| r.namespaced && r.stored)
+        {
             for ((ons, oname), o) in g.list(r.key(), Some(&name)) {
                 remaining += 1;
                 if util::deletion_timestamp(&o).is_none() {
-                    let _ = rest::delete_in(srv, g, None, r, &ons, &oname, &DeleteOptions::default());
+                    let _ =
+                        rest::delete_in(srv, g, None, r, &ons, &oname, &DeleteOptions::default());
                 }
             }
         }
@@ -643,7 +729,10 @@ fn process_namespaces(srv: &Arc<Server>, g: &mut Inner) {
 fn pod_gc(srv: &Arc<Server>, g: &mut Inner) {
     for ((ns, name), p) in g.list("pods", None) {
         let node = util::str_at(&p, &["spec", "nodeName"]);
-        if util::deletion_timestamp(&p).is_some() && !node.is_empty() && g.get("nodes", "", node).is_none() {
+        if util::deletion_timestamp(&p).is_some()
+            && !node.is_empty()
+            && g.get("nodes", "", node).is_none()
+        {
             let opts = DeleteOptions {
                 grace: Some(0),
                 ..Default::default()
@@ -667,7 +756,10 @@ pub async fn run(srv: Arc<Server>) {
                         "certificatesigningrequests" => flags.1 = true,
                         _ => {}
                     }
-                    if e.resource == "namespaces" || (e.kind == EventType::Deleted && registry::by_key(e.resource).is_some_and(|r| r.namespaced)) {
+                    if e.resource == "namespaces"
+                        || (e.kind == EventType::Deleted
+                            && registry::by_key(e.resource).is_some_and(|r| r.namespaced))
+                    {
                         flags.2 = true;
                     }
                 }

@@ -56,8 +56,12 @@ impl ApiError {
     }
 
     pub fn not_found(t: Target<'_>, name: &str) -> Self {
-        ApiError::new(404, "NotFound", format!("{} \"{name}\" not found", t.qualified()))
-            .with_details(t.details(name))
+        ApiError::new(
+            404,
+            "NotFound",
+            format!("{} \"{name}\" not found", t.qualified()),
+        )
+        .with_details(t.details(name))
     }
 
     pub fn already_exists(t: Target<'_>, name: &str) -> Self {
@@ -145,7 +149,11 @@ impl ApiError {
     }
 
     pub fn too_large() -> Self {
-        ApiError::new(413, "RequestEntityTooLarge", "Request entity too large: limit is 3145728")
+        ApiError::new(
+            413,
+            "RequestEntityTooLarge",
+            "Request entity too large: limit is 3145728",
+        )
     }
 
     pub fn service_unavailable(message: impl Into<String>) -> Self {
@@ -277,7 +285,10 @@ impl FieldError {
                 format!("Invalid value: \"{}\"", self.value.as_deref().unwrap_or(""))
             }
             FieldErrorKind::Duplicate => {
-                format!("Duplicate value: \"{}\"", self.value.as_deref().unwrap_or(""))
+                format!(
+                    "Duplicate value: \"{}\"",
+                    self.value.as_deref().unwrap_or("")
+                )
             }
             FieldErrorKind::NotSupported => format!(
                 "Unsupported value: \"{}\"",
@@ -336,6 +347,9 @@ mod tests {
             e.message,
             "Pod \"p\" is invalid: spec.containers[0].image: Required value"
         );
-        assert_eq!(e.to_status()["details"]["causes"][0]["reason"], "FieldValueRequired");
+        assert_eq!(
+            e.to_status()["details"]["causes"][0]["reason"],
+            "FieldValueRequired"
+        );
     }
 }

@@ -154,13 +154,21 @@ pub async fn run(
         addr: config.bind,
         source,
     })?;
-    let pki = pki::Pki::load_or_create(&dir, addr.ip(), config.kubelet_certificate_authority.as_deref())?;
+    let pki = pki::Pki::load_or_create(
+        &dir,
+        addr.ip(),
+        config.kubelet_certificate_authority.as_deref(),
+    )?;
     let store = store::Store::new(config.watch_cache_size);
     let state = dir.join("state.json");
     if config.fresh {
         let _ = std::fs::remove_file(&state);
     } else if store.load(&state)? {
-        tracing::info!(resource_version = store.current_rv(), "state reloaded from {}", state.display());
+        tracing::info!(
+            resource_version = store.current_rv(),
+            "state reloaded from {}",
+            state.display()
+        );
     }
     let graph = openapi::TypeGraph::build();
     let openapi_hash = {
@@ -225,6 +233,9 @@ pub async fn run(
     controllers.abort();
     snapshots.abort();
     srv.store.save(&state, true)?;
-    tracing::info!(resource_version = srv.store.current_rv(), "state saved; stopped");
+    tracing::info!(
+        resource_version = srv.store.current_rv(),
+        "state saved; stopped"
+    );
     Ok(())
 }

@@ -352,9 +352,10 @@ impl<'de> de::Deserializer<'de> for ValueTracer<'_> {
     fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, TErr> {
         if self.newtype == Some("FieldsV1") {
             *self.out = Shape::Any;
-            return visitor.visit_map(de::value::MapDeserializer::new(
-                std::iter::empty::<(String, String)>(),
-            ));
+            return visitor.visit_map(de::value::MapDeserializer::new(std::iter::empty::<(
+                String,
+                String,
+            )>()));
         }
         let mut val = Shape::Any;
         let r = visitor.visit_map(MapTracer {
@@ -376,9 +377,10 @@ impl<'de> de::Deserializer<'de> for ValueTracer<'_> {
         if self.g.types.contains_key(name) || self.g.in_progress.contains(name) {
             // Known (or recursive): an empty object is a valid sample of any k8s-openapi struct
             // except a kind's own apiVersion/kind checks, which only roots have.
-            return visitor.visit_map(de::value::MapDeserializer::new(
-                std::iter::empty::<(String, String)>(),
-            ));
+            return visitor.visit_map(de::value::MapDeserializer::new(std::iter::empty::<(
+                String,
+                String,
+            )>()));
         }
         self.g.in_progress.insert(name.to_string());
         let mut defs = Vec::new();
@@ -461,7 +463,10 @@ struct MapTracer<'a> {
 impl<'de> de::MapAccess<'de> for MapTracer<'_> {
     type Error = TErr;
 
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, TErr> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, TErr> {
         if self.state > 0 {
             return Ok(None);
         }
@@ -494,7 +499,10 @@ struct StructTracer<'a> {
 impl<'de> de::MapAccess<'de> for StructTracer<'_> {
     type Error = TErr;
 
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, TErr> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, TErr> {
         match self.fields.get(self.idx) {
             Some(f) => seed.deserialize((*f).into_deserializer()).map(Some),
             None => Ok(None),
@@ -538,7 +546,13 @@ fn root_api_version(kind: &str) -> Option<String> {
     registry::subresource_kinds()
         .into_iter()
         .find(|(_, _, k, _)| *k == kind)
-        .map(|(g, v, _, _)| if g.is_empty() { v.to_string() } else { format!("{g}/{v}") })
+        .map(|(g, v, _, _)| {
+            if g.is_empty() {
+                v.to_string()
+            } else {
+                format!("{g}/{v}")
+            }
+        })
 }
 
 // ---- documents -----------------------------------------------------------------------------
@@ -757,11 +771,11 @@ pub fn v3_document(g: &TypeGraph, group: &str, version: &str) -> Value {
     }
     for (sg, sv, kind, _) in registry::subresource_kinds() {
         if sg == group && sv == version {
-            if let Some((n, _)) = g
-                .types
-                .iter()
-                .find(|(_, t)| t.gvk.as_ref().is_some_and(|(gg, _, k)| gg == sg && k == kind))
-            {
+            if let Some((n, _)) = g.types.iter().find(|(_, t)| {
+                t.gvk
+                    .as_ref()
+                    .is_some_and(|(gg, _, k)| gg == sg && k == kind)
+            }) {
                 wanted.push(n.clone());
             }
         }
@@ -841,7 +855,10 @@ mod tests {
         );
         let meta = g.get("ObjectMeta").unwrap();
         assert_eq!(meta.field("creationTimestamp").unwrap().shape, Shape::Time);
-        assert_eq!(meta.qualified, "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta");
+        assert_eq!(
+            meta.qualified,
+            "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+        );
         let port = g.get("ContainerPort").unwrap();
         assert_eq!(port.field("containerPort").unwrap().shape, Shape::Int32);
         let probe = g.get("HTTPGetAction").unwrap();
@@ -853,7 +870,11 @@ mod tests {
         );
         assert!(g.get("Lease").is_some());
         assert_eq!(
-            g.get("LeaseSpec").unwrap().field("renewTime").unwrap().shape,
+            g.get("LeaseSpec")
+                .unwrap()
+                .field("renewTime")
+                .unwrap()
+                .shape,
             Shape::MicroTime
         );
     }

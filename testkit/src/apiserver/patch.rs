@@ -144,7 +144,9 @@ fn remove_at(doc: &mut Value, path: &str) -> Result<Value, PatchError> {
 
 pub fn json_patch(doc: &mut Value, ops: &Value) -> Result<(), PatchError> {
     let ops = ops.as_array().ok_or_else(|| {
-        PatchError::Invalid("json: cannot unmarshal object into Go value of type jsonpatch.Patch".into())
+        PatchError::Invalid(
+            "json: cannot unmarshal object into Go value of type jsonpatch.Patch".into(),
+        )
     })?;
     for op in ops {
         let kind = op["op"].as_str().unwrap_or("");
@@ -522,7 +524,11 @@ mod tests {
             v,
             json!({"metadata": {"labels": {"a": "x", "b/c": "2"}}, "list": [2, 3]})
         );
-        assert!(json_patch(&mut v, &json!([{"op": "test", "path": "/list/0", "value": 9}])).is_err());
+        assert!(json_patch(
+            &mut v,
+            &json!([{"op": "test", "path": "/list/0", "value": 9}])
+        )
+        .is_err());
         assert!(json_patch(&mut v, &json!([{"op": "remove", "path": "/nope"}])).is_err());
     }
 
@@ -544,7 +550,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(pod["spec"]["containers"][0]["image"], "a:1");
-        assert_eq!(pod["spec"]["containers"][0]["env"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            pod["spec"]["containers"][0]["env"]
+                .as_array()
+                .unwrap()
+                .len(),
+            2
+        );
         assert_eq!(pod["spec"]["containers"][1]["image"], "b:2");
         assert_eq!(pod["spec"]["tolerations"], json!([{"key": "t2"}]));
     }
@@ -588,11 +600,19 @@ mod tests {
                                           "hostPath": {"path": "/x"}}]}}),
         )
         .unwrap();
-        assert_eq!(pod["spec"]["volumes"][0], json!({"name": "v", "hostPath": {"path": "/x"}}));
+        assert_eq!(
+            pod["spec"]["volumes"][0],
+            json!({"name": "v", "hostPath": {"path": "/x"}})
+        );
 
         let mut pod = json!({"metadata": {"labels": {"a": "1"}}});
-        strategic_merge(&g, "Pod", &mut pod, &json!({"metadata": {"labels": {"$patch": "replace", "b": "2"}}}))
-            .unwrap();
+        strategic_merge(
+            &g,
+            "Pod",
+            &mut pod,
+            &json!({"metadata": {"labels": {"$patch": "replace", "b": "2"}}}),
+        )
+        .unwrap();
         assert_eq!(pod["metadata"]["labels"], json!({"b": "2"}));
     }
 }

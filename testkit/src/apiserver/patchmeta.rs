@@ -32,10 +32,7 @@ const fn map(key: &'static str, map_keys: &'static [&'static str]) -> FieldMeta 
 
 const fn map_retain(key: &'static str) -> FieldMeta {
     FieldMeta {
-        list: ListKind::Map {
-            key,
-            map_keys: &[],
-        },
+        list: ListKind::Map { key, map_keys: &[] },
         retain_keys: true,
     }
 }
@@ -68,8 +65,16 @@ static TABLE: &[(&str, &str, FieldMeta)] = &[
         map("containerPort", &["containerPort", "protocol"]),
     ),
     ("Container", "env", map("name", &["name"])),
-    ("Container", "volumeMounts", map("mountPath", &["mountPath"])),
-    ("Container", "volumeDevices", map("devicePath", &["devicePath"])),
+    (
+        "Container",
+        "volumeMounts",
+        map("mountPath", &["mountPath"]),
+    ),
+    (
+        "Container",
+        "volumeDevices",
+        map("devicePath", &["devicePath"]),
+    ),
     (
         "EphemeralContainer",
         "ports",

@@ -13,8 +13,7 @@ use std::time::Duration;
 use base64::Engine;
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
-    SerialNumber,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
 };
 use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
@@ -70,8 +69,8 @@ fn read_opt(path: &Path) -> Result<Option<String>, PkiError> {
 }
 
 fn write(path: &Path, data: &str, private: bool) -> Result<(), PkiError> {
-    use std::os::unix::fs::OpenOptionsExt;
     use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let err = |source| PkiError::Write {
         path: path.into(),
         source,
@@ -91,10 +90,12 @@ fn write(path: &Path, data: &str, private: bool) -> Result<(), PkiError> {
 
 fn load_key(path: &Path) -> Result<Option<KeyPair>, PkiError> {
     match read_opt(path)? {
-        Some(pem) => KeyPair::from_pem(&pem).map(Some).map_err(|e| PkiError::Bad {
-            path: path.into(),
-            reason: e.to_string(),
-        }),
+        Some(pem) => KeyPair::from_pem(&pem)
+            .map(Some)
+            .map_err(|e| PkiError::Bad {
+                path: path.into(),
+                reason: e.to_string(),
+            }),
         None => Ok(None),
     }
 }
@@ -211,8 +212,13 @@ impl Pki {
         let srv_cert = p.signed_by(&srv_key, &issuer)?;
         write(&dir.join("apiserver.crt"), &srv_cert.pem(), false)?;
 
-        let (admin_cert_pem, admin_key_pem) =
-            client_cert(dir, "admin", "kubernetes-admin", &["system:masters"], &issuer)?;
+        let (admin_cert_pem, admin_key_pem) = client_cert(
+            dir,
+            "admin",
+            "kubernetes-admin",
+            &["system:masters"],
+            &issuer,
+        )?;
         let (kc_cert, kc_key) = client_cert(
             dir,
             "apiserver-kubelet-client",
@@ -224,15 +230,12 @@ impl Pki {
         let sa_path = dir.join("sa.key");
         let sa = key_or_new(&sa_path)?;
         let rng = ring::rand::SystemRandom::new();
-        let sa_key = EcdsaKeyPair::from_pkcs8(
-            &ECDSA_P256_SHA256_FIXED_SIGNING,
-            &sa.serialize_der(),
-            &rng,
-        )
-        .map_err(|e| PkiError::Bad {
-            path: sa_path.clone(),
-            reason: format!("not an ECDSA P-256 key: {e}"),
-        })?;
+        let sa_key =
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &sa.serialize_der(), &rng)
+                .map_err(|e| PkiError::Bad {
+                path: sa_path.clone(),
+                reason: format!("not an ECDSA P-256 key: {e}"),
+            })?;
         let digest = ring::digest::digest(&ring::digest::SHA256, sa.public_key_raw());
         let sa_key_id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref());
 
@@ -473,9 +476,7 @@ impl rustls::client::danger::ServerCertVerifier for AnyServerCert {
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 
@@ -586,7 +587,10 @@ mod tests {
             )
             .unwrap();
         let (cn, groups) = user_from_cert(pem_cert_der(&cert).unwrap().as_ref()).unwrap();
-        assert_eq!((cn.as_str(), groups[0].as_str()), ("system:node:n1", "system:nodes"));
+        assert_eq!(
+            (cn.as_str(), groups[0].as_str()),
+            ("system:node:n1", "system:nodes")
+        );
         assert!(parse_csr("garbage").is_err());
     }
 }

@@ -71,7 +71,11 @@ pub fn default_pod_spec(spec: &mut Map<String, Value>) {
 }
 
 fn default_container(c: &mut Map<String, Value>, host_network: bool) {
-    if c.get("imagePullPolicy").and_then(Value::as_str).unwrap_or("").is_empty() {
+    if c.get("imagePullPolicy")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .is_empty()
+    {
         let image = c.get("image").and_then(Value::as_str).unwrap_or("");
         let policy = if image_tag_is_latest(image) {
             "Always"
@@ -247,7 +251,10 @@ pub fn admit_default_tolerations(pod: &mut Value) {
     let Some(list) = tols.as_array_mut() else {
         return;
     };
-    for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
+    for key in [
+        "node.kubernetes.io/not-ready",
+        "node.kubernetes.io/unreachable",
+    ] {
         let tolerated = list.iter().any(|t| {
             let effect = t["effect"].as_str().unwrap_or("");
             let k = t["key"].as_str().unwrap_or("");
@@ -255,8 +262,10 @@ pub fn admit_default_tolerations(pod: &mut Value) {
             (effect.is_empty() || effect == "NoExecute") && (k == key || (k.is_empty() && exists))
         });
         if !tolerated {
-            list.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute",
-                             "tolerationSeconds": 300}));
+            list.push(
+                json!({"key": key, "operator": "Exists", "effect": "NoExecute",
+                             "tolerationSeconds": 300}),
+            );
         }
     }
 }
@@ -427,7 +436,12 @@ pub fn validate(pod: &Value) -> Vec<FieldError> {
                     ));
                 }
             }
-            for (j, m) in c["volumeMounts"].as_array().into_iter().flatten().enumerate() {
+            for (j, m) in c["volumeMounts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
                 let vn = m["name"].as_str().unwrap_or("");
                 if !volumes.iter().any(|v| v == vn) {
                     errs.push(FieldError::not_found(
@@ -460,7 +474,10 @@ pub fn validate(pod: &Value) -> Vec<FieldError> {
                         errs.push(FieldError::invalid(
                             format!("{base}.resources.requests"),
                             req.as_str().unwrap_or(""),
-                            &format!("must be less than or equal to {res} limit of {}", lim.and_then(Value::as_str).unwrap_or("")),
+                            format!(
+                                "must be less than or equal to {res} limit of {}",
+                                lim.and_then(Value::as_str).unwrap_or("")
+                            ),
                         ));
                     }
                 }
@@ -476,7 +493,10 @@ pub fn validate(pod: &Value) -> Vec<FieldError> {
         ));
     }
     let dns = spec["dnsPolicy"].as_str().unwrap_or("ClusterFirst");
-    if !matches!(dns, "ClusterFirstWithHostNet" | "ClusterFirst" | "Default" | "None") {
+    if !matches!(
+        dns,
+        "ClusterFirstWithHostNet" | "ClusterFirst" | "Default" | "None"
+    ) {
         errs.push(FieldError::not_supported(
             "spec.dnsPolicy",
             dns,
@@ -521,7 +541,10 @@ pub fn validate_spec_update(new: &Value, old: &Value) -> Option<FieldError> {
                 None => m.remove("tolerations"),
             };
         }
-        if b["terminationGracePeriodSeconds"].as_i64().is_some_and(|g| g < 0) {
+        if b["terminationGracePeriodSeconds"]
+            .as_i64()
+            .is_some_and(|g| g < 0)
+        {
             if let Some(v) = b.get("terminationGracePeriodSeconds") {
                 m.insert("terminationGracePeriodSeconds".into(), v.clone());
             }
@@ -618,7 +641,10 @@ mod tests {
         let g = json!({"spec": {"containers": [{"resources": {
             "limits": {"cpu": "500m", "memory": "64Mi"}, "requests": {"cpu": "0.5", "memory": "64Mi"}}}]}});
         assert_eq!(qos_class(&g), "Guaranteed");
-        assert_eq!(qos_class(&json!({"spec": {"containers": [{}]}})), "BestEffort");
+        assert_eq!(
+            qos_class(&json!({"spec": {"containers": [{}]}})),
+            "BestEffort"
+        );
     }
 
     #[test]
@@ -645,8 +671,14 @@ mod tests {
         let pod = json!({"spec": {"containers": [{"name": "Bad"}, {"name": "c", "image": "i",
             "volumeMounts": [{"name": "missing", "mountPath": "/x"}]}]}});
         let errs: Vec<String> = validate(&pod).iter().map(|e| e.to_string()).collect();
-        assert!(errs.iter().any(|e| e.starts_with("spec.containers[0].name: Invalid value: \"Bad\"")));
-        assert!(errs.iter().any(|e| e == "spec.containers[0].image: Required value"));
-        assert!(errs.iter().any(|e| e.starts_with("spec.containers[1].volumeMounts[0].name")));
+        assert!(errs
+            .iter()
+            .any(|e| e.starts_with("spec.containers[0].name: Invalid value: \"Bad\"")));
+        assert!(errs
+            .iter()
+            .any(|e| e == "spec.containers[0].image: Required value"));
+        assert!(errs
+            .iter()
+            .any(|e| e.starts_with("spec.containers[1].volumeMounts[0].name")));
     }
 }

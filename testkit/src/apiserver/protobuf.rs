@@ -112,7 +112,9 @@ fn varint_of(w: &Wire<'_>) -> Option<u64> {
 
 fn str_of(w: &Wire<'_>) -> Result<String, String> {
     match w {
-        Wire::Len(b) => String::from_utf8(b.to_vec()).map_err(|_| "invalid UTF-8 in a string field".into()),
+        Wire::Len(b) => {
+            String::from_utf8(b.to_vec()).map_err(|_| "invalid UTF-8 in a string field".into())
+        }
         _ => Err("expected a length-delimited field".into()),
     }
 }
@@ -160,7 +162,12 @@ fn scalar(shape: &Shape, w: &Wire<'_>) -> Result<Option<Value>, String> {
     }))
 }
 
-fn value(g: &TypeGraph, shape: &Shape, w: &Wire<'_>, depth: usize) -> Result<Option<Value>, String> {
+fn value(
+    g: &TypeGraph,
+    shape: &Shape,
+    w: &Wire<'_>,
+    depth: usize,
+) -> Result<Option<Value>, String> {
     let Wire::Len(b) = w else {
         return scalar(shape, w);
     };
@@ -200,7 +207,12 @@ fn value(g: &TypeGraph, shape: &Shape, w: &Wire<'_>, depth: usize) -> Result<Opt
     }
 }
 
-fn message(g: &TypeGraph, type_name: &str, buf: &[u8], depth: usize) -> Result<Map<String, Value>, String> {
+fn message(
+    g: &TypeGraph,
+    type_name: &str,
+    buf: &[u8],
+    depth: usize,
+) -> Result<Map<String, Value>, String> {
     if depth > MAX_DEPTH {
         return Err("message nested too deeply".into());
     }
@@ -209,7 +221,9 @@ fn message(g: &TypeGraph, type_name: &str, buf: &[u8], depth: usize) -> Result<M
         return Ok(out);
     };
     for (tag, w) in fields_of(buf)? {
-        let Some(pbname) = nums.get(&tag) else { continue };
+        let Some(pbname) = nums.get(&tag) else {
+            continue;
+        };
         let Some(f) = td
             .fields
             .iter()
@@ -261,10 +275,13 @@ fn message(g: &TypeGraph, type_name: &str, buf: &[u8], depth: usize) -> Result<M
                     .entry(f.name.clone())
                     .or_insert_with(|| Value::Object(Map::new()));
                 if let Some(m) = m.as_object_mut() {
-                    m.insert(key, val.unwrap_or_else(|| match &**v {
-                        Shape::String => json!(""),
-                        _ => Value::Null,
-                    }));
+                    m.insert(
+                        key,
+                        val.unwrap_or_else(|| match &**v {
+                            Shape::String => json!(""),
+                            _ => Value::Null,
+                        }),
+                    );
                 }
             }
             shape => {
@@ -304,12 +321,19 @@ pub fn decode(g: &TypeGraph, body: &[u8]) -> Result<Value, String> {
     let type_name = g
         .types
         .iter()
-        .find(|(_, t)| t.gvk.as_ref().is_some_and(|(tg, _, k)| tg == group && *k == kind))
+        .find(|(_, t)| {
+            t.gvk
+                .as_ref()
+                .is_some_and(|(tg, _, k)| tg == group && *k == kind)
+        })
         .map(|(n, _)| n.clone())
         .ok_or_else(|| format!("no kind {kind:?} in {api_version:?} is served"))?;
     let mut obj = message(g, &type_name, raw, 0)?;
     // An unset status is written as an empty message; clients do not send status.
-    if obj.get("status").is_some_and(|s| s.as_object().is_some_and(Map::is_empty)) {
+    if obj
+        .get("status")
+        .is_some_and(|s| s.as_object().is_some_and(Map::is_empty))
+    {
         obj.remove("status");
     }
     obj.insert("apiVersion".into(), json!(api_version));

@@ -41,8 +41,15 @@ fn pod_target() -> Target<'static> {
 }
 
 /// The kubelet of a node: host and port.
-fn kubelet_location(srv: &Server, node: &Value, port_override: Option<u16>) -> ApiResult<(String, u16)> {
-    let addrs = node["status"]["addresses"].as_array().cloned().unwrap_or_default();
+fn kubelet_location(
+    srv: &Server,
+    node: &Value,
+    port_override: Option<u16>,
+) -> ApiResult<(String, u16)> {
+    let addrs = node["status"]["addresses"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let host = srv
         .config
         .kubelet_preferred_address_types
@@ -101,7 +108,12 @@ async fn connect(
         tokio::net::TcpStream::connect((host, port)),
     )
     .await
-    .map_err(|_| dial_err(std::io::Error::new(std::io::ErrorKind::TimedOut, "i/o timeout")))?
+    .map_err(|_| {
+        dial_err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "i/o timeout",
+        ))
+    })?
     .map_err(dial_err)?;
     let _ = tcp.set_nodelay(true);
     let handshake_err = |e: hyper::Error| ApiError::internal(format!("Get \"{url}\": {e}"));
@@ -188,7 +200,9 @@ async fn forward(
         .map_err(|e| ApiError::internal(format!("{method} \"{url}\": {e}")))?;
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         let Some(client_upgrade) = client_upgrade else {
-            return Err(ApiError::internal("backend switched protocols without an upgrade request"));
+            return Err(ApiError::internal(
+                "backend switched protocols without an upgrade request",
+            ));
         };
         let backend_upgrade = hyper::upgrade::on(&mut resp);
         tokio::spawn(async move {
@@ -205,7 +219,9 @@ async fn forward(
                 h.append(k.clone(), v.clone());
             }
         }
-        return r.body(empty()).map_err(|e| ApiError::internal(e.to_string()));
+        return r
+            .body(empty())
+            .map_err(|e| ApiError::internal(e.to_string()));
     }
     let (parts, body) = resp.into_parts();
     let mut r = Response::builder().status(parts.status);
@@ -231,7 +247,12 @@ fn default_container(pod: &Value, requested: Option<&str>) -> ApiResult<String> 
     let ephemeral = names("ephemeralContainers");
     match requested.filter(|c| !c.is_empty()) {
         Some(c) => {
-            if containers.iter().chain(&inits).chain(&ephemeral).any(|x| x == c) {
+            if containers
+                .iter()
+                .chain(&inits)
+                .chain(&ephemeral)
+                .any(|x| x == c)
+            {
                 Ok(c.to_string())
             } else {
                 Err(ApiError::bad_request(format!(
@@ -246,10 +267,16 @@ fn default_container(pod: &Value, requested: Option<&str>) -> ApiResult<String> 
                 containers.join(" ")
             );
             if !inits.is_empty() {
-                msg.push_str(&format!(" or one of the init containers: [{}]", inits.join(" ")));
+                msg.push_str(&format!(
+                    " or one of the init containers: [{}]",
+                    inits.join(" ")
+                ));
             }
             if !ephemeral.is_empty() {
-                msg.push_str(&format!(" or one of the ephemeral containers: [{}]", ephemeral.join(" ")));
+                msg.push_str(&format!(
+                    " or one of the ephemeral containers: [{}]",
+                    ephemeral.join(" ")
+                ));
             }
             Err(ApiError::bad_request(msg))
         }
@@ -350,7 +377,12 @@ pub async fn pod_subresource(
         "exec" | "attach" => {
             let c = default_container(&pod, get("container"))?;
             let mut q = Vec::new();
-            for (from, to) in [("stdin", "input"), ("stdout", "output"), ("stderr", "error"), ("tty", "tty")] {
+            for (from, to) in [
+                ("stdin", "input"),
+                ("stdout", "output"),
+                ("stderr", "error"),
+                ("tty", "tty"),
+            ] {
                 if get(from).is_some_and(truthy) {
                     q.push((to.to_string(), "1".to_string()));
                 }
@@ -362,7 +394,11 @@ pub async fn pod_subresource(
                     }
                 }
             }
-            format!("/{}/{ns}/{pod_name}/{c}?{}", info.subresource, encode_query(&q))
+            format!(
+                "/{}/{ns}/{pod_name}/{c}?{}",
+                info.subresource,
+                encode_query(&q)
+            )
         }
         "portforward" => {
             let q: Vec<(String, String)> = pairs
@@ -394,7 +430,10 @@ fn split_name_port(s: &str) -> (String, Option<(String, u16)>) {
     let parts: Vec<&str> = s.split(':').collect();
     match parts.as_slice() {
         [n] => (n.to_string(), None),
-        [n, p] => (n.to_string(), p.parse().ok().map(|p| ("http".to_string(), p))),
+        [n, p] => (
+            n.to_string(),
+            p.parse().ok().map(|p| ("http".to_string(), p)),
+        ),
         [sch, n, p] => (n.to_string(), p.parse().ok().map(|p| (sch.to_string(), p))),
         _ => (s.to_string(), None),
     }
@@ -452,7 +491,13 @@ mod tests {
     #[test]
     fn names_with_ports() {
         assert_eq!(split_name_port("n1"), ("n1".into(), None));
-        assert_eq!(split_name_port("n1:10255"), ("n1".into(), Some(("http".into(), 10255))));
-        assert_eq!(split_name_port("https:p:443"), ("p".into(), Some(("https".into(), 443))));
+        assert_eq!(
+            split_name_port("n1:10255"),
+            ("n1".into(), Some(("http".into(), 10255)))
+        );
+        assert_eq!(
+            split_name_port("https:p:443"),
+            ("p".into(), Some(("https".into(), 443)))
+        );
     }
 }

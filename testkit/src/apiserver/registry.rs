@@ -152,7 +152,9 @@ pub static RESOURCES: &[ResourceDef] = &[
         namespaced: false,
         short_names: &["ns"],
         categories: &[],
-        verbs: &["create", "delete", "get", "list", "patch", "update", "watch"],
+        verbs: &[
+            "create", "delete", "get", "list", "patch", "update", "watch",
+        ],
         subresources: &[
             sub!("finalize", "Namespace", &["update"]),
             sub!("status", "Namespace", STATUS_VERBS),
@@ -512,7 +514,9 @@ pub fn lookup(group: &str, version: &str, resource: &str) -> Option<&'static Res
 }
 
 pub fn by_kind(group: &str, kind: &str) -> Option<&'static ResourceDef> {
-    RESOURCES.iter().find(|r| r.group == group && r.kind == kind)
+    RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.kind == kind)
 }
 
 pub fn by_key(key: &str) -> Option<&'static ResourceDef> {
@@ -545,7 +549,10 @@ mod tests {
         }))
         .unwrap();
         assert!(pod["metadata"].get("bogus").is_none());
-        assert_eq!(pod["spec"]["containers"][0]["resources"]["limits"]["cpu"], "1");
+        assert_eq!(
+            pod["spec"]["containers"][0]["resources"]["limits"]["cpu"],
+            "1"
+        );
         let err = (lookup("", "v1", "pods").unwrap().decode)(json!({
             "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
             "spec": {"containers": "nope"}

@@ -91,12 +91,10 @@ pub fn request_info(method: &Method, path: &str, query: &Query) -> RequestInfo {
             return info;
         }
     }
-    if cur[0] == "namespaces" {
-        if cur.len() > 1 {
-            info.namespace = cur[1].into();
-            if cur.len() > 2 && !matches!(cur[2], "status" | "finalize") {
-                cur = &cur[2..];
-            }
+    if cur[0] == "namespaces" && cur.len() > 1 {
+        info.namespace = cur[1].into();
+        if cur.len() > 2 && !matches!(cur[2], "status" | "finalize") {
+            cur = &cur[2..];
         }
     }
     let parts: Vec<String> = cur.iter().map(|s| s.to_string()).collect();
@@ -129,7 +127,9 @@ pub fn request_info(method: &Method, path: &str, query: &Query) -> RequestInfo {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Representation {
     Object,
-    Table { v1beta1: bool },
+    Table {
+        v1beta1: bool,
+    },
     PartialMetadata,
     /// Only protobuf or CBOR was acceptable.
     NotAcceptable,
@@ -144,7 +144,10 @@ pub fn negotiate(accept: Option<&str>) -> Representation {
         let mut parts = item.split(';').map(str::trim);
         let media = parts.next().unwrap_or("");
         let params: HashMap<&str, &str> = parts.filter_map(|p| p.split_once('=')).collect();
-        let json = matches!(media, "application/json" | "*/*" | "application/*" | "application/yaml");
+        let json = matches!(
+            media,
+            "application/json" | "*/*" | "application/*" | "application/yaml"
+        );
         if !json {
             continue;
         }
@@ -154,9 +157,10 @@ pub fn negotiate(accept: Option<&str>) -> Representation {
                     v1beta1: params.get("v") == Some(&"v1beta1"),
                 }
             }
-            (Some(&"PartialObjectMetadata") | Some(&"PartialObjectMetadataList"), Some(&"meta.k8s.io")) => {
-                return Representation::PartialMetadata
-            }
+            (
+                Some(&"PartialObjectMetadata") | Some(&"PartialObjectMetadataList"),
+                Some(&"meta.k8s.io"),
+            ) => return Representation::PartialMetadata,
             (None, _) => plain_ok = true,
             _ => {}
         }
@@ -179,20 +183,43 @@ mod tests {
     #[test]
     fn parses_like_request_info_factory() {
         let i = info(Method::GET, "/api/v1/namespaces/default/pods", "");
-        assert_eq!((i.verb.as_str(), i.namespace.as_str(), i.resource.as_str()), ("list", "default", "pods"));
+        assert_eq!(
+            (i.verb.as_str(), i.namespace.as_str(), i.resource.as_str()),
+            ("list", "default", "pods")
+        );
         let i = info(Method::GET, "/api/v1/namespaces/default/pods", "watch=true");
         assert_eq!(i.verb, "watch");
         let i = info(Method::GET, "/api/v1/namespaces/kube-system", "");
-        assert_eq!((i.resource.as_str(), i.name.as_str(), i.namespace.as_str()), ("namespaces", "kube-system", ""));
+        assert_eq!(
+            (i.resource.as_str(), i.name.as_str(), i.namespace.as_str()),
+            ("namespaces", "kube-system", "")
+        );
         let i = info(Method::PUT, "/api/v1/namespaces/x/finalize", "");
-        assert_eq!((i.resource.as_str(), i.name.as_str(), i.subresource.as_str()), ("namespaces", "x", "finalize"));
-        let i = info(Method::POST, "/api/v1/namespaces/d/pods/p/exec", "command=ls");
-        assert_eq!((i.verb.as_str(), i.name.as_str(), i.subresource.as_str()), ("create", "p", "exec"));
+        assert_eq!(
+            (i.resource.as_str(), i.name.as_str(), i.subresource.as_str()),
+            ("namespaces", "x", "finalize")
+        );
+        let i = info(
+            Method::POST,
+            "/api/v1/namespaces/d/pods/p/exec",
+            "command=ls",
+        );
+        assert_eq!(
+            (i.verb.as_str(), i.name.as_str(), i.subresource.as_str()),
+            ("create", "p", "exec")
+        );
         let i = info(Method::GET, "/api/v1/nodes/n1/proxy/stats/summary", "");
         assert_eq!(i.subresource, "proxy");
         assert_eq!(i.rest, ["stats", "summary"]);
-        let i = info(Method::DELETE, "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases", "");
-        assert_eq!((i.group.as_str(), i.verb.as_str()), ("coordination.k8s.io", "deletecollection"));
+        let i = info(
+            Method::DELETE,
+            "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases",
+            "",
+        );
+        assert_eq!(
+            (i.group.as_str(), i.verb.as_str()),
+            ("coordination.k8s.io", "deletecollection")
+        );
         let i = info(Method::GET, "/api/v1/watch/namespaces/d/pods/p", "");
         assert_eq!((i.verb.as_str(), i.name.as_str()), ("watch", "p"));
         assert!(!info(Method::GET, "/api/v1", "").is_resource);
@@ -206,10 +233,18 @@ mod tests {
             negotiate(Some("application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json")),
             Representation::Table { v1beta1: false }
         );
-        assert_eq!(negotiate(Some("application/vnd.kubernetes.protobuf, */*")), Representation::Object);
-        assert_eq!(negotiate(Some("application/vnd.kubernetes.protobuf")), Representation::NotAcceptable);
         assert_eq!(
-            negotiate(Some("application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1")),
+            negotiate(Some("application/vnd.kubernetes.protobuf, */*")),
+            Representation::Object
+        );
+        assert_eq!(
+            negotiate(Some("application/vnd.kubernetes.protobuf")),
+            Representation::NotAcceptable
+        );
+        assert_eq!(
+            negotiate(Some(
+                "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+            )),
             Representation::PartialMetadata
         );
     }

@@ -97,9 +97,8 @@ pub fn parse_body(req: &Req<'_>) -> ApiResult<Value> {
             if let Ok(v) = serde_json::from_slice::<Value>(&req.body) {
                 return Ok(v);
             }
-            serde_yaml::from_slice::<Value>(&req.body).map_err(|e| {
-                ApiError::bad_request(format!("error decoding YAML: {e}"))
-            })
+            serde_yaml::from_slice::<Value>(&req.body)
+                .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))
         }
         "application/vnd.kubernetes.protobuf" => super::protobuf::decode(&req.srv.graph, &req.body)
             .map_err(|e| ApiError::bad_request(format!("failed to decode protobuf body: {e}"))),
@@ -107,9 +106,7 @@ pub fn parse_body(req: &Req<'_>) -> ApiResult<Value> {
             Err(ApiError::unsupported_media_type(&ct))
         }
         _ => serde_json::from_slice(&req.body).map_err(|e| {
-            ApiError::bad_request(format!(
-                "couldn't get version/kind; json parse error: {e}"
-            ))
+            ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
         }),
     }
 }
@@ -231,7 +228,7 @@ pub fn represent_object(req: &Req<'_>, r: &ResourceDef, obj: &Value) -> Value {
         Representation::Table { v1beta1 } => table::to_table(
             r,
             std::slice::from_ref(obj),
-            &util::resource_version(obj).to_string(),
+            util::resource_version(obj),
             None,
             req.query.get("includeObject").map(String::as_str),
             v1beta1,
@@ -254,8 +251,16 @@ pub struct Selectors {
 
 impl Selectors {
     pub fn parse(req: &Req<'_>, r: &ResourceDef) -> ApiResult<Selectors> {
-        let ls = req.query.get("labelSelector").map(String::as_str).unwrap_or("");
-        let fs = req.query.get("fieldSelector").map(String::as_str).unwrap_or("");
+        let ls = req
+            .query
+            .get("labelSelector")
+            .map(String::as_str)
+            .unwrap_or("");
+        let fs = req
+            .query
+            .get("fieldSelector")
+            .map(String::as_str)
+            .unwrap_or("");
         let labels = LabelSelector::parse(ls).map_err(ApiError::bad_request)?;
         let mut fields = FieldSelector::parse(fs).map_err(ApiError::bad_request)?;
         if req.info.legacy_watch && !req.info.name.is_empty() {
@@ -349,14 +354,30 @@ fn key_string(r: &ResourceDef, ns: &str, name: &str) -> String {
 pub async fn list(req: &Req<'_>, r: &'static ResourceDef) -> ApiResult<Reply> {
     let sel = Selectors::parse(req, r)?;
     let ns = req.ns(r);
-    let ns_filter = if ns.is_empty() { None } else { Some(ns.as_str()) };
+    let ns_filter = if ns.is_empty() {
+        None
+    } else {
+        Some(ns.as_str())
+    };
     let limit = match req.query.get("limit").map(|l| l.parse::<i64>()) {
         None => 0,
         Some(Ok(n)) if n >= 0 => n as usize,
-        Some(_) => return Err(ApiError::bad_request("limit must be a non-negative integer")),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "limit must be a non-negative integer",
+            ))
+        }
     };
-    let rv_param = req.query.get("resourceVersion").cloned().unwrap_or_default();
-    let rv_match = req.query.get("resourceVersionMatch").cloned().unwrap_or_default();
+    let rv_param = req
+        .query
+        .get("resourceVersion")
+        .cloned()
+        .unwrap_or_default();
+    let rv_match = req
+        .query
+        .get("resourceVersionMatch")
+        .cloned()
+        .unwrap_or_default();
     let cont = match req.query.get("continue") {
         Some(c) if !c.is_empty() => {
             if !rv_param.is_empty() && rv_param != "0" {
@@ -379,13 +400,14 @@ pub async fn list(req: &Req<'_>, r: &'static ResourceDef) -> ApiResult<Reply> {
             )],
         ));
     }
-    let requested: Option<u64> = if rv_param.is_empty() {
-        None
-    } else {
-        Some(rv_param.parse().map_err(|_| {
-            ApiError::bad_request(format!("invalid resource version: {rv_param}"))
-        })?)
-    };
+    let requested: Option<u64> =
+        if rv_param.is_empty() {
+            None
+        } else {
+            Some(rv_param.parse().map_err(|_| {
+                ApiError::bad_request(format!("invalid resource version: {rv_param}"))
+            })?)
+        };
     let exact = rv_match == "Exact";
     if let (Some(n), false) = (requested, exact) {
         if n > 0 {
@@ -678,11 +700,17 @@ pub fn update(req: &Req<'_>, r: &'static ResourceDef, sub: &str) -> ApiResult<Re
     })
 }
 
+/// The object without what changes on every write (resourceVersion, managedFields times):
+/// equal stripped objects make a no-op write, which kube-apiserver does not persist.
 fn strip_volatile(v: &Value) -> Value {
     let mut v = v.clone();
     if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
         m.remove("resourceVersion");
-        m.remove("managedFields");
+        if let Some(Value::Array(entries)) = m.get_mut("managedFields") {
+            for e in entries.iter_mut().filter_map(Value::as_object_mut) {
+                e.remove("time");
+            }
+        }
     }
     v
 }
@@ -704,12 +732,16 @@ fn write_update(
     resources::admit_node_restriction(req.user, r, verb, sub, Some(&new), Some(old), &name)?;
     resources::validate_update(r, sub, &new, old)?;
     if verb != "apply" {
-        ssa::record_update(&req.srv.graph, r, Some(old), &mut new, &req.field_manager(), sub);
+        ssa::record_update(
+            &req.srv.graph,
+            r,
+            Some(old),
+            &mut new,
+            &req.field_manager(),
+            sub,
+        );
     }
-    util::meta_mut(&mut new).insert(
-        "resourceVersion".into(),
-        json!(util::resource_version(old)),
-    );
+    util::meta_mut(&mut new).insert("resourceVersion".into(), json!(util::resource_version(old)));
     if strip_volatile(&new) == strip_volatile(old) {
         return Ok(Reply::ok(200, (**old).clone()));
     }
@@ -833,9 +865,8 @@ pub fn patch(req: &Req<'_>, r: &'static ResourceDef, sub: &str) -> ApiResult<Rep
         if rv != util::resource_version(&old) && !rv.is_empty() {
             return Err(ApiError::modified(target(r), &name));
         }
-        let decoded = decode_object(req, r, cur, &mut Vec::new()).map_err(|e| {
-            ApiError::new(422, "Invalid", e.message)
-        })?;
+        let decoded = decode_object(req, r, cur, &mut Vec::new())
+            .map_err(|e| ApiError::new(422, "Invalid", e.message))?;
         write_update(
             req,
             g,
@@ -843,7 +874,11 @@ pub fn patch(req: &Req<'_>, r: &'static ResourceDef, sub: &str) -> ApiResult<Rep
             sub,
             decoded,
             &old,
-            if ptype == PatchType::Apply { "apply" } else { "patch" },
+            if ptype == PatchType::Apply {
+                "apply"
+            } else {
+                "patch"
+            },
         )
     })?;
     Ok(Reply {
@@ -988,7 +1023,11 @@ pub fn delete_in(
                         let start = base
                             .checked_sub(jiff::SignedDuration::from_secs(eg))
                             .unwrap_or(base);
-                        let p = if r.resource == "pods" { grace.min(p).max(0) } else { p };
+                        let p = if r.resource == "pods" {
+                            grace.min(p).max(0)
+                        } else {
+                            p
+                        };
                         if p > 0 || !finalizers.is_empty() {
                             let mut o = (*old).clone();
                             let m = util::meta_mut(&mut o);
@@ -1044,7 +1083,8 @@ fn delete_reply(r: &ResourceDef, d: Deleted) -> Reply {
         Deleted::Pending(o) => Reply::ok(200, (*o).clone()),
         Deleted::Gone(o) if r.return_deleted => Reply::ok(200, (*o).clone()),
         Deleted::Gone(o) => {
-            let mut details = json!({"name": util::name(&o), "kind": r.resource, "uid": util::uid(&o)});
+            let mut details =
+                json!({"name": util::name(&o), "kind": r.resource, "uid": util::uid(&o)});
             if !r.group.is_empty() {
                 details["group"] = json!(r.group);
             }
@@ -1072,7 +1112,14 @@ pub fn delete_collection(req: &Req<'_>, r: &'static ResourceDef) -> ApiResult<Re
     let sel = Selectors::parse(req, r)?;
     let ns = req.ns(r);
     let items = req.srv.store.write(|g| {
-        let list = g.list(r.key(), if ns.is_empty() { None } else { Some(ns.as_str()) });
+        let list = g.list(
+            r.key(),
+            if ns.is_empty() {
+                None
+            } else {
+                Some(ns.as_str())
+            },
+        );
         let mut out = Vec::new();
         for ((ons, oname), o) in list {
             if !sel.matches(&o) {
@@ -1087,7 +1134,10 @@ pub fn delete_collection(req: &Req<'_>, r: &'static ResourceDef) -> ApiResult<Re
         Ok(out)
     })?;
     let rv = req.srv.store.current_rv();
-    Ok(Reply::ok(200, represent_list(req, r, &items, rv, None, None)))
+    Ok(Reply::ok(
+        200,
+        represent_list(req, r, &items, rv, None, None),
+    ))
 }
 
 // ---- subresources --------------------------------------------------------------------------
@@ -1095,7 +1145,9 @@ pub fn delete_collection(req: &Req<'_>, r: &'static ResourceDef) -> ApiResult<Re
 pub fn binding(req: &Req<'_>, r: &'static ResourceDef) -> ApiResult<Reply> {
     let body = parse_body(req)?;
     let b = registry::decode_binding(body).map_err(|e| {
-        ApiError::bad_request(format!("Binding in version \"v1\" cannot be handled as a Binding: {e}"))
+        ApiError::bad_request(format!(
+            "Binding in version \"v1\" cannot be handled as a Binding: {e}"
+        ))
     })?;
     let node = b["target"]["name"].as_str().unwrap_or("").to_string();
     if node.is_empty() {
@@ -1122,13 +1174,22 @@ pub fn bind_pod(g: &mut Inner, ns: &str, name: &str, node: &str, uid: &str) -> A
         group: "",
         resource: "pods",
     };
-    let pod = g.get("pods", ns, name).ok_or_else(|| ApiError::not_found(t, name))?;
+    let pod = g
+        .get("pods", ns, name)
+        .ok_or_else(|| ApiError::not_found(t, name))?;
     if !uid.is_empty() && uid != util::uid(&pod) {
-        return Err(ApiError::conflict(t, name, "the UID in the binding does not match the pod"));
+        return Err(ApiError::conflict(
+            t,
+            name,
+            "the UID in the binding does not match the pod",
+        ));
     }
     if util::deletion_timestamp(&pod).is_some() {
         return Err(ApiError::conflict(
-            super::errors::Target { group: "", resource: "pods/binding" },
+            super::errors::Target {
+                group: "",
+                resource: "pods/binding",
+            },
             name,
             &format!("pod {name} is being deleted, cannot be assigned to a host"),
         ));
@@ -1136,7 +1197,10 @@ pub fn bind_pod(g: &mut Inner, ns: &str, name: &str, node: &str, uid: &str) -> A
     let current = util::str_at(&pod, &["spec", "nodeName"]);
     if !current.is_empty() {
         return Err(ApiError::conflict(
-            super::errors::Target { group: "", resource: "pods/binding" },
+            super::errors::Target {
+                group: "",
+                resource: "pods/binding",
+            },
             name,
             &format!("pod {name} is already assigned to node \"{current}\""),
         ));
@@ -1148,8 +1212,10 @@ pub fn bind_pod(g: &mut Inner, ns: &str, name: &str, node: &str, uid: &str) -> A
         .or_insert_with(|| json!([]));
     if let Some(list) = conds.as_array_mut() {
         list.retain(|c| c["type"].as_str() != Some("PodScheduled"));
-        list.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null,
-                         "lastTransitionTime": util::now_string()}));
+        list.push(
+            json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null,
+                         "lastTransitionTime": util::now_string()}),
+        );
     }
     Ok(g.update("pods", p))
 }
@@ -1208,9 +1274,11 @@ pub fn review(req: &Req<'_>, r: &'static ResourceDef) -> ApiResult<Reply> {
                 .flatten()
                 .filter_map(|a| a.as_str().map(str::to_string))
                 .collect();
-            match req.srv.store.read(|g| {
-                super::auth::authenticate_token(req.srv, g, &token, &auds)
-            }) {
+            match req
+                .srv
+                .store
+                .read(|g| super::auth::authenticate_token(req.srv, g, &token, &auds))
+            {
                 Ok((u, a)) => json!({"authenticated": true, "user": u.to_json(), "audiences": a}),
                 Err(e) => json!({"authenticated": false, "user": {}, "error": e}),
             }
@@ -1237,7 +1305,10 @@ pub fn review(req: &Req<'_>, r: &'static ResourceDef) -> ApiResult<Reply> {
                     )],
                 ));
             }
-            if r.resource == "subjectaccessreviews" && user.name.is_empty() && user.groups.is_empty() {
+            if r.resource == "subjectaccessreviews"
+                && user.name.is_empty()
+                && user.groups.is_empty()
+            {
                 return Err(ApiError::invalid(
                     r.kind,
                     r.group,
@@ -1270,7 +1341,9 @@ pub fn review(req: &Req<'_>, r: &'static ResourceDef) -> ApiResult<Reply> {
                 }
             };
             match super::auth::authorize(&user, &attrs) {
-                Ok(()) => json!({"allowed": true, "reason": "allowed by the test API server's policy"}),
+                Ok(()) => {
+                    json!({"allowed": true, "reason": "allowed by the test API server's policy"})
+                }
                 Err(_) => json!({"allowed": false}),
             }
         }

@@ -27,7 +27,9 @@ fn b64url(data: &[u8]) -> String {
 }
 
 fn unb64url(s: &str) -> Option<Vec<u8>> {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).ok()
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s)
+        .ok()
 }
 
 /// What a token is bound to.
@@ -110,7 +112,9 @@ pub fn verify(
     let public = srv.pki.sa_key.public_key().as_ref().to_vec();
     UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, public)
         .verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &sig)
-        .map_err(|_| "invalid bearer token, square/go-jose: error in cryptographic primitive".to_string())?;
+        .map_err(|_| {
+            "invalid bearer token, square/go-jose: error in cryptographic primitive".to_string()
+        })?;
     let claims: Value = unb64url(parts[1])
         .and_then(|b| serde_json::from_slice(&b).ok())
         .ok_or("malformed claims")?;
@@ -161,14 +165,22 @@ pub fn verify(
         None => return Err(format!("serviceaccounts \"{sa_name}\" not found")),
     }
     let mut extra = std::collections::BTreeMap::new();
-    for (key, res, ns_of) in [("pod", "pods", ns), ("secret", "secrets", ns), ("node", "nodes", "")] {
+    for (key, res, ns_of) in [
+        ("pod", "pods", ns),
+        ("secret", "secrets", ns),
+        ("node", "nodes", ""),
+    ] {
         let Some(name) = k8s[key]["name"].as_str() else {
             continue;
         };
         let uid = k8s[key]["uid"].as_str().unwrap_or("");
         match g.get(res, ns_of, name) {
             Some(o) if uid.is_empty() || util::uid(&o) == uid => {}
-            Some(_) => return Err(format!("{res} \"{name}\" UID does not match the token's binding")),
+            Some(_) => {
+                return Err(format!(
+                    "{res} \"{name}\" UID does not match the token's binding"
+                ))
+            }
             None if key == "node" && k8s.get("pod").is_some() => {}
             None => return Err(format!("{res} \"{name}\" not found")),
         }
@@ -222,7 +234,8 @@ pub fn token_request(
     };
     let spec = req["spec"].take();
     let requested = spec["expirationSeconds"].as_i64().unwrap_or(3600);
-    let invalid = |f: FieldError| ApiError::invalid("TokenRequest", "authentication.k8s.io", name, vec![f]);
+    let invalid =
+        |f: FieldError| ApiError::invalid("TokenRequest", "authentication.k8s.io", name, vec![f]);
     if requested < 600 {
         return Err(invalid(FieldError::invalid(
             "spec.expirationSeconds",
@@ -335,7 +348,8 @@ pub fn token_request(
 /// The ServiceAccount admission plugin for a new pod.
 pub fn admit_pod(g: &Inner, pod: &mut Value) -> ApiResult<()> {
     let ns = util::namespace(pod).to_string();
-    let mirror = util::annotations(pod).is_some_and(|a| a.contains_key("kubernetes.io/config.mirror"));
+    let mirror =
+        util::annotations(pod).is_some_and(|a| a.contains_key("kubernetes.io/config.mirror"));
     if mirror {
         return Ok(());
     }
@@ -419,9 +433,10 @@ fn mount_token_volume(spec: &mut serde_json::Map<String, Value>) {
             continue;
         };
         for c in cs {
-            let mounts = c
-                .as_object_mut()
-                .map(|o| o.entry("volumeMounts").or_insert_with(|| Value::Array(vec![])));
+            let mounts = c.as_object_mut().map(|o| {
+                o.entry("volumeMounts")
+                    .or_insert_with(|| Value::Array(vec![]))
+            });
             if let Some(Value::Array(m)) = mounts {
                 if m.iter()
                     .any(|vm| vm["mountPath"].as_str() == Some(SA_MOUNT_PATH))

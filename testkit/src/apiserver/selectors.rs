@@ -164,7 +164,11 @@ impl LabelSelector {
                     i += 1;
                     (k.clone(), false)
                 }
-                t => return Err(format!("found '{t:?}', expected: !, identifier, or 'end of string'")),
+                t => {
+                    return Err(format!(
+                        "found '{t:?}', expected: !, identifier, or 'end of string'"
+                    ))
+                }
             };
             if !valid_label_key(&key) {
                 return Err(format!(
@@ -322,9 +326,10 @@ impl LabelSelector {
                 Op::Exists => v.is_some(),
                 Op::DoesNotExist => v.is_none(),
                 Op::Gt | Op::Lt => {
-                    let (Some(have), Ok(want)) =
-                        (v.and_then(|v| v.parse::<i64>().ok()), r.values[0].parse::<i64>())
-                    else {
+                    let (Some(have), Ok(want)) = (
+                        v.and_then(|v| v.parse::<i64>().ok()),
+                        r.values[0].parse::<i64>(),
+                    ) else {
                         return false;
                     };
                     if r.op == Op::Gt {
@@ -379,7 +384,11 @@ fn unescape(s: &str) -> Result<String, String> {
         if esc {
             match c {
                 '\\' | ',' | '=' => out.push(c),
-                _ => return Err(format!("invalid field selector: invalid escape sequence: \\{c}")),
+                _ => {
+                    return Err(format!(
+                        "invalid field selector: invalid escape sequence: \\{c}"
+                    ))
+                }
             }
             esc = false;
         } else if c == '\\' {
@@ -424,7 +433,9 @@ impl FieldSelector {
                 }
             }
             let Some((at, len, neg)) = found else {
-                return Err(format!("invalid selector: '{part}'; can't understand '{part}'"));
+                return Err(format!(
+                    "invalid selector: '{part}'; can't understand '{part}'"
+                ));
             };
             let key: String = chars[..at].iter().collect();
             let val: String = chars[at + len..].iter().collect();
@@ -448,7 +459,9 @@ impl FieldSelector {
     /// Check the selector only names fields the resource supports.
     pub fn validate(&self, r: &ResourceDef) -> Result<(), String> {
         for (k, _, _) in &self.terms {
-            if k != "metadata.name" && k != "metadata.namespace" && !r.field_labels.contains(&k.as_str())
+            if k != "metadata.name"
+                && k != "metadata.namespace"
+                && !r.field_labels.contains(&k.as_str())
             {
                 return Err(format!("field label not supported: {k}"));
             }
@@ -544,7 +557,13 @@ mod tests {
         let s = FieldSelector::parse(r"metadata.name=a\,b").unwrap();
         assert_eq!(s.exact_name(), Some("a,b"));
         let pods = super::super::registry::lookup("", "v1", "pods").unwrap();
-        assert!(FieldSelector::parse("spec.bogus=1").unwrap().validate(pods).is_err());
-        assert!(FieldSelector::parse("spec.nodeName=x").unwrap().validate(pods).is_ok());
+        assert!(FieldSelector::parse("spec.bogus=1")
+            .unwrap()
+            .validate(pods)
+            .is_err());
+        assert!(FieldSelector::parse("spec.nodeName=x")
+            .unwrap()
+            .validate(pods)
+            .is_ok());
     }
 }

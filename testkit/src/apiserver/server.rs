@@ -56,7 +56,8 @@ fn json_response(code: u16, v: &Value, warnings: &[String]) -> Response<Body> {
             r = r.header("Warning", h);
         }
     }
-    r.body(full(bytes)).unwrap_or_else(|_| Response::new(empty()))
+    r.body(full(bytes))
+        .unwrap_or_else(|_| Response::new(empty()))
 }
 
 pub fn error_response(e: &ApiError) -> Response<Body> {
@@ -73,13 +74,23 @@ fn text(code: StatusCode, body: impl Into<String>) -> Response<Body> {
 }
 
 /// Requests and bytes per user, verb and resource: what a node costs the control plane.
+/// (user, verb, resource) → (requests, request bytes, response bytes).
+type Counters = HashMap<(String, String, String), (u64, u64, u64)>;
+
 #[derive(Default)]
 pub struct Metrics {
-    counters: Mutex<HashMap<(String, String, String), (u64, u64, u64)>>,
+    counters: Mutex<Counters>,
 }
 
 impl Metrics {
-    pub fn add_request(&self, user: &str, verb: &str, resource: &str, bytes_in: usize, bytes_out: usize) {
+    pub fn add_request(
+        &self,
+        user: &str,
+        verb: &str,
+        resource: &str,
+        bytes_in: usize,
+        bytes_out: usize,
+    ) {
         let mut c = self.counters.lock();
         let e = c
             .entry((user.to_string(), verb.to_string(), resource.to_string()))
@@ -103,9 +114,21 @@ impl Metrics {
         let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
         let mut out = String::new();
         for (name, idx, help) in [
-            ("testkit_apiserver_requests_total", 0, "Requests by user, verb and resource."),
-            ("testkit_apiserver_request_bytes_total", 1, "Request body bytes by user, verb and resource."),
-            ("testkit_apiserver_response_bytes_total", 2, "Response bytes (watch events included) by user, verb and resource."),
+            (
+                "testkit_apiserver_requests_total",
+                0,
+                "Requests by user, verb and resource.",
+            ),
+            (
+                "testkit_apiserver_request_bytes_total",
+                1,
+                "Request body bytes by user, verb and resource.",
+            ),
+            (
+                "testkit_apiserver_response_bytes_total",
+                2,
+                "Response bytes (watch events included) by user, verb and resource.",
+            ),
         ] {
             out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
             for k in &keys {
@@ -175,7 +198,8 @@ pub async fn handle(
     let attrs = attributes(&info);
     if let Err(reason) = auth::authorize(&user, &attrs) {
         let e = auth::forbidden(&user, &attrs, &reason);
-        srv.metrics.add_request(&user.name, &info.verb, &info.resource, 0, 0);
+        srv.metrics
+            .add_request(&user.name, &info.verb, &info.resource, 0, 0);
         return Ok(error_response(&e));
     }
     let resource = info.resource.clone();
@@ -183,7 +207,8 @@ pub async fn handle(
     let resp = if info.is_resource {
         match resource_request(&srv, &user, &info, raw_query.as_deref(), &query, req).await {
             Ok((r, n)) => {
-                srv.metrics.add_request(&user.name, &verb, &resource, n, body_len(&r));
+                srv.metrics
+                    .add_request(&user.name, &verb, &resource, n, body_len(&r));
                 r
             }
             Err(e) => {
@@ -208,19 +233,31 @@ fn body_len(r: &Response<Body>) -> usize {
     r.body().size_hint().exact().unwrap_or(0) as usize
 }
 
-fn non_resource(srv: &Arc<Server>, method: &Method, path: &str, query: &super::request::Query) -> Response<Body> {
+fn non_resource(
+    srv: &Arc<Server>,
+    method: &Method,
+    path: &str,
+    query: &super::request::Query,
+) -> Response<Body> {
     if method != Method::GET && method != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "405: Method Not Allowed");
     }
     let verbose = query.contains_key("verbose");
     let health = |name: &str| {
         if verbose {
-            text(StatusCode::OK, format!("[+]ping ok\n[+]log ok\n[+]etcd ok\n{name} check passed\n"))
+            text(
+                StatusCode::OK,
+                format!("[+]ping ok\n[+]log ok\n[+]etcd ok\n{name} check passed\n"),
+            )
         } else {
             text(StatusCode::OK, "ok")
         }
     };
-    let segs: Vec<&str> = path.trim_start_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    let segs: Vec<&str> = path
+        .trim_start_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
     match segs.as_slice() {
         ["healthz", ..] => health("healthz"),
         ["livez", ..] => health("livez"),
@@ -228,7 +265,10 @@ fn non_resource(srv: &Arc<Server>, method: &Method, path: &str, query: &super::r
             if srv.ready.load(std::sync::atomic::Ordering::Acquire) {
                 health("readyz")
             } else {
-                text(StatusCode::INTERNAL_SERVER_ERROR, "[-]startup failed\nreadyz check failed\n")
+                text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "[-]startup failed\nreadyz check failed\n",
+                )
             }
         }
         ["version"] => json_response(200, &discovery::version(), &[]),
@@ -267,7 +307,11 @@ fn jwks(srv: &Server) -> Value {
     use ring::signature::KeyPair;
     let pk = srv.pki.sa_key.public_key().as_ref();
     // Uncompressed point: 0x04 || X (32) || Y (32).
-    let (x, y) = if pk.len() == 65 { (&pk[1..33], &pk[33..65]) } else { (&pk[..0], &pk[..0]) };
+    let (x, y) = if pk.len() == 65 {
+        (&pk[1..33], &pk[33..65])
+    } else {
+        (&pk[..0], &pk[..0])
+    };
     let b = |d: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(d);
     json!({"keys": [{"use": "sig", "kty": "EC", "kid": srv.pki.sa_key_id, "crv": "P-256",
                      "alg": "ES256", "x": b(x), "y": b(y)}]})
@@ -287,7 +331,11 @@ fn openapi_doc(srv: &Server, group: &str, version: &str) -> Response<Body> {
 }
 
 fn not_found() -> Response<Body> {
-    error_response(&ApiError::new(404, "NotFound", "the server could not find the requested resource"))
+    error_response(&ApiError::new(
+        404,
+        "NotFound",
+        "the server could not find the requested resource",
+    ))
 }
 
 fn header_str(req: &Request<Incoming>, h: header::HeaderName) -> String {
@@ -306,7 +354,13 @@ async fn resource_request(
     query: &super::request::Query,
     req: Request<Incoming>,
 ) -> Result<(Response<Body>, usize), ApiError> {
-    let not_found = || ApiError::new(404, "NotFound", "the server could not find the requested resource");
+    let not_found = || {
+        ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
+    };
     let r = registry::lookup(&info.group, &info.version, &info.resource).ok_or_else(not_found)?;
     let sub = info.subresource.as_str();
     let subdef = if sub.is_empty() {
@@ -345,7 +399,11 @@ async fn resource_request(
         }
         _ => {}
     }
-    let repr = negotiate(req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()));
+    let repr = negotiate(
+        req.headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok()),
+    );
     if repr == Representation::NotAcceptable {
         return Err(ApiError::new(
             406,
@@ -358,10 +416,14 @@ async fn resource_request(
     let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
                 return Err(ApiError::too_large());
             }
-            return Err(ApiError::bad_request(format!("failed to read the request body: {e}")));
+            return Err(ApiError::bad_request(format!(
+                "failed to read the request body: {e}"
+            )));
         }
     };
     let n_in = body.len();
@@ -391,7 +453,9 @@ async fn resource_request(
         ("get", "") | ("get", "status" | "approval") => rest::get(&rq, r)?,
         ("create", "") if !r.stored => rest::review(&rq, r)?,
         ("create", "") => rest::create(&rq, r)?,
-        ("update", "") | ("update", "status" | "approval" | "finalize") => rest::update(&rq, r, sub)?,
+        ("update", "") | ("update", "status" | "approval" | "finalize") => {
+            rest::update(&rq, r, sub)?
+        }
         ("patch", "") | ("patch", "status" | "approval") => rest::patch(&rq, r, sub)?,
         ("delete", "") => rest::delete(&rq, r)?,
         ("deletecollection", "") => rest::delete_collection(&rq, r)?,
@@ -404,7 +468,10 @@ async fn resource_request(
             ))
         }
     };
-    Ok((json_response(reply.code, &reply.body, &reply.warnings), n_in))
+    Ok((
+        json_response(reply.code, &reply.body, &reply.warnings),
+        n_in,
+    ))
 }
 
 /// Accept TLS connections until `shutdown` fires.
@@ -430,14 +497,15 @@ pub async fn serve(
         let acceptor = acceptor.clone();
         let srv = srv.clone();
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                Ok(Ok(t)) => t,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, "TLS handshake failed: {e}");
-                    return;
-                }
-                Err(_) => return,
-            };
+            let tls =
+                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(t)) => t,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, "TLS handshake failed: {e}");
+                        return;
+                    }
+                    Err(_) => return,
+                };
             let cert_user = tls
                 .get_ref()
                 .1
@@ -445,9 +513,8 @@ pub async fn serve(
                 .and_then(|c| c.first())
                 .and_then(|c| pki::user_from_cert(c.as_ref()))
                 .map(|(cn, o)| auth::cert_user(cn, o));
-            let service = hyper::service::service_fn(move |req| {
-                handle(srv.clone(), cert_user.clone(), req)
-            });
+            let service =
+                hyper::service::service_fn(move |req| handle(srv.clone(), cert_user.clone(), req));
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             if let Err(e) = builder
                 .serve_connection_with_upgrades(TokioIo::new(tls), service)

@@ -131,7 +131,11 @@ fn list_kind(shape: Option<&Shape>, field: &str) -> Option<ListKind> {
 
 fn key_pe(elem: &Value, map_keys: &[&str], key: &str) -> String {
     let mut k = Map::new();
-    let keys: Vec<&str> = if map_keys.is_empty() { vec![key] } else { map_keys.to_vec() };
+    let keys: Vec<&str> = if map_keys.is_empty() {
+        vec![key]
+    } else {
+        map_keys.to_vec()
+    };
     for mk in keys {
         if let Some(v) = elem.get(mk) {
             k.insert(mk.to_string(), v.clone());
@@ -172,7 +176,13 @@ pub fn field_set(g: &TypeGraph, root: Option<&str>, obj: &Value, skip_status: bo
     out
 }
 
-fn collect(g: &TypeGraph, shape: Option<&Shape>, lk: Option<ListKind>, v: &Value, out: &mut FieldSet) {
+fn collect(
+    g: &TypeGraph,
+    shape: Option<&Shape>,
+    lk: Option<ListKind>,
+    v: &Value,
+    out: &mut FieldSet,
+) {
     match v {
         Value::Object(o) => {
             let is_map = matches!(shape, Some(Shape::Map(_)));
@@ -255,14 +265,26 @@ fn same_entry(e: &Value, manager: &str, op: &str, sub: &str) -> bool {
 }
 
 /// Leaf fields whose value differs between two objects (added or changed in `new`).
-fn changed(g: &TypeGraph, root: Option<&str>, old: Option<&Value>, new: &Value, skip_status: bool) -> FieldSet {
+fn changed(
+    g: &TypeGraph,
+    root: Option<&str>,
+    old: Option<&Value>,
+    new: &Value,
+    skip_status: bool,
+) -> FieldSet {
     let new_set = field_set(g, root, new, skip_status);
     let Some(old) = old else { return new_set };
     let mut leaves = Vec::new();
     new_set.leaves(&mut Vec::new(), &mut leaves);
     let mut out = FieldSet::default();
     for l in leaves {
-        if value_at(new, &l) != value_at(old, &l) {
+        // `.` (the element or map itself) changes only when it is new.
+        let changed = if l.last().is_some_and(|p| p == ".") {
+            value_at(old, &l[..l.len() - 1]).is_none()
+        } else {
+            value_at(new, &l) != value_at(old, &l)
+        };
+        if changed {
             out.insert(&l);
         }
     }
@@ -413,10 +435,19 @@ pub fn record_update(
 }
 
 /// managedFields of an object created by an apply.
-pub fn record_apply_create(g: &TypeGraph, r: &ResourceDef, obj: &mut Value, cfg: &Value, manager: &str) {
+pub fn record_apply_create(
+    g: &TypeGraph,
+    r: &ResourceDef,
+    obj: &mut Value,
+    cfg: &Value,
+    manager: &str,
+) {
     let root = g.root_of(r).map(str::to_string);
     let set = field_set(g, root.as_deref(), cfg, false);
-    set_entries(obj, vec![entry(manager, "Apply", &r.api_version(), "", &set)]);
+    set_entries(
+        obj,
+        vec![entry(manager, "Apply", &r.api_version(), "", &set)],
+    );
 }
 
 /// Server-side apply of `cfg` by `manager` onto the live object `live`.
@@ -505,9 +536,7 @@ pub fn apply(
             }
             let mut f = entry_fields(e);
             for l in &cfg_leaves {
-                if l.last().is_some_and(|p| p != ".") {
-                    f.remove(l);
-                }
+                f.remove(l);
             }
             e["fieldsV1"] = f.to_json();
         }
@@ -531,7 +560,8 @@ fn merge_into(
             continue;
         }
         if root && k == "metadata" {
-            if let (Some(Value::Object(lm)), Some(cm)) = (live.get_mut("metadata"), cv.as_object()) {
+            if let (Some(Value::Object(lm)), Some(cm)) = (live.get_mut("metadata"), cv.as_object())
+            {
                 for (mk, mv) in cm {
                     if IGNORED_META.contains(&mk.as_str()) {
                         continue;
@@ -552,7 +582,13 @@ fn merge_into(
     }
 }
 
-fn merge_value(g: &TypeGraph, shape: Option<&Shape>, lk: Option<ListKind>, live: &mut Value, cfg: &Value) {
+fn merge_value(
+    g: &TypeGraph,
+    shape: Option<&Shape>,
+    lk: Option<ListKind>,
+    live: &mut Value,
+    cfg: &Value,
+) {
     match (live, cfg) {
         (Value::Object(l), Value::Object(c)) => merge_into(g, shape, l, c, false, false),
         (Value::Array(l), Value::Array(c)) => match lk {
@@ -609,7 +645,11 @@ mod tests {
         // Re-applying `a` with the old value conflicts with the editor.
         let err = apply(&g, cms, &mut live.clone(), &cfg1, "tool", false, "").unwrap_err();
         assert_eq!(err.code, 409);
-        assert!(err.message.contains("conflict with \"editor\""), "{}", err.message);
+        assert!(
+            err.message.contains("conflict with \"editor\""),
+            "{}",
+            err.message
+        );
         // Dropping `b` from the configuration removes it; forcing takes `a` back.
         let cfg2 = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"},
             "data": {"a": "1"}});

@@ -322,11 +322,7 @@ impl Inner {
             util::name(&obj).to_string(),
         );
         let obj = Arc::new(obj);
-        let prev = self
-            .tables
-            .entry(res)
-            .or_default()
-            .insert(key, obj.clone());
+        let prev = self.tables.entry(res).or_default().insert(key, obj.clone());
         self.record(Event {
             rv,
             resource: res,
@@ -400,7 +396,9 @@ mod tests {
         });
         let now = s.read(|g| g.list("configmaps", None));
         assert_eq!(now.len(), 2);
-        let then = s.read(|g| g.list_at("configmaps", Some("ns"), rv2)).unwrap();
+        let then = s
+            .read(|g| g.list_at("configmaps", Some("ns"), rv2))
+            .unwrap();
         let names: Vec<_> = then.iter().map(|(k, _)| k.1.as_str()).collect();
         assert_eq!(names, ["a", "b"]);
         assert_eq!(then[0].1["data"]["v"], 1);
@@ -419,7 +417,13 @@ mod tests {
             });
         }
         let err = s.read(|g| g.events_after(1)).unwrap_err();
-        assert!(matches!(err, StoreError::Compacted { requested: 1, oldest: 3 }));
+        assert!(matches!(
+            err,
+            StoreError::Compacted {
+                requested: 1,
+                oldest: 3
+            }
+        ));
         assert_eq!(s.read(|g| g.events_after(3)).unwrap().len(), 2);
     }
 

@@ -113,6 +113,10 @@ fn columns(r: &ResourceDef) -> Vec<Col> {
     }
 }
 
+fn created(o: &Value) -> Option<&str> {
+    util::value_at(o, &["metadata", "creationTimestamp"]).and_then(Value::as_str)
+}
+
 fn s(v: &Value) -> &str {
     v.as_str().unwrap_or("")
 }
@@ -155,13 +159,20 @@ fn pod_row(pod: &Value) -> (Vec<Value>, Option<Value>) {
             reason = "SchedulingGated".into();
         }
     }
-    let inits: Vec<&Value> = spec["initContainers"].as_array().into_iter().flatten().collect();
+    let inits: Vec<&Value> = spec["initContainers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .collect();
     let restartable = |name: &str| {
         inits
             .iter()
             .any(|c| s(&c["name"]) == name && s(&c["restartPolicy"]) == "Always")
     };
-    total += inits.iter().filter(|c| s(&c["restartPolicy"]) == "Always").count() as i64;
+    total += inits
+        .iter()
+        .filter(|c| s(&c["restartPolicy"]) == "Always")
+        .count() as i64;
     let later = |cur: &mut Option<jiff::Timestamp>, t: Option<jiff::Timestamp>| {
         if let Some(t) = t {
             if cur.is_none_or(|c| c < t) {
@@ -170,7 +181,11 @@ fn pod_row(pod: &Value) -> (Vec<Value>, Option<Value>) {
         }
     };
     let mut initializing = false;
-    let init_statuses: Vec<&Value> = status["initContainerStatuses"].as_array().into_iter().flatten().collect();
+    let init_statuses: Vec<&Value> = status["initContainerStatuses"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .collect();
     for (i, c) in init_statuses.iter().enumerate() {
         let rc = c["restartCount"].as_i64().unwrap_or(0);
         restarts += rc;
@@ -201,7 +216,10 @@ fn pod_row(pod: &Value) -> (Vec<Value>, Option<Value>) {
             } else {
                 format!("Init:{}", s(&term["reason"]))
             };
-        } else if wait.is_object() && !s(&wait["reason"]).is_empty() && s(&wait["reason"]) != "PodInitializing" {
+        } else if wait.is_object()
+            && !s(&wait["reason"]).is_empty()
+            && s(&wait["reason"]) != "PodInitializing"
+        {
             reason = format!("Init:{}", s(&wait["reason"]));
         } else {
             reason = format!("Init:{i}/{}", inits.len());
@@ -218,7 +236,11 @@ fn pod_row(pod: &Value) -> (Vec<Value>, Option<Value>) {
         restarts = restartable_init_restarts;
         last_restart = last_restartable_init;
         let mut has_running = false;
-        let statuses: Vec<&Value> = status["containerStatuses"].as_array().into_iter().flatten().collect();
+        let statuses: Vec<&Value> = status["containerStatuses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .collect();
         for c in statuses.iter().rev() {
             restarts += c["restartCount"].as_i64().unwrap_or(0);
             later(
@@ -271,9 +293,13 @@ fn pod_row(pod: &Value) -> (Vec<Value>, Option<Value>) {
             let t = g
                 .iter()
                 .filter(|gate| {
-                    status["conditions"].as_array().into_iter().flatten().any(|c| {
-                        s(&c["type"]) == s(&gate["conditionType"]) && s(&c["status"]) == "True"
-                    })
+                    status["conditions"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|c| {
+                            s(&c["type"]) == s(&gate["conditionType"]) && s(&c["status"]) == "True"
+                        })
                 })
                 .count();
             format!("{t}/{}", g.len())
@@ -284,15 +310,19 @@ fn pod_row(pod: &Value) -> (Vec<Value>, Option<Value>) {
         json!(format!("{ready}/{total}")),
         json!(reason),
         json!(restarts_str),
-        json!(age(util::meta(pod).and_then(|m| m["creationTimestamp"].as_str()))),
+        json!(age(created(pod))),
         json!(or_none(ip)),
         json!(or_none(s(&spec["nodeName"]))),
         json!(or_none(s(&status["nominatedNodeName"]))),
         json!(gates_str),
     ];
     let conditions = match phase.as_str() {
-        "Succeeded" => Some(json!([{"type": "Completed", "status": "True", "reason": "Succeeded", "message": "The pod has completed successfully."}])),
-        "Failed" => Some(json!([{"type": "Completed", "status": "True", "reason": "Failed", "message": "The pod failed."}])),
+        "Succeeded" => Some(
+            json!([{"type": "Completed", "status": "True", "reason": "Succeeded", "message": "The pod has completed successfully."}]),
+        ),
+        "Failed" => Some(
+            json!([{"type": "Completed", "status": "True", "reason": "Failed", "message": "The pod failed."}]),
+        ),
         _ => None,
     };
     (cells, conditions)
@@ -302,7 +332,11 @@ fn node_row(n: &Value) -> Vec<Value> {
     let mut status: Vec<String> = Vec::new();
     for c in n["status"]["conditions"].as_array().into_iter().flatten() {
         if s(&c["type"]) == "Ready" {
-            status.push(if s(&c["status"]) == "True" { "Ready".into() } else { "NotReady".into() });
+            status.push(if s(&c["status"]) == "True" {
+                "Ready".into()
+            } else {
+                "NotReady".into()
+            });
         }
     }
     if status.is_empty() {
@@ -333,12 +367,22 @@ fn node_row(n: &Value) -> Vec<Value> {
             .unwrap_or_else(|| "<none>".into())
     };
     let info = &n["status"]["nodeInfo"];
-    let unknown = |v: &str| if v.is_empty() { "<unknown>".to_string() } else { v.to_string() };
+    let unknown = |v: &str| {
+        if v.is_empty() {
+            "<unknown>".to_string()
+        } else {
+            v.to_string()
+        }
+    };
     vec![
         json!(util::name(n)),
         json!(status.join(",")),
-        json!(if roles.is_empty() { "<none>".to_string() } else { roles.join(",") }),
-        json!(age(util::meta(n).and_then(|m| m["creationTimestamp"].as_str()))),
+        json!(if roles.is_empty() {
+            "<none>".to_string()
+        } else {
+            roles.join(",")
+        }),
+        json!(age(created(n))),
         json!(s(&info["kubeletVersion"])),
         json!(addr("InternalIP")),
         json!(addr("ExternalIP")),
@@ -430,7 +474,7 @@ fn csr_row(c: &Value) -> Vec<Value> {
     };
     vec![
         json!(util::name(c)),
-        json!(age(util::meta(c).and_then(|m| m["creationTimestamp"].as_str()))),
+        json!(age(created(c))),
         json!(or_none(s(&c["spec"]["signerName"]))),
         json!(s(&c["spec"]["username"])),
         json!(duration),
@@ -451,16 +495,30 @@ fn service_row(svc: &Value) -> Vec<Value> {
         .as_array()
         .into_iter()
         .flatten()
-        .map(|i| if s(&i["ip"]).is_empty() { s(&i["hostname"]) } else { s(&i["ip"]) })
+        .map(|i| {
+            if s(&i["ip"]).is_empty() {
+                s(&i["hostname"])
+            } else {
+                s(&i["ip"])
+            }
+        })
         .collect();
     let external = match ty {
         "ClusterIP" | "NodePort" | "" => {
-            if ext_ips.is_empty() { "<none>".to_string() } else { ext_ips.join(",") }
+            if ext_ips.is_empty() {
+                "<none>".to_string()
+            } else {
+                ext_ips.join(",")
+            }
         }
         "LoadBalancer" => {
             let mut all: Vec<&str> = lb.clone();
             all.extend(&ext_ips);
-            if all.is_empty() { "<pending>".to_string() } else { all.join(",") }
+            if all.is_empty() {
+                "<pending>".to_string()
+            } else {
+                all.join(",")
+            }
         }
         "ExternalName" => s(&spec["externalName"]).to_string(),
         _ => "<unknown>".into(),
@@ -483,8 +541,12 @@ fn service_row(svc: &Value) -> Vec<Value> {
         json!(ty),
         json!(or_none(s(&spec["clusterIP"]))),
         json!(external),
-        json!(if ports.is_empty() { "<none>".to_string() } else { ports.join(",") }),
-        json!(age(util::meta(svc).and_then(|m| m["creationTimestamp"].as_str()))),
+        json!(if ports.is_empty() {
+            "<none>".to_string()
+        } else {
+            ports.join(",")
+        }),
+        json!(age(created(svc))),
         json!(format_labels(spec["selector"].as_object())),
     ]
 }
@@ -514,20 +576,20 @@ fn endpoints_row(ep: &Value) -> Vec<Value> {
     } else {
         list.join(",")
     };
-    vec![
-        json!(util::name(ep)),
-        json!(shown),
-        json!(age(util::meta(ep).and_then(|m| m["creationTimestamp"].as_str()))),
-    ]
+    vec![json!(util::name(ep)), json!(shown), json!(age(created(ep)))]
 }
 
 fn row_cells(r: &ResourceDef, o: &Value) -> (Vec<Value>, Option<Value>) {
-    let created = util::meta(o).and_then(|m| m["creationTimestamp"].as_str());
+    let created = created(o);
     let cells = match r.resource {
         "pods" => return pod_row(o),
         "nodes" => node_row(o),
         "events" => event_row(o),
-        "namespaces" => vec![json!(util::name(o)), json!(s(&o["status"]["phase"])), json!(age(created))],
+        "namespaces" => vec![
+            json!(util::name(o)),
+            json!(s(&o["status"]["phase"])),
+            json!(age(created)),
+        ],
         "secrets" => vec![
             json!(util::name(o)),
             json!(s(&o["type"])),
@@ -536,7 +598,10 @@ fn row_cells(r: &ResourceDef, o: &Value) -> (Vec<Value>, Option<Value>) {
         ],
         "configmaps" => vec![
             json!(util::name(o)),
-            json!(o["data"].as_object().map_or(0, |d| d.len()) + o["binaryData"].as_object().map_or(0, |d| d.len())),
+            json!(
+                o["data"].as_object().map_or(0, |d| d.len())
+                    + o["binaryData"].as_object().map_or(0, |d| d.len())
+            ),
             json!(age(created)),
         ],
         "serviceaccounts" => vec![
@@ -546,7 +611,11 @@ fn row_cells(r: &ResourceDef, o: &Value) -> (Vec<Value>, Option<Value>) {
         ],
         "services" => service_row(o),
         "endpoints" => endpoints_row(o),
-        "leases" => vec![json!(util::name(o)), json!(s(&o["spec"]["holderIdentity"])), json!(age(created))],
+        "leases" => vec![
+            json!(util::name(o)),
+            json!(s(&o["spec"]["holderIdentity"])),
+            json!(age(created)),
+        ],
         "certificatesigningrequests" => csr_row(o),
         _ => vec![json!(util::name(o)), json!(created.unwrap_or(""))],
     };
@@ -619,11 +688,23 @@ mod tests {
                 {"name": "b", "ready": false, "restartCount": 2,
                  "state": {"waiting": {"reason": "CrashLoopBackOff"}},
                  "lastState": {"terminated": {"finishedAt": util::now_string(), "exitCode": 1}}}]}});
-        let t = to_table(pods, &[pod.clone()], "5", None, None, false, true);
+        let t = to_table(
+            pods,
+            std::slice::from_ref(&pod),
+            "5",
+            None,
+            None,
+            false,
+            true,
+        );
         let cells = &t["rows"][0]["cells"];
         assert_eq!(cells[1], "1/2");
         assert_eq!(cells[2], "CrashLoopBackOff");
-        assert!(cells[3].as_str().unwrap().starts_with("2 ("), "{}", cells[3]);
+        assert!(
+            cells[3].as_str().unwrap().starts_with("2 ("),
+            "{}",
+            cells[3]
+        );
         assert_eq!(cells[5], "10.0.0.5");
         assert_eq!(cells[6], "n1");
         assert_eq!(t["columnDefinitions"][5]["priority"], 1);

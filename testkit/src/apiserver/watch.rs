@@ -56,14 +56,17 @@ impl Watcher {
             (_, Representation::PartialMetadata) => partial(obj),
             _ => obj.clone(),
         };
-        let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
+        let mut line =
+            serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
         line.push(b'\n');
         Bytes::from(line)
     }
 
     async fn send(&mut self, kind: &str, obj: &Value) -> bool {
         let b = self.encode(kind, obj);
-        self.srv.metrics.add_bytes(&self.user, "watch", self.r.resource, b.len());
+        self.srv
+            .metrics
+            .add_bytes(&self.user, "watch", self.r.resource, b.len());
         self.tx.send(b).await.is_ok()
     }
 
@@ -92,7 +95,12 @@ pub async fn watch(req: &Req<'_>, r: &'static ResourceDef) -> ApiResult<mpsc::Re
     let send_initial = q.get("sendInitialEvents").map(|v| v == "true");
     let bookmarks = query_bool(q, "allowWatchBookmarks");
     let invalid = |m: &str, f: &str| {
-        ApiError::invalid("ListOptions", "meta.k8s.io", "", vec![FieldError::forbidden(f, m)])
+        ApiError::invalid(
+            "ListOptions",
+            "meta.k8s.io",
+            "",
+            vec![FieldError::forbidden(f, m)],
+        )
     };
     if send_initial.is_some() {
         if rv_match != "NotOlderThan" {
@@ -115,9 +123,10 @@ pub async fn watch(req: &Req<'_>, r: &'static ResourceDef) -> ApiResult<mpsc::Re
     }
     let requested: Option<u64> = match rv_param.as_str() {
         "" => None,
-        s => Some(s.parse().map_err(|_| {
-            ApiError::bad_request(format!("invalid resource version: {s}"))
-        })?),
+        s => Some(
+            s.parse()
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version: {s}")))?,
+        ),
     };
     if let Some(n) = requested.filter(|n| *n > 0) {
         wait_for_rv(req.srv, n).await?;
