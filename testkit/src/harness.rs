@@ -14,6 +14,14 @@ use std::time::{Duration, Instant};
 /// The kubectl of this machine image.
 pub const KUBECTL: &str = "/usr/bin/kubectl";
 
+/// The kubectl the harness runs: `$TESTKIT_KUBECTL` if set (to try another client version),
+/// else [`KUBECTL`].
+pub fn kubectl_path() -> PathBuf {
+    std::env::var_os("TESTKIT_KUBECTL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(KUBECTL))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum HarnessError {
     #[error("cannot build test-apiserver: {0}")]
@@ -262,7 +270,7 @@ impl TestApiServer {
 
     /// A `kubectl` command with this server's admin kubeconfig and its own cache directory.
     pub fn kubectl_command(&self) -> Command {
-        let mut c = Command::new(KUBECTL);
+        let mut c = Command::new(kubectl_path());
         c.env_remove("KUBECONFIG")
             .arg("--kubeconfig")
             .arg(self.admin_kubeconfig())
@@ -292,7 +300,7 @@ impl TestApiServer {
                 return KubectlOutput {
                     status: None,
                     stdout: String::new(),
-                    stderr: format!("cannot run {KUBECTL}: {e}"),
+                    stderr: format!("cannot run {}: {e}", kubectl_path().display()),
                 }
             }
         };

@@ -73,7 +73,6 @@ fn main() -> std::process::ExitCode {
     config.cluster_signing_duration = Duration::from_secs(flags.cluster_signing_duration.max(600));
     config.scheduler = !flags.disable_scheduler;
     let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
         .enable_all()
         .build()
     {

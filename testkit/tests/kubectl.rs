@@ -501,6 +501,21 @@ fn delete_is_graceful_for_a_bound_pod_and_immediate_otherwise() {
         .kubectl(&["get", "pod", "web"])
         .stderr
         .contains("NotFound"));
+
+    // No node owns a pod bound to a node that does not exist: its graceful deletion completes.
+    s.kubectl_with_stdin(
+        &["create", "-f", "-"],
+        Some(&POD.replace("spec:\n", "spec:\n  nodeName: ghost\n")),
+    )
+    .ok();
+    s.kubectl(&["delete", "pod", "web", "--wait=false"]).ok();
+    let gone = eventually(20, || {
+        s.kubectl(&["get", "pod", "web"])
+            .stderr
+            .contains("NotFound")
+            .then_some(())
+    });
+    assert!(gone.is_some(), "the pod of a missing node is removed");
 }
 
 #[test]
@@ -784,7 +799,7 @@ fn authentication_and_authorization_answers() {
     // The bootstrap token may only work with CSRs.
     let boot = s.bootstrap_kubeconfig();
     let as_boot = |args: &[&str]| {
-        let mut c = std::process::Command::new(testkit::KUBECTL);
+        let mut c = std::process::Command::new(testkit::harness::kubectl_path());
         c.arg("--kubeconfig").arg(&boot).args(args);
         let o = c.output().unwrap();
         (

@@ -2,15 +2,15 @@
 
 #![allow(dead_code)]
 
-use std::path::Path;
-
-use testkit::{Options, TestApiServer, KUBECTL};
+use testkit::harness::kubectl_path;
+use testkit::{Options, TestApiServer};
 
 /// A fresh `test-apiserver` for one test (extra flags optional).
 pub fn server_with(args: &[&str]) -> TestApiServer {
     assert!(
-        Path::new(KUBECTL).exists(),
-        "these tests drive the real kubectl at {KUBECTL}, which is missing"
+        kubectl_path().exists(),
+        "these tests drive the real kubectl at {}, which is missing",
+        kubectl_path().display()
     );
     TestApiServer::start_with(Options {
         binary: Some(env!("CARGO_BIN_EXE_test-apiserver").into()),
