@@ -908,3 +908,40 @@ async fn fresh_starts_empty_with_the_same_ca() {
         "defaults are recreated"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_from_an_older_version_replays_the_changes_since_at_once() {
+    let s = server_with(&[]);
+    let c = client(&s.admin_kubeconfig()).await;
+    let cms: Api<ConfigMap> = Api::namespaced(c, "default");
+    let rv = cms
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    for n in ["a", "b"] {
+        cms.create(&PostParams::default(), &cm(n, json!({}), json!({})))
+            .await
+            .unwrap();
+    }
+    cms.delete("a", &DeleteParams::default()).await.unwrap();
+    // Nothing changes any more: the watch must still deliver what happened after `rv`.
+    let w = cms.watch(&WatchParams::default(), &rv).await.unwrap();
+    let mut w = std::pin::pin!(w);
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let ev = tokio::time::timeout(Duration::from_secs(5), w.next())
+            .await
+            .expect("replayed without waiting for another change")
+            .unwrap()
+            .unwrap();
+        seen.push(match ev {
+            WatchEvent::Added(o) => format!("added {}", o.metadata.name.unwrap()),
+            WatchEvent::Deleted(o) => format!("deleted {}", o.metadata.name.unwrap()),
+            other => format!("{other:?}"),
+        });
+    }
+    assert_eq!(seen, ["added a", "added b", "deleted a"]);
+}

@@ -18,7 +18,7 @@ use super::pods::parse_quantity_milli;
 use super::registry::{self, ResourceDef};
 use super::rest::{self, DeleteOptions};
 use super::selectors::LabelSelector;
-use super::store::{EventType, Inner, Obj};
+use super::store::{Inner, Obj};
 use super::util;
 use super::Server;
 
@@ -745,38 +745,21 @@ fn pod_gc(srv: &Arc<Server>, g: &mut Inner) {
 /// The controller loop: react to changes, and tick once a second.
 pub async fn run(srv: Arc<Server>) {
     let mut sub = srv.store.subscribe();
-    let mut cursor = 0u64;
+    let watched = ["pods", "nodes", "certificatesigningrequests", "namespaces"];
+    let mut seen = [u64::MAX; 4];
     loop {
-        let (pods_nodes, csrs, namespaces) = srv.store.read(|g| match g.events_after(cursor) {
-            Ok(evs) => {
-                let mut flags = (false, false, false);
-                for e in evs {
-                    match e.resource {
-                        "pods" | "nodes" => flags.0 = true,
-                        "certificatesigningrequests" => flags.1 = true,
-                        _ => {}
-                    }
-                    if e.resource == "namespaces"
-                        || (e.kind == EventType::Deleted
-                            && registry::by_key(e.resource).is_some_and(|r| r.namespaced))
-                    {
-                        flags.2 = true;
-                    }
-                }
-                cursor = g.rv();
-                flags
-            }
-            Err(_) => {
-                cursor = g.rv();
-                (true, true, true)
-            }
+        let now: Vec<u64> = srv
+            .store
+            .read(|g| watched.iter().map(|r| g.last_change(r)).collect());
+        let changed = |i: usize| seen[i] != now[i];
+        let pods_nodes = changed(0) || changed(1);
+        let csrs = changed(2);
+        let terminating = srv.store.read(|g| {
+            g.list("namespaces", None)
+                .iter()
+                .any(|(_, n)| util::deletion_timestamp(n).is_some())
         });
-        let any_terminating = namespaces
-            || srv.store.read(|g| {
-                g.list("namespaces", None)
-                    .iter()
-                    .any(|(_, n)| util::deletion_timestamp(n).is_some())
-            });
+        seen.copy_from_slice(&now);
         srv.store.write(|g| {
             if pods_nodes && srv.config.scheduler {
                 schedule(&srv, g);
@@ -787,7 +770,7 @@ pub async fn run(srv: Arc<Server>) {
             if csrs {
                 process_csrs(&srv, g);
             }
-            if any_terminating {
+            if terminating {
                 process_namespaces(&srv, g);
             }
         });

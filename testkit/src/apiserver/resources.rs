@@ -313,13 +313,13 @@ pub fn prepare_update(r: &ResourceDef, sub: &str, new: &mut Value, old: &Value) 
                 None => nm.remove(k),
             };
         }
-        if sub == "status" || sub == "approval" {
-            for k in ["labels", "annotations", "finalizers", "ownerReferences"] {
-                match om.get(k) {
-                    Some(v) => nm.insert(k.into(), v.clone()),
-                    None => nm.remove(k),
-                };
-            }
+        // pods/status may not touch owner references (old kubelets corrupted them); labels,
+        // annotations and finalizers may change through status, as in kube-apiserver.
+        if sub == "status" && r.resource == "pods" {
+            match om.get("ownerReferences") {
+                Some(v) => nm.insert("ownerReferences".into(), v.clone()),
+                None => nm.remove("ownerReferences"),
+            };
         }
     }
     let keep = |new: &mut Value, field: &str| {

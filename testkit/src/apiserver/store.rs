@@ -1,9 +1,10 @@
 //! The in-memory object store: one global resourceVersion counter (as etcd's revision), one
-//! sorted table per resource, and a bounded history of change events that serves watches and
-//! reconstructs the state at an older resourceVersion (for `resourceVersionMatch=Exact` and
-//! paged lists). An event older than the history is "compacted": asking for it is 410 Gone.
-//! The whole state is snapshotted to a JSON file and reloaded at start, so resourceVersions
-//! continue across restarts, as they would with etcd.
+//! sorted table per resource, and per resource a bounded history of change events (as
+//! kube-apiserver's watch cache) that serves watches and reconstructs the state at an older
+//! resourceVersion (for `resourceVersionMatch=Exact` and paged lists). A version older than a
+//! resource's history is "compacted": asking for it is 410 Gone. Watchers are woken only by
+//! changes to their own resource. The whole state is snapshotted to a JSON file and reloaded
+//! at start, so resourceVersions continue across restarts, as they would with etcd.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::Path;
@@ -65,19 +66,33 @@ pub enum StoreError {
     },
 }
 
+/// One resource's recent changes.
+#[derive(Default)]
+struct History {
+    events: VecDeque<Arc<Event>>,
+    /// Every event of this resource above this version is in `events`.
+    start: u64,
+    /// The version of the last change to this resource.
+    last: u64,
+}
+
 pub struct Inner {
     rv: u64,
     tables: HashMap<&'static str, BTreeMap<Key, Obj>>,
-    history: VecDeque<Arc<Event>>,
-    /// Every event with a resourceVersion above this one is in `history`.
-    history_start: u64,
+    history: HashMap<&'static str, History>,
+    /// The version the histories start from (the snapshot's, after a restart).
+    base: u64,
     capacity: usize,
     saved_rv: u64,
+    touched: Vec<&'static str>,
 }
 
 pub struct Store {
     inner: Mutex<Inner>,
+    /// Any change.
     notify: watch::Sender<u64>,
+    /// Changes per resource.
+    per_resource: Mutex<HashMap<&'static str, watch::Sender<u64>>>,
 }
 
 impl Store {
@@ -87,12 +102,14 @@ impl Store {
             inner: Mutex::new(Inner {
                 rv: 0,
                 tables: HashMap::new(),
-                history: VecDeque::new(),
-                history_start: 0,
+                history: HashMap::new(),
+                base: 0,
                 capacity: capacity.max(1),
                 saved_rv: 0,
+                touched: Vec::new(),
             }),
             notify,
+            per_resource: Mutex::new(HashMap::new()),
         }
     }
 
@@ -101,17 +118,35 @@ impl Store {
         self.notify.subscribe()
     }
 
+    /// Wakes whenever a resource changes.
+    pub fn subscribe_to(&self, res: &'static str) -> watch::Receiver<u64> {
+        self.per_resource
+            .lock()
+            .entry(res)
+            .or_insert_with(|| watch::channel(0).0)
+            .subscribe()
+    }
+
     pub fn read<R>(&self, f: impl FnOnce(&Inner) -> R) -> R {
         f(&self.inner.lock())
     }
 
     /// Run one transaction; watchers are woken once it is over.
     pub fn write<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
-        let (r, rv) = {
+        let (r, rv, touched) = {
             let mut g = self.inner.lock();
             let r = f(&mut g);
-            (r, g.rv)
+            let touched = std::mem::take(&mut g.touched);
+            (r, g.rv, touched)
         };
+        if !touched.is_empty() {
+            let senders = self.per_resource.lock();
+            for res in touched {
+                if let Some(tx) = senders.get(res) {
+                    tx.send_replace(rv);
+                }
+            }
+        }
         self.notify.send_if_modified(|cur| {
             if *cur != rv {
                 *cur = rv;
@@ -164,7 +199,7 @@ impl Store {
         }
         g.rv = rv;
         g.history.clear();
-        g.history_start = rv;
+        g.base = rv;
         g.saved_rv = rv;
         drop(g);
         self.notify.send_replace(rv);
@@ -208,8 +243,16 @@ impl Inner {
         self.rv
     }
 
-    pub fn oldest_rv(&self) -> u64 {
-        self.history_start
+    /// The oldest version a watch or an exact list of `res` can start from.
+    pub fn oldest_rv(&self, res: &'static str) -> u64 {
+        self.history
+            .get(res)
+            .map_or(self.base, |h| h.start.max(self.base))
+    }
+
+    /// The version of the last change to `res` (0 if none since start).
+    pub fn last_change(&self, res: &'static str) -> u64 {
+        self.history.get(res).map_or(0, |h| h.last)
     }
 
     pub fn get(&self, res: &'static str, ns: &str, name: &str) -> Option<Obj> {
@@ -238,7 +281,7 @@ impl Inner {
         self.tables.get(res).map_or(0, BTreeMap::len)
     }
 
-    /// The state of a resource at an older resourceVersion, rolled back from the history.
+    /// The state of a resource at an older resourceVersion, rolled back from its history.
     pub fn list_at(
         &self,
         res: &'static str,
@@ -248,19 +291,18 @@ impl Inner {
         if rv >= self.rv {
             return Ok(self.list(res, ns));
         }
-        if rv < self.history_start {
+        let oldest = self.oldest_rv(res);
+        if rv < oldest {
             return Err(StoreError::Compacted {
                 requested: rv,
-                oldest: self.history_start,
+                oldest,
             });
         }
         let mut state: BTreeMap<Key, Obj> = self.list(res, ns).into_iter().collect();
-        for e in self.history.iter().rev() {
+        let events = self.history.get(res).map(|h| &h.events);
+        for e in events.into_iter().flatten().rev() {
             if e.rv <= rv {
                 break;
-            }
-            if e.resource != res {
-                continue;
             }
             let key = (
                 util::namespace(&e.object).to_string(),
@@ -283,20 +325,23 @@ impl Inner {
         Ok(state.into_iter().collect())
     }
 
-    /// Events after `rv` (all resources), or `Compacted` when some of them are gone.
-    pub fn events_after(&self, rv: u64) -> Result<Vec<Arc<Event>>, StoreError> {
-        if rv < self.history_start {
+    /// Changes of `res` after `rv`, or `Compacted` when some of them are gone.
+    pub fn events_after(&self, res: &'static str, rv: u64) -> Result<Vec<Arc<Event>>, StoreError> {
+        let oldest = self.oldest_rv(res);
+        if rv < oldest {
             return Err(StoreError::Compacted {
                 requested: rv,
-                oldest: self.history_start,
+                oldest,
             });
         }
-        if rv >= self.rv {
+        let Some(h) = self.history.get(res) else {
+            return Ok(Vec::new());
+        };
+        if rv >= h.last {
             return Ok(Vec::new());
         }
-        // History is sorted by rv: find the first event after `rv`.
-        let idx = self.history.partition_point(|e| e.rv <= rv);
-        Ok(self.history.range(idx..).cloned().collect())
+        let idx = h.events.partition_point(|e| e.rv <= rv);
+        Ok(h.events.range(idx..).cloned().collect())
     }
 
     fn next_rv(&mut self) -> u64 {
@@ -305,10 +350,21 @@ impl Inner {
     }
 
     fn record(&mut self, ev: Event) {
-        self.history.push_back(Arc::new(ev));
-        while self.history.len() > self.capacity {
-            if let Some(old) = self.history.pop_front() {
-                self.history_start = old.rv;
+        let res = ev.resource;
+        if !self.touched.contains(&res) {
+            self.touched.push(res);
+        }
+        let cap = self.capacity;
+        let base = self.base;
+        let h = self.history.entry(res).or_insert_with(|| History {
+            start: base,
+            ..Default::default()
+        });
+        h.last = ev.rv;
+        h.events.push_back(Arc::new(ev));
+        while h.events.len() > cap {
+            if let Some(old) = h.events.pop_front() {
+                h.start = old.rv;
             }
         }
     }
@@ -402,7 +458,7 @@ mod tests {
         let names: Vec<_> = then.iter().map(|(k, _)| k.1.as_str()).collect();
         assert_eq!(names, ["a", "b"]);
         assert_eq!(then[0].1["data"]["v"], 1);
-        let evs = s.read(|g| g.events_after(rv2)).unwrap();
+        let evs = s.read(|g| g.events_after("configmaps", rv2)).unwrap();
         assert_eq!(evs.len(), 3);
         assert_eq!(evs[1].kind, EventType::Deleted);
         assert_eq!(util::resource_version(&evs[1].object), "4");
@@ -416,7 +472,7 @@ mod tests {
                 g.create("configmaps", obj(&format!("o{i}"), i));
             });
         }
-        let err = s.read(|g| g.events_after(1)).unwrap_err();
+        let err = s.read(|g| g.events_after("configmaps", 1)).unwrap_err();
         assert!(matches!(
             err,
             StoreError::Compacted {
@@ -424,7 +480,12 @@ mod tests {
                 oldest: 3
             }
         ));
-        assert_eq!(s.read(|g| g.events_after(3)).unwrap().len(), 2);
+        assert_eq!(
+            s.read(|g| g.events_after("configmaps", 3)).unwrap().len(),
+            2
+        );
+        // Another resource's history is its own: an idle resource does not expire.
+        assert!(s.read(|g| g.events_after("secrets", 1)).unwrap().is_empty());
     }
 
     #[test]
@@ -440,7 +501,10 @@ mod tests {
         assert!(t.load(&path).unwrap());
         assert_eq!(t.current_rv(), 1);
         assert!(t.read(|g| g.get("configmaps", "ns", "a")).is_some());
-        assert!(t.read(|g| g.events_after(0)).is_err());
-        assert!(t.read(|g| g.events_after(1)).unwrap().is_empty());
+        assert!(t.read(|g| g.events_after("configmaps", 0)).is_err());
+        assert!(t
+            .read(|g| g.events_after("configmaps", 1))
+            .unwrap()
+            .is_empty());
     }
 }

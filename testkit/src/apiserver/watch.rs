@@ -170,7 +170,9 @@ pub async fn watch(req: &Req<'_>, r: &'static ResourceDef) -> ApiResult<mpsc::Re
     };
     let explicit_initial = send_initial == Some(true);
     tokio::spawn(async move {
-        let mut sub = w.srv.store.subscribe();
+        let mut sub = w.srv.store.subscribe_to(w.r.key());
+        // Changes between the start version and now are in the history: look at once.
+        sub.mark_changed();
         let start = w.srv.store.read(|g| {
             if initial {
                 let ns = w.ns.clone();
@@ -178,8 +180,9 @@ pub async fn watch(req: &Req<'_>, r: &'static ResourceDef) -> ApiResult<mpsc::Re
                 Ok((g.rv(), items))
             } else {
                 let n = requested.unwrap_or(g.rv());
-                if n < g.oldest_rv() {
-                    Err((n, g.oldest_rv()))
+                let oldest = g.oldest_rv(w.r.key());
+                if n < oldest {
+                    Err((n, oldest))
                 } else {
                     Ok((n, Vec::new()))
                 }
@@ -214,7 +217,8 @@ pub async fn watch(req: &Req<'_>, r: &'static ResourceDef) -> ApiResult<mpsc::Re
                     if changed.is_err() {
                         return;
                     }
-                    let events = w.srv.store.read(|g| g.events_after(cursor).map(|e| (e, g.rv())));
+                    let key = w.r.key();
+                    let events = w.srv.store.read(|g| g.events_after(key, cursor).map(|e| (e, g.rv())));
                     match events {
                         Err(StoreError::Compacted { requested, oldest }) => {
                             let _ = w.send("ERROR", &Watcher::expired(requested, oldest)).await;
@@ -224,7 +228,7 @@ pub async fn watch(req: &Req<'_>, r: &'static ResourceDef) -> ApiResult<mpsc::Re
                         Ok((events, rv)) => {
                             for e in events {
                                 cursor = e.rv;
-                                if e.resource != w.r.key() || !w.in_scope(&e.object) {
+                                if !w.in_scope(&e.object) {
                                     continue;
                                 }
                                 let now = w.sel.matches(&e.object);
