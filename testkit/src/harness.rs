@@ -77,14 +77,21 @@ pub fn apiserver_binary() -> Result<PathBuf, HarnessError> {
         .get_or_init(|| {
             let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
             let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
-            let out = Command::new(cargo)
-                .args([
-                    "build",
-                    "--quiet",
-                    "--message-format=json",
-                    "--bin",
-                    "test-apiserver",
-                ])
+            // Benchmarks (running from target/release) get an optimised server too.
+            let release = std::env::current_exe()
+                .is_ok_and(|p| p.components().any(|c| c.as_os_str() == "release"));
+            let mut cmd = Command::new(cargo);
+            cmd.args([
+                "build",
+                "--quiet",
+                "--message-format=json",
+                "--bin",
+                "test-apiserver",
+            ]);
+            if release {
+                cmd.arg("--release");
+            }
+            let out = cmd
                 .arg("--manifest-path")
                 .arg(&manifest)
                 .stderr(Stdio::inherit())

@@ -18,7 +18,7 @@ use super::pods::parse_quantity_milli;
 use super::registry::{self, ResourceDef};
 use super::rest::{self, DeleteOptions};
 use super::selectors::LabelSelector;
-use super::store::{Inner, Obj};
+use super::store::{Inner, Key, Obj};
 use super::util;
 use super::Server;
 
@@ -344,11 +344,23 @@ fn affinity_matches(pod: &Value, node: &NodeFit) -> bool {
     })
 }
 
-fn schedule(srv: &Arc<Server>, g: &mut Inner) {
-    let pods = g.list("pods", None);
-    let pending: Vec<Obj> = pods
+/// Bind pending pods: `candidates` (pods that changed), or every pod when `None`.
+fn schedule(srv: &Arc<Server>, g: &mut Inner, candidates: Option<&[Obj]>) {
+    let all;
+    let pool: &[Obj] = match candidates {
+        Some(c) => c,
+        None => {
+            all = g
+                .list("pods", None)
+                .into_iter()
+                .map(|(_, p)| p)
+                .collect::<Vec<_>>();
+            &all
+        }
+    };
+    let pending: Vec<Obj> = pool
         .iter()
-        .map(|(_, p)| p.clone())
+        .cloned()
         .filter(|p| {
             util::str_at(p, &["spec", "nodeName"]).is_empty()
                 && matches!(
@@ -364,6 +376,7 @@ fn schedule(srv: &Arc<Server>, g: &mut Inner) {
     if pending.is_empty() {
         return;
     }
+    let pods = g.list("pods", None);
     let mut nodes: Vec<NodeFit> = Vec::new();
     let all_nodes = g.list("nodes", None);
     for (_, n) in &all_nodes {
@@ -726,8 +739,13 @@ fn process_namespaces(srv: &Arc<Server>, g: &mut Inner) {
 }
 
 /// podgc: terminating pods whose node is gone are removed.
-fn pod_gc(srv: &Arc<Server>, g: &mut Inner) {
-    for ((ns, name), p) in g.list("pods", None) {
+fn pod_gc(srv: &Arc<Server>, g: &mut Inner, candidates: Option<&[Obj]>) {
+    let pods: Vec<Obj> = match candidates {
+        Some(c) => c.to_vec(),
+        None => g.list("pods", None).into_iter().map(|(_, p)| p).collect(),
+    };
+    for p in pods {
+        let (ns, name) = (util::namespace(&p).to_string(), util::name(&p).to_string());
         let node = util::str_at(&p, &["spec", "nodeName"]);
         if util::deletion_timestamp(&p).is_some()
             && !node.is_empty()
@@ -742,32 +760,63 @@ fn pod_gc(srv: &Arc<Server>, g: &mut Inner) {
     }
 }
 
-/// The controller loop: react to changes, and tick once a second.
+/// The controller loop: react to changes, and tick once a second. Pods are looked at
+/// incrementally (the ones that changed since the last round), everything else in full when
+/// its resource changed.
 pub async fn run(srv: Arc<Server>) {
     let mut sub = srv.store.subscribe();
-    let watched = ["pods", "nodes", "certificatesigningrequests", "namespaces"];
-    let mut seen = [u64::MAX; 4];
+    let mut pod_cursor = 0u64;
+    let mut seen_nodes = u64::MAX;
+    let mut seen_csrs = u64::MAX;
     loop {
-        let now: Vec<u64> = srv
-            .store
-            .read(|g| watched.iter().map(|r| g.last_change(r)).collect());
-        let changed = |i: usize| seen[i] != now[i];
-        let pods_nodes = changed(0) || changed(1);
-        let csrs = changed(2);
-        let terminating = srv.store.read(|g| {
-            g.list("namespaces", None)
+        // Which pods changed (None: all of them, after a compaction or at the start).
+        let (changed_pods, nodes_changed, csrs_changed, terminating) = srv.store.read(|g| {
+            let changed: Option<Vec<Key>> = match g.events_after("pods", pod_cursor) {
+                Ok(evs) if pod_cursor > 0 => {
+                    let mut keys: Vec<Key> = evs
+                        .iter()
+                        .map(|e| {
+                            (
+                                util::namespace(&e.object).to_string(),
+                                util::name(&e.object).to_string(),
+                            )
+                        })
+                        .collect();
+                    keys.sort();
+                    keys.dedup();
+                    Some(keys)
+                }
+                _ => None,
+            };
+            pod_cursor = g.rv().max(1);
+            let nodes = g.last_change("nodes") != seen_nodes;
+            seen_nodes = g.last_change("nodes");
+            let csrs = g.last_change("certificatesigningrequests") != seen_csrs;
+            seen_csrs = g.last_change("certificatesigningrequests");
+            let terminating = g
+                .list("namespaces", None)
                 .iter()
-                .any(|(_, n)| util::deletion_timestamp(n).is_some())
+                .any(|(_, n)| util::deletion_timestamp(n).is_some());
+            (changed, nodes, csrs, terminating)
         });
-        seen.copy_from_slice(&now);
         srv.store.write(|g| {
-            if pods_nodes && srv.config.scheduler {
-                schedule(&srv, g);
+            let candidates: Option<Vec<Obj>> = changed_pods.as_ref().map(|keys| {
+                keys.iter()
+                    .filter_map(|(ns, name)| g.get("pods", ns, name))
+                    .collect()
+            });
+            if srv.config.scheduler {
+                match (&candidates, nodes_changed) {
+                    (Some(c), false) if !c.is_empty() => schedule(&srv, g, Some(c)),
+                    (Some(_), false) => {}
+                    _ => schedule(&srv, g, None),
+                }
             }
-            if pods_nodes {
-                pod_gc(&srv, g);
+            match (&candidates, nodes_changed) {
+                (Some(c), false) => pod_gc(&srv, g, Some(c)),
+                _ => pod_gc(&srv, g, None),
             }
-            if csrs {
+            if csrs_changed {
                 process_csrs(&srv, g);
             }
             if terminating {

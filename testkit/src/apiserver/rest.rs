@@ -700,19 +700,49 @@ pub fn update(req: &Req<'_>, r: &'static ResourceDef, sub: &str) -> ApiResult<Re
     })
 }
 
-/// The object without what changes on every write (resourceVersion, managedFields times):
-/// equal stripped objects make a no-op write, which kube-apiserver does not persist.
-fn strip_volatile(v: &Value) -> Value {
-    let mut v = v.clone();
-    if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.remove("resourceVersion");
-        if let Some(Value::Array(entries)) = m.get_mut("managedFields") {
-            for e in entries.iter_mut().filter_map(Value::as_object_mut) {
-                e.remove("time");
-            }
-        }
+/// Equal but for what changes on every write (resourceVersion, managedFields times): such a
+/// write is a no-op, which kube-apiserver does not persist.
+fn same_but_volatile(a: &Value, b: &Value) -> bool {
+    fn without<'a>(
+        m: &'a serde_json::Map<String, Value>,
+        skip: &'a [&str],
+    ) -> impl Iterator<Item = (&'a String, &'a Value)> {
+        m.iter().filter(move |(k, _)| !skip.contains(&k.as_str()))
     }
-    v
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return a == b;
+    };
+    if !without(a, &["metadata"]).eq(without(b, &["metadata"])) {
+        return false;
+    }
+    let empty = serde_json::Map::new();
+    let am = a
+        .get("metadata")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
+    let bm = b
+        .get("metadata")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
+    let skip = ["resourceVersion", "managedFields"];
+    if !without(am, &skip).eq(without(bm, &skip)) {
+        return false;
+    }
+    let entries = |m: &serde_json::Map<String, Value>| -> Vec<Value> {
+        m.get("managedFields")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|e| {
+                let mut e = e.clone();
+                if let Some(o) = e.as_object_mut() {
+                    o.remove("time");
+                }
+                e
+            })
+            .collect()
+    };
+    entries(am) == entries(bm)
 }
 
 /// The common tail of update and patch: strategy, admission, validation, no-op detection,
@@ -742,7 +772,7 @@ fn write_update(
         );
     }
     util::meta_mut(&mut new).insert("resourceVersion".into(), json!(util::resource_version(old)));
-    if strip_volatile(&new) == strip_volatile(old) {
+    if same_but_volatile(&new, old) {
         return Ok(Reply::ok(200, (**old).clone()));
     }
     if req.dry_run() {
