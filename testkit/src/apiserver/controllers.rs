@@ -360,7 +360,6 @@ fn schedule(srv: &Arc<Server>, g: &mut Inner, candidates: Option<&[Obj]>) {
     };
     let pending: Vec<Obj> = pool
         .iter()
-        .cloned()
         .filter(|p| {
             util::str_at(p, &["spec", "nodeName"]).is_empty()
                 && matches!(
@@ -372,6 +371,7 @@ fn schedule(srv: &Arc<Server>, g: &mut Inner, candidates: Option<&[Obj]>) {
                     .as_array()
                     .is_none_or(|a| a.is_empty())
         })
+        .cloned()
         .collect();
     if pending.is_empty() {
         return;
