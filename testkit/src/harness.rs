@@ -232,6 +232,26 @@ impl TestApiServer {
         self.data_dir().join("admin.kubeconfig")
     }
 
+    /// A kubeconfig for node `node` (user `system:node:<node>` in `system:nodes`, a client
+    /// certificate signed by the cluster CA), written into the data directory: what a kubelet
+    /// that already joined the cluster runs with.
+    pub fn node_kubeconfig(&self, node: &str) -> Result<PathBuf, HarnessError> {
+        let out = self.data_dir().join(format!("node-{node}.kubeconfig"));
+        crate::apiserver::pki::mint_client_kubeconfig(
+            &self.data_dir(),
+            &self.url(),
+            &format!("system:node:{node}"),
+            &["system:nodes"],
+            &out,
+        )
+        .map_err(|e| {
+            HarnessError::Io(std::io::Error::other(format!(
+                "node kubeconfig for {node}: {e}"
+            )))
+        })?;
+        Ok(out)
+    }
+
     pub fn bootstrap_kubeconfig(&self) -> PathBuf {
         self.data_dir().join("bootstrap.kubeconfig")
     }

@@ -36,3 +36,40 @@ fn start_restart_and_drop() {
     let listening = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
     assert!(!listening, "the server is stopped on drop");
 }
+
+/// A minted node kubeconfig authenticates as `system:node:<name>`: kubectl with it may read
+/// nodes but, as NodeRestriction and the node authorizer have it, not create secrets.
+#[test]
+fn node_kubeconfig_authenticates_as_the_node() {
+    let s = testkit::TestApiServer::start().expect("the harness builds and starts the server");
+    let kc = s.node_kubeconfig("n1").unwrap();
+    let as_node = |args: &[&str]| {
+        let out = std::process::Command::new(testkit::harness::kubectl_path())
+            .arg("--kubeconfig")
+            .arg(&kc)
+            .arg("--cache-dir")
+            .arg(s.data_dir().join("node-cache"))
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (ok, stdout, stderr) = as_node(&[
+        "auth",
+        "whoami",
+        "-o",
+        "jsonpath={.status.userInfo.username}",
+    ]);
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout, "system:node:n1");
+    let (ok, _, stderr) = as_node(&["create", "secret", "generic", "x", "--from-literal=a=b"]);
+    assert!(!ok, "a node cannot create secrets");
+    assert!(
+        stderr.contains("Forbidden") || stderr.contains("forbidden"),
+        "{stderr}"
+    );
+}

@@ -388,6 +388,47 @@ fn client_cert(
     Ok((cert.pem(), key.serialize_pem()))
 }
 
+/// Mints a client certificate for `cn` in `orgs`, signed by the CA kept in `dir` (`ca.crt`,
+/// `ca.key`), and writes a kubeconfig for `server` with it to `out`. Tests use it to give a
+/// kubelet its node identity (`system:node:<name>` in `system:nodes`) without TLS bootstrap.
+pub fn mint_client_kubeconfig(
+    dir: &Path,
+    server: &str,
+    cn: &str,
+    orgs: &[&str],
+    out: &Path,
+) -> Result<(), PkiError> {
+    let ca_crt_path = dir.join("ca.crt");
+    let ca_pem = read_opt(&ca_crt_path)?.ok_or_else(|| PkiError::Bad {
+        path: ca_crt_path.clone(),
+        reason: "missing".into(),
+    })?;
+    let ca_key = key_or_new(&dir.join("ca.key"))?;
+    let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key).map_err(|e| PkiError::Bad {
+        path: ca_crt_path.clone(),
+        reason: e.to_string(),
+    })?;
+    let key = KeyPair::generate()?;
+    let mut p = CertificateParams::default();
+    p.distinguished_name = dn(cn, orgs);
+    p.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    p.serial_number = Some(serial());
+    p.use_authority_key_identifier_extension = true;
+    validity(&mut p, YEAR);
+    let cert = p.signed_by(&key, &issuer)?;
+    write_kubeconfig(
+        out,
+        server,
+        &ca_pem,
+        cn,
+        cert_credentials(&cert.pem(), &key.serialize_pem()),
+    )
+}
+
 fn pem_cert_der(pem: &str) -> Option<CertificateDer<'static>> {
     let start = pem.find("-----BEGIN CERTIFICATE-----")?;
     let body_start = start + "-----BEGIN CERTIFICATE-----".len();
