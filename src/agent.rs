@@ -53,6 +53,8 @@ pub struct Agent {
     pub events: Arc<EventRecorder>,
     /// The node's pressure conditions.
     pub conditions: Arc<NodeConditions>,
+    /// The API-server client (`--kubeconfig`); `None` standalone.
+    pub api: Option<kube::Client>,
     monitor_handle: Option<collectors::monitor::MonitorHandle>,
     managers: Option<Managers>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -251,9 +253,12 @@ pub async fn start(settings: &KubeletSettings) -> anyhow::Result<Agent> {
 
 /// [`start`] with explicit host paths.
 pub async fn start_with(settings: &KubeletSettings, host: &HostPaths) -> anyhow::Result<Agent> {
-    if settings.kubeconfig.is_some() {
-        bail!("--kubeconfig: API-server mode is not implemented yet; run standalone with --pod-manifest-path");
-    }
+    // API-server mode: the client is built here; the node, pod and object work that uses it
+    // is wired below.
+    let api = match &settings.kubeconfig {
+        Some(path) => Some(crate::apiclient::connect(path).await?),
+        None => None,
+    };
     if settings.manifest_url.is_some() {
         bail!("--manifest-url: the HTTP manifest source is not implemented yet");
     }
@@ -445,6 +450,7 @@ pub async fn start_with(settings: &KubeletSettings, host: &HostPaths) -> anyhow:
         monitor,
         events: recorder,
         conditions,
+        api,
         monitor_handle: Some(monitor_handle),
         managers: Some(managers),
         tasks,

@@ -13,6 +13,7 @@
 //! `events` (the event recorder and `/events`).
 
 pub mod agent;
+pub mod apiclient;
 pub mod backoff;
 pub mod cadvisor;
 pub mod cm;

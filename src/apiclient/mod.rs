@@ -1,0 +1,65 @@
+//! The API-server client (`--kubeconfig`): a `kube::Client` built from the kubelet's
+//! kubeconfig (server URL, CA, client certificate/key or bearer token). Everything that talks to
+//! the API server (node status and Lease, the pod source, the status manager, events, Secrets,
+//! ConfigMaps and tokens) takes this client, so the same binary works against a real
+//! kube-apiserver and the project's test API server.
+
+use std::path::{Path, PathBuf};
+
+/// Why the API-server client cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiClientError {
+    #[error("cannot read kubeconfig {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: kube::config::KubeconfigError,
+    },
+    #[error("invalid kubeconfig {path}: {source}")]
+    Invalid {
+        path: PathBuf,
+        source: kube::config::KubeconfigError,
+    },
+    #[error("cannot build an API client from kubeconfig {path}: {source}")]
+    Client { path: PathBuf, source: kube::Error },
+}
+
+/// Builds the client from the kubeconfig at `path` (its current context). Nothing is sent to
+/// the server: an unreachable server is found, and retried, by the callers.
+pub async fn connect(path: &Path) -> Result<kube::Client, ApiClientError> {
+    let kubeconfig =
+        kube::config::Kubeconfig::read_from(path).map_err(|source| ApiClientError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .map_err(|source| ApiClientError::Invalid {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    kube::Client::try_from(config).map_err(|source| ApiClientError::Client {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_missing_or_malformed_kubeconfig_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope.kubeconfig");
+        let e = connect(&missing).await.err().unwrap().to_string();
+        assert!(e.contains("nope.kubeconfig"), "{e}");
+        let bad = dir.path().join("bad.kubeconfig");
+        std::fs::write(&bad, "clusters: [this is not: a kubeconfig").unwrap();
+        let e = connect(&bad).await.err().unwrap().to_string();
+        assert!(e.starts_with("cannot read kubeconfig"), "{e}");
+        assert!(e.contains("bad.kubeconfig"), "{e}");
+    }
+}
