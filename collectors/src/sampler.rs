@@ -403,7 +403,7 @@ impl ContainerSampler {
         };
         let (mut have_cpu, mut have_mem, mut have_blk) = (false, false, false);
         let mut first_pid = None;
-        let slow_pass = self.passes % opts.slow_every.max(1) == 0;
+        let slow_pass = self.passes.is_multiple_of(opts.slow_every.max(1));
         self.passes += 1;
         for (kind, f) in self.files.iter_mut() {
             if !slow_pass && kind.is_slow() {

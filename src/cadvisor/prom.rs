@@ -827,7 +827,7 @@ impl Exporter {
         for c in &list {
             // A container's identity does not change once known (runtime IDs are unique):
             // look it up again only while unknown, and every IDENTITY_RECHECK scrapes.
-            let recheck = scrape % IDENTITY_RECHECK == 0;
+            let recheck = scrape.is_multiple_of(IDENTITY_RECHECK);
             match st.slots.get_mut(c.name()) {
                 Some(slot) if slot.identity.is_some() && !recheck => slot.seen = scrape,
                 known => {

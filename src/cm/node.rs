@@ -110,7 +110,7 @@ pub fn hugepage_resource_name(size: u64) -> String {
         (1 << 10, "Ki"),
     ];
     for (unit, suffix) in UNITS {
-        if size >= unit && size % unit == 0 {
+        if size >= unit && size.is_multiple_of(unit) {
             return format!("hugepages-{}{suffix}", size / unit);
         }
     }
