@@ -329,6 +329,9 @@ pub async fn start_with(settings: &KubeletSettings, host: &HostPaths) -> anyhow:
                 settings.pod_logs_dir.clone(),
             ),
         ],
+        // The kubelet's cAdvisor includes the `process` metrics: descriptor and socket counts
+        // (counted on slow passes only).
+        process_fds: true,
         ..Default::default()
     };
     let monitor = tokio::task::spawn_blocking(move || collectors::Monitor::new(monitor_config))
