@@ -269,7 +269,13 @@ pub async fn start_with(settings: &KubeletSettings, host: &HostPaths) -> anyhow:
     );
     let images = ImageManager::new(runtime.clone(), settings.serialize_image_pulls);
     let cgroups = CgroupManager::new(&host.cgroup_mount, &settings.cgroup_root)
-        .with_context(|| format!("--cgroup-root {}", settings.cgroup_root))?;
+        .with_context(|| format!("--cgroup-root {}", settings.cgroup_root))?
+        .with_metrics(metrics.clone());
+    metrics.cgroup_version.set(match cgroups.layout() {
+        crate::cm::Layout::V2 => 2,
+        // Hybrid hosts count as v1, as for the kubelet (`IsCgroup2UnifiedMode` is false).
+        crate::cm::Layout::V1 { .. } => 1,
+    });
     let proc_root = host.proc_root.as_path();
     let (cpu_milli, memory) = crate::nodeinfo::capacity(proc_root);
     let opts = KubeletOptions {
@@ -390,16 +396,11 @@ pub async fn start_with(settings: &KubeletSettings, host: &HostPaths) -> anyhow:
             monitor: monitor.clone(),
             names: names.clone(),
         };
-        Some(
-            bind(
-                addr,
-                server::readonly_router(state, health.clone())
-                    .merge(crate::events::router(recorder.clone()))
-                    .merge(crate::eviction::router(conditions.clone())),
-                &mut tasks,
-            )
-            .await?,
-        )
+        let router = server::readonly_router(state, health.clone())
+            .merge(crate::events::router(recorder.clone()))
+            .merge(crate::eviction::router(conditions.clone()));
+        let router = server::instrument(router, metrics.clone(), "readonly");
+        Some(bind(addr, router, &mut tasks).await?)
     } else {
         None
     };

@@ -69,6 +69,8 @@ pub struct CgroupManager {
     /// The `--cgroup-root` inside the hierarchy, e.g. `/` or `/kubelet-rs-test-1`.
     cgroup_root: String,
     layout: Layout,
+    /// Where `kubelet_cgroup_manager_duration_seconds` goes, if anywhere.
+    metrics: Option<crate::metrics::Metrics>,
 }
 
 impl CgroupManager {
@@ -80,7 +82,21 @@ impl CgroupManager {
             mount_root: mount_root.to_path_buf(),
             cgroup_root,
             layout,
+            metrics: None,
         })
+    }
+
+    /// Records each operation in `kubelet_cgroup_manager_duration_seconds` (`create`,
+    /// `update`, `destroy`, as the kubelet's cgroup manager).
+    pub fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn observe(&self, op: &str, started: std::time::Instant) {
+        if let Some(m) = &self.metrics {
+            m.cgroup_op(op, started.elapsed());
+        }
     }
 
     pub fn layout(&self) -> &Layout {
@@ -105,6 +121,7 @@ impl CgroupManager {
     /// Creates `kubepods` and its QoS tiers (idempotent). BestEffort gets the minimum CPU
     /// shares, as the kubelet's QoS container manager sets.
     pub fn ensure_qos_cgroups(&self) -> Result<(), CgroupError> {
+        let started = std::time::Instant::now();
         let kubepods = self.kubepods();
         self.create(&kubepods)?;
         self.create(&join_cgroup(&kubepods, "burstable"))?;
@@ -116,7 +133,9 @@ impl CgroupManager {
                 cpu_shares: Some(MIN_SHARES),
                 ..Default::default()
             },
-        )
+        )?;
+        self.observe("create", started);
+        Ok(())
     }
 
     /// Creates a pod's cgroup and writes its limits. Returns its hierarchy path.
@@ -126,16 +145,23 @@ impl CgroupManager {
         uid: &str,
         resources: &PodResources,
     ) -> Result<String, CgroupError> {
+        let started = std::time::Instant::now();
         let name = self.pod_cgroup_name(qos, uid);
+        // Writing the limits of an existing cgroup again is the kubelet's `update`.
+        let existed = self.dirs(&name).first().is_some_and(|d| d.is_dir());
         self.create(&name)?;
         self.apply(&name, resources)?;
+        self.observe(if existed { "update" } else { "create" }, started);
         Ok(name)
     }
 
     /// Removes a pod's cgroup in every hierarchy. Succeeds if it is already gone. A cgroup
     /// that still holds processes (EBUSY) is reported as an error naming it.
     pub fn remove_pod_cgroup(&self, qos: QosClass, uid: &str) -> Result<(), CgroupError> {
-        self.remove(&self.pod_cgroup_name(qos, uid))
+        let started = std::time::Instant::now();
+        let r = self.remove(&self.pod_cgroup_name(qos, uid));
+        self.observe("destroy", started);
+        r
     }
 
     /// Every pod cgroup present (uid, qos), for cleanup of pods the agent no longer runs.

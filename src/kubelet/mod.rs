@@ -139,6 +139,7 @@ impl Kubelet {
                 resync_period: opts
                     .sync_frequency
                     .min(crate::volumemanager::DEFAULT_RESYNC),
+                metrics: Some(metrics.clone()),
             },
             objects.clone(),
             events.clone(),
@@ -316,11 +317,14 @@ pub async fn run_sync_loop(kl: Arc<Kubelet>, mut inputs: SyncLoopInputs) {
                 workers.finished(&uid);
                 kl.status.remove(&uid);
                 if let Some(pod) = readd.remove(&uid) {
+                    // Removed and added again with the same UID while it was stopping.
+                    kl.metrics.restarted_pods_total.with_label_values(&["true"]).inc();
                     start_pod(&kl, &mut workers, pod);
                 }
             }
             _ = housekeeping.tick() => {
                 orphans.retain(|_, h| !h.is_finished());
+                record_pod_counts(&kl, &config, &workers, orphans.len());
                 kl.images.gc();
                 kl.crash_backoff.lock().gc(tokio::time::Instant::now());
                 if config.sources_ready() {
@@ -374,7 +378,28 @@ fn start_pod(kl: &Arc<Kubelet>, workers: &mut PodWorkers, pod: Arc<Pod>) {
         }
     }
     kl.status.set_pod(&uid, pod.clone());
+    let containers = pod.spec.as_ref().map_or(0, |s| s.containers.len());
     workers.start(pod);
+    kl.metrics
+        .containers_per_pod_count
+        .observe(containers as f64);
+}
+
+/// The pod counts the kubelet's housekeeping records (`kubelet_desired_pods`,
+/// `kubelet_active_pods`, `kubelet_mirror_pods`, `kubelet_working_pods`).
+fn record_pod_counts(kl: &Kubelet, config: &PodConfig, workers: &PodWorkers, orphans: usize) {
+    let desired = config.pods();
+    let terminal = |uid: &String| {
+        let phase = kl.status.status(uid).and_then(|s| s.phase);
+        matches!(phase.as_deref(), Some("Failed" | "Succeeded"))
+    };
+    kl.metrics.set_pod_counts(crate::metrics::PodCounts {
+        desired: desired.len(),
+        active: desired.keys().filter(|uid| !terminal(uid)).count(),
+        syncing: workers.active_count(),
+        terminating: workers.terminating_count(),
+        orphans,
+    });
 }
 
 fn handle_change(
