@@ -279,8 +279,6 @@ pub struct ContainerSampler {
     mem_peak: u64,
     psi: crate::model::PsiStats,
     fds: Option<FdStats>,
-    fd_path: Vec<u8>,
-    dents: Vec<u8>,
     stats: ContainerStats,
     blk: Vec<BlkioDevice>,
     ifaces: Vec<InterfaceStats>,
@@ -306,8 +304,6 @@ impl ContainerSampler {
             mem_peak: 0,
             psi: Default::default(),
             fds: None,
-            fd_path: Vec::new(),
-            dents: Vec::new(),
             stats: ContainerStats::default(),
             blk: Vec::new(),
             ifaces: Vec::new(),
@@ -488,12 +484,7 @@ impl ContainerSampler {
                     self.stats.process_count = Some(n);
                     first_pid = first;
                     if opts.process_fds && slow_pass {
-                        self.fds = Some(count_fds(
-                            &opts.proc_root,
-                            b,
-                            &mut self.fd_path,
-                            &mut self.dents,
-                        ));
+                        self.fds = Some(count_fds(&opts.proc_root, b));
                     }
                 }
                 PsiCpu => self.psi.cpu = pc::psi(b),
@@ -568,17 +559,28 @@ impl ContainerSampler {
     }
 }
 
+std::thread_local! {
+    /// Per sampling thread: the path and directory-entry buffers of [`count_fds`] (one set
+    /// per thread, not per container).
+    static FD_BUFS: std::cell::RefCell<(Vec<u8>, Vec<u8>)> = const {
+        std::cell::RefCell::new((Vec::new(), Vec::new()))
+    };
+}
+
 /// Descriptors and sockets of the processes listed in `procs` (a `cgroup.procs` read), as
 /// cAdvisor's `processStatsFromProcs` counts them: a process that exits meanwhile is skipped.
-fn count_fds(proc_root: &Path, procs: &[u8], path: &mut Vec<u8>, dents: &mut Vec<u8>) -> FdStats {
-    let mut total = FdStats::default();
-    for pid in pc::pids(procs) {
-        if let Ok((fds, sockets)) = sys::count_fds(proc_root, pid, path, dents) {
-            total.fds += fds;
-            total.sockets += sockets;
+fn count_fds(proc_root: &Path, procs: &[u8]) -> FdStats {
+    FD_BUFS.with(|bufs| {
+        let (path, dents) = &mut *bufs.borrow_mut();
+        let mut total = FdStats::default();
+        for pid in pc::pids(procs) {
+            if let Ok((fds, sockets)) = sys::count_fds(proc_root, pid, path, dents) {
+                total.fds += fds;
+                total.sockets += sockets;
+            }
         }
-    }
-    total
+        total
+    })
 }
 
 fn read_single(p: &Path) -> Option<u64> {
