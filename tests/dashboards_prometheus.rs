@@ -454,7 +454,8 @@ fn without_threshold(expr: &str) -> String {
 
 /// What the mixin's queries need to see on one node: a container with a CPU limit that works
 /// hard enough to be throttled, writes and reads its `emptyDir` with direct I/O (block I/O per
-/// device) and has a `downwardAPI` volume and a readiness probe.
+/// device) and has a readiness probe. Its volumes are disk-backed: a tmpfs volume would stay
+/// mounted under the test's directory when the agent is killed at the end.
 const KP_POD: &str = "apiVersion: v1
 kind: Pod
 metadata:
@@ -465,12 +466,6 @@ spec:
   volumes:
   - name: scratch
     emptyDir: {}
-  - name: info
-    downwardAPI:
-      items:
-      - path: labels
-        fieldRef:
-          fieldPath: metadata.labels
   containers:
   - name: main
     image: 127.0.0.1:5000/kubelet-rs/busybox:1.35
@@ -478,8 +473,6 @@ spec:
     volumeMounts:
     - name: scratch
       mountPath: /data
-    - name: info
-      mountPath: /etc/info
     readinessProbe:
       exec:
         command: [\"true\"]
