@@ -6,6 +6,9 @@
 //! - naive: open, read and close every file every pass;
 //! - pread: every file kept open and re-read with `pread(fd, buf, n, 0)`, nothing else.
 //!
+//! The sampler is also measured as the agent configures it (`process_fds`: descriptors and
+//! sockets of each container's processes counted every 10th pass).
+//!
 //! CPU is the process's user+system time (`getrusage`) across all threads. Needs root and
 //! cgroup write access; prints `skipped: <reason>` otherwise. Everything it creates is removed
 //! at the end, on error and on Ctrl-C.
@@ -59,6 +62,7 @@ struct Row {
     files_per_container: f64,
     sampler: Duration,
     sampler_all: Duration,
+    sampler_fds: Duration,
     naive: Duration,
     pread: Duration,
     passes: u32,
@@ -134,6 +138,21 @@ fn run(n: usize, passes: u32, rounds: u32, threads: usize) -> Result<Row, String
         });
         drop(m);
 
+        // The agent's configuration: descriptors and sockets counted on slow passes.
+        interrupt::check()?;
+        let m = Monitor::new(MonitorConfig {
+            process_fds: true,
+            ..config.clone()
+        })
+        .map_err(|e| e.to_string())?;
+        m.housekeep();
+        let sampler_fds = cpu_of(|| {
+            for _ in 0..passes {
+                m.housekeep();
+            }
+        });
+        drop(m);
+
         interrupt::check()?;
         let mut buf = Vec::with_capacity(16 * 1024);
         let naive = cpu_of(|| {
@@ -166,6 +185,7 @@ fn run(n: usize, passes: u32, rounds: u32, threads: usize) -> Result<Row, String
             files_per_container: files.len() as f64 / samples_per_pass as f64,
             sampler,
             sampler_all,
+            sampler_fds,
             naive,
             pread,
             passes,
@@ -179,6 +199,7 @@ fn run(n: usize, passes: u32, rounds: u32, threads: usize) -> Result<Row, String
             Some(b) => Row {
                 sampler: b.sampler.min(row.sampler),
                 sampler_all: b.sampler_all.min(row.sampler_all),
+                sampler_fds: b.sampler_fds.min(row.sampler_fds),
                 naive: b.naive.min(row.naive),
                 pread: b.pread.min(row.pread),
                 wall_per_pass: b.wall_per_pass.min(row.wall_per_pass),
@@ -248,11 +269,12 @@ fn main() {
         if threads == 0 { "one per CPU".to_string() } else { threads.to_string() }
     );
     println!(
-        "{:>6} {:>6} {:>10} | {:>12} {:>12} {:>12} {:>12} | {:>8} {:>8} | {:>9} | {:>7} {:>10} {:>10} {:>9}",
+        "{:>6} {:>6} {:>10} | {:>12} {:>12} {:>12} {:>12} {:>12} | {:>8} {:>8} | {:>9} | {:>7} {:>10} {:>10} {:>9}",
         "N",
         "files",
         "samples",
         "sampler",
+        "+fds",
         "every-pass",
         "pread-only",
         "naive",
@@ -265,24 +287,26 @@ fn main() {
         "rings"
     );
     println!(
-        "{:>6} {:>6} {:>10} | {:>12} {:>12} {:>12} {:>12} | {:>8} {:>8} | {:>9} | {:>7} {:>10} {:>10} {:>9}",
-        "", "/cont", "/pass", "µs/sample", "µs/sample", "µs/sample", "µs/sample", "sampler", "sampler", "sampler", "", "(est.)", "(delta)", ""
+        "{:>6} {:>6} {:>10} | {:>12} {:>12} {:>12} {:>12} {:>12} | {:>8} {:>8} | {:>9} | {:>7} {:>10} {:>10} {:>9}",
+        "", "/cont", "/pass", "µs/sample", "µs/sample", "µs/sample", "µs/sample", "µs/sample", "sampler", "sampler", "sampler", "", "(est.)", "(delta)", ""
     );
     for r in &rows {
         let per = |d: Duration| us(d) / (r.passes as f64 * r.samples_per_pass as f64);
-        let (s, a, p, n) = (
+        let (s, fd, a, p, n) = (
             per(r.sampler),
+            per(r.sampler_fds),
             per(r.sampler_all),
             per(r.pread),
             per(r.naive),
         );
         let pass_cpu = r.sampler / r.passes;
         println!(
-            "{:>6} {:>6.1} {:>10} | {:>12.1} {:>12.1} {:>12.1} {:>12.1} | {:>7.2}x {:>7.2}x | {:>8.2}% | {:>7} {:>9.1}M {:>9}M {:>8.1}M",
+            "{:>6} {:>6.1} {:>10} | {:>12.1} {:>12.1} {:>12.1} {:>12.1} {:>12.1} | {:>7.2}x {:>7.2}x | {:>8.2}% | {:>7} {:>9.1}M {:>9}M {:>8.1}M",
             r.n,
             r.files_per_container,
             r.samples_per_pass,
             s,
+            fd,
             a,
             p,
             n,
@@ -306,7 +330,13 @@ fn main() {
     println!(
         "sampler: the monitor as configured by default (limits, peak usage and PSI re-read every"
     );
-    println!("  10th pass); every-pass: the same monitor re-reading every file every pass;");
+    println!(
+        "  10th pass); +fds: the agent's monitor, which also counts each container's descriptors"
+    );
+    println!(
+        "  and sockets every 10th pass; every-pass: the default monitor re-reading every file"
+    );
+    println!("  every pass;");
     println!(
         "  pread-only / naive: every file every pass, read only (no parsing), single-threaded."
     );

@@ -293,7 +293,14 @@ pub async fn start_with(settings: &KubeletSettings, host: &HostPaths) -> anyhow:
     ) {
         images = images.with_max_parallel_pulls(n as usize);
     }
-    let cgroups = container_manager(settings, host).await?;
+    let cgroups = container_manager(settings, host, &metrics).await?;
+    metrics
+        .cgroup_version
+        .set(match cgroups.cgroups().layout() {
+            crate::cm::Layout::V2 { .. } => 2,
+            // Hybrid hosts count as v1, as for the kubelet (`IsCgroup2UnifiedMode` is false).
+            crate::cm::Layout::V1 { .. } => 1,
+        });
     if settings.fail_cgroup_v1
         && !matches!(cgroups.cgroups().layout(), crate::cm::Layout::V2 { .. })
     {
@@ -355,6 +362,9 @@ pub async fn start_with(settings: &KubeletSettings, host: &HostPaths) -> anyhow:
                 settings.pod_logs_dir.clone(),
             ),
         ],
+        // The kubelet's cAdvisor includes the `process` metrics: descriptor and socket counts
+        // (counted on slow passes only).
+        process_fds: true,
         ..Default::default()
     };
     let monitor = tokio::task::spawn_blocking(move || collectors::Monitor::new(monitor_config))
@@ -413,16 +423,11 @@ pub async fn start_with(settings: &KubeletSettings, host: &HostPaths) -> anyhow:
             monitor: monitor.clone(),
             names: names.clone(),
         };
-        Some(
-            bind(
-                addr,
-                server::readonly_router(state, health.clone())
-                    .merge(crate::events::router(recorder.clone()))
-                    .merge(crate::eviction::router(conditions.clone())),
-                &mut tasks,
-            )
-            .await?,
-        )
+        let router = server::readonly_router(state, health.clone())
+            .merge(crate::events::router(recorder.clone()))
+            .merge(crate::eviction::router(conditions.clone()));
+        let router = server::instrument(router, metrics.clone(), "readonly");
+        Some(bind(addr, router, &mut tasks).await?)
     } else {
         None
     };
@@ -462,6 +467,7 @@ pub async fn start_with(settings: &KubeletSettings, host: &HostPaths) -> anyhow:
 async fn container_manager(
     settings: &KubeletSettings,
     host: &HostPaths,
+    metrics: &Metrics,
 ) -> anyhow::Result<ContainerManager> {
     let paths = collectors::machine::MachinePaths {
         proc_root: host.proc_root.clone(),
@@ -502,7 +508,8 @@ async fn container_manager(
     node.validate()?;
     let cgroups = CgroupManager::new(&host.cgroup_mount, &settings.cgroup_root)
         .with_context(|| format!("--cgroup-root {}", settings.cgroup_root))?
-        .with_hugepage_sizes(node.capacity.hugepages.keys().copied());
+        .with_hugepage_sizes(node.capacity.hugepages.keys().copied())
+        .with_metrics(metrics.clone());
     Ok(ContainerManager::new(cgroups, node))
 }
 

@@ -387,6 +387,14 @@ impl KillPod for PodKiller {
             .evictions
             .with_label_values(&[req.cause.as_str()])
             .inc();
+        if let Some(at) = req.observed_at {
+            let age = collectors::sys::now_unix_nanos().saturating_sub(at);
+            self.kl
+                .metrics
+                .eviction_stats_age_seconds
+                .with_label_values(&[req.cause.as_str()])
+                .observe(age as f64 / 1e9);
+        }
         let kl = self.kl.clone();
         let uid = uid.clone();
         let wait = Duration::from_secs(grace.max(0) as u64) + STOP_MARGIN;

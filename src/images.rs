@@ -151,6 +151,8 @@ impl ImageManager {
         }
         let key = format!("{pod_uid}_{image}");
         let now = Instant::now();
+        // The kubelet's pull duration includes the wait for a serialized pull slot.
+        let pull_started = std::time::Instant::now();
         if self.backoff.lock().is_in_backoff_since_update(&key, now) {
             return Err(ImageError {
                 reason: IMAGE_PULL_BACKOFF,
@@ -165,9 +167,20 @@ impl ImageManager {
         tracing::info!(image = %image, pod_uid, "pulling image");
         match self.runtime.pull_image(&image, sandbox.cloned()).await {
             Ok(r) => {
+                let took = pull_started.elapsed();
                 self.backoff.lock().reset(&key);
                 // Prefer the image ID: CreateContainer then needs no further resolution.
-                match self.runtime.image_status(&image).await {
+                let status = self.runtime.image_status(&image).await;
+                let size = match &status {
+                    Ok(Some(img)) => img.size,
+                    _ => 0,
+                };
+                self.runtime
+                    .metrics()
+                    .image_pull_duration_seconds
+                    .with_label_values(&[crate::metrics::image_size_bucket(size)])
+                    .observe(took.as_secs_f64());
+                match status {
                     Ok(Some(img)) => Ok(img.id),
                     _ => Ok(r),
                 }

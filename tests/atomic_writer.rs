@@ -87,6 +87,7 @@ async fn secret_volume_modes_tmpfs_and_atomic_updates() {
             pods_root: root.path().join("pods"),
             mountinfo: PathBuf::from(mount::MOUNTINFO),
             resync_period: Duration::from_secs(3600),
+            metrics: None,
         },
         Arc::new(objects.clone()),
         Events::default(),

@@ -2,7 +2,10 @@
 //! `/metrics/cadvisor` labels (containerd naming: `name` is the container ID, the sandbox and
 //! the pod cgroup have `container=""`), `/metrics/resource`, `/metrics/probes`, `/metrics`,
 //! `/stats/summary` (both shapes, GET and POST), cAdvisor's `/metrics` on the agent's 4194
-//! port with `container_label_*`, and `promtool check metrics` on every one of them.
+//! port with `container_label_*`, and `promtool check metrics` on every one of them. The pod
+//! pulls its image (`Always`), has an `emptyDir` and runs a small HTTP server, so that the
+//! kubelet's image, volume and sandbox families and the container's descriptor and socket
+//! counts are real.
 
 mod cadvisor_support;
 mod common;
@@ -10,6 +13,8 @@ mod common;
 use std::time::Duration;
 
 use cadvisor_support::{free_port, get_ok, http, promtool_check, require_tool, samples, PROMTOOL};
+use collectors::layout::CgroupLayout;
+use collectors::sampler::CgroupPaths;
 use common::{cri_containers, cri_sandboxes, require_runtime, Agent, BUSYBOX};
 use serde_json::Value;
 
@@ -20,10 +25,17 @@ metadata:
   namespace: default
 spec:
   terminationGracePeriodSeconds: 1
+  volumes:
+  - name: scratch
+    emptyDir: {}
   containers:
   - name: main
     image: 127.0.0.1:5000/kubelet-rs/busybox:1.35
-    command: [\"sh\", \"-c\", \"while true; do i=0; while [ $i -lt 3000 ]; do i=$((i+1)); done; echo tick; sleep 0.3; done\"]
+    imagePullPolicy: Always
+    command: [\"sh\", \"-c\", \"httpd -f -p 127.0.0.1:8080 & while true; do i=0; while [ $i -lt 3000 ]; do i=$((i+1)); done; echo tick; sleep 0.3; done\"]
+    volumeMounts:
+    - name: scratch
+      mountPath: /data
     resources:
       limits:
         cpu: 200m
@@ -133,6 +145,40 @@ fn kubelet_metrics_endpoints_describe_a_running_pod() {
     assert!(samples(&text, "container_processes")
         .iter()
         .any(|(l, v, _)| label(l, "container") == Some("main") && *v >= 1.0));
+    // CFS bursts where this kernel's cpu.stat has them, and nothing where it has not.
+    let layout = CgroupLayout::detect(std::path::Path::new("/sys/fs/cgroup")).unwrap();
+    let paths = CgroupPaths::resolve(&layout, &cgroup);
+    let cpu_stat = paths
+        .cpu
+        .or(paths.unified)
+        .map(|d| std::fs::read_to_string(d.join("cpu.stat")).unwrap())
+        .expect("the container's cpu cgroup");
+    let bursts = samples(&text, "container_cpu_cfs_burst_periods_total");
+    assert_eq!(
+        bursts
+            .iter()
+            .any(|(l, _, _)| label(l, "container") == Some("main")),
+        cpu_stat.contains("nr_bursts "),
+        "burst series follow the kernel's cpu.stat:\n{cpu_stat}"
+    );
+    // Descriptors and sockets of the container's processes: sh, sleep and httpd's listener
+    // (counted every 10th pass, so wait for httpd to be seen).
+    agent.wait(
+        "the container's socket counted",
+        Duration::from_secs(40),
+        || {
+            let t = get_ok(ro, "/metrics/cadvisor");
+            let of = |family: &str| {
+                samples(&t, family)
+                    .iter()
+                    .find(|(l, _, _)| label(l, "container") == Some("main"))
+                    .map(|s| s.1)
+            };
+            let (fds, sockets) = (of("container_file_descriptors")?, of("container_sockets")?);
+            assert!(fds >= sockets + 3.0, "fds {fds}, sockets {sockets}");
+            (sockets >= 1.0).then_some(())
+        },
+    );
     assert!(!samples(&text, "machine_memory_bytes").is_empty());
     // cAdvisor's sample timestamps on container metrics, none on spec metrics.
     assert!(cpu.iter().all(|(_, _, ts)| ts.is_some()));
@@ -186,6 +232,64 @@ fn kubelet_metrics_endpoints_describe_a_running_pod() {
     assert!(samples(&own, "kubelet_node_name")
         .iter()
         .any(|(l, _, _)| label(l, "node") == Some(agent.node.as_str())));
+    // The families the kubelet has for what this pod went through: its image pulled, its
+    // sandbox run, its cgroup created, its emptyDir set up, the read-only server's requests,
+    // the housekeeping's pod counts; an eviction family only once something is evicted.
+    let own = agent.wait("housekeeping's pod counts", Duration::from_secs(30), || {
+        let t = get_ok(ro, "/metrics");
+        let desired = samples(&t, "kubelet_desired_pods")
+            .iter()
+            .any(|(l, v, _)| *l == "static=\"true\"" && *v >= 1.0);
+        desired.then_some(t)
+    });
+    let value = |family: &str, labels: &str| {
+        samples(&own, family)
+            .iter()
+            .find(|(l, _, _)| *l == labels)
+            .map(|s| s.1)
+            .unwrap_or_else(|| panic!("{family}{{{labels}}} missing:\n{own}"))
+    };
+    for (family, labels) in [
+        ("kubelet_started_pods_total", ""),
+        ("kubelet_started_containers_total", "container_type=\"container\""),
+        ("kubelet_run_podsandbox_duration_seconds_count", "runtime_handler=\"\""),
+        ("kubelet_image_pull_duration_seconds_count", "image_size_in_bytes=\"0-10MB\""),
+        ("kubelet_cgroup_manager_duration_seconds_count", "operation_type=\"create\""),
+        ("kubelet_containers_per_pod_count_count", ""),
+        ("kubelet_desired_pods", "static=\"true\""),
+        ("kubelet_active_pods", "static=\"true\""),
+        ("kubelet_working_pods", "config=\"desired\",lifecycle=\"sync\",static=\"true\""),
+        ("volume_manager_total_volumes", "plugin_name=\"kubernetes.io/empty-dir\",state=\"desired_state_of_world\""),
+        ("volume_manager_total_volumes", "plugin_name=\"kubernetes.io/empty-dir\",state=\"actual_state_of_world\""),
+        ("storage_operation_duration_seconds_count", "migrated=\"false\",operation_name=\"volume_mount\",status=\"success\",volume_plugin=\"kubernetes.io/empty-dir\""),
+        ("kubelet_http_requests_total", "long_running=\"false\",method=\"GET\",path=\"metrics/cadvisor\",server_type=\"readonly\""),
+        ("kubelet_http_requests_duration_seconds_count", "long_running=\"false\",method=\"GET\",path=\"pods\",server_type=\"readonly\""),
+    ] {
+        assert!(value(family, labels) >= 1.0, "{family}{{{labels}}}:\n{own}");
+    }
+    assert_eq!(value("kubelet_started_pods_errors_total", ""), 0.0);
+    assert_eq!(
+        value("kubelet_mirror_pods", ""),
+        0.0,
+        "no API server, no mirror pods"
+    );
+    let v = value("kubelet_cgroup_version", "");
+    assert!(v == 1.0 || v == 2.0, "{v}");
+    let build = samples(&own, "kubernetes_build_info");
+    assert!(
+        build.len() == 1 && label(build[0].0, "git_version").is_some_and(|g| g.starts_with("v1.")),
+        "{build:?}"
+    );
+    for absent in [
+        "kubelet_evictions",
+        "kubelet_eviction_stats_age_seconds",
+        "kubelet_restarted_pods_total",
+    ] {
+        assert!(
+            samples(&own, absent).is_empty(),
+            "{absent} without an event"
+        );
+    }
     for f in [
         "process_cpu_seconds_total",
         "process_resident_memory_bytes",

@@ -63,6 +63,28 @@ counters! {
 }
 
 counters! {
+    /// CFS bandwidth bursts of a cgroup (cumulative): `nr_bursts` and `burst_time` (v1, ns) or
+    /// `burst_usec` (v2) of `cpu.stat`, which kernels have since 5.14.
+    pub struct CpuBurstStats {
+        /// Periods in which the cgroup ran over its quota on burst credit.
+        bursts,
+        /// Total time over quota, ns.
+        burst_time,
+    }
+}
+
+counters! {
+    /// Open file descriptors of the processes in a cgroup (cAdvisor's `ProcessStats`
+    /// `fd_count` and `socket_count`).
+    pub struct FdStats {
+        /// Entries of `/proc/<pid>/fd`, summed over the cgroup's processes.
+        fds,
+        /// Those that are sockets (`socket:[inode]` links).
+        sockets,
+    }
+}
+
+counters! {
     /// Memory usage of a cgroup. `working_set` = `usage` − inactive file pages
     /// (`total_inactive_file` on v1, `inactive_file` on v2), as cAdvisor computes it.
     pub struct MemoryStats {
@@ -488,8 +510,13 @@ pub struct ContainerStats {
     pub memory: Option<MemoryStats>,
     /// Task counts.
     pub pids: Option<PidsStats>,
+    /// CFS bursts, where the kernel reports them.
+    pub cpu_burst: Option<CpuBurstStats>,
     /// Processes in the cgroup (lines of `cgroup.procs`).
     pub process_count: Option<u64>,
+    /// Descriptors of those processes: counted only when the monitor is asked to
+    /// ([`crate::sampler::SamplerOptions::process_fds`]), as cAdvisor's `process` metrics.
+    pub fds: Option<FdStats>,
     /// Block I/O per device (empty when none has been charged).
     pub blkio: Option<Vec<BlkioDevice>>,
     /// Network of the cgroup's network namespace, `lo` and `veth*` left out.
@@ -504,6 +531,8 @@ const C_PIDS: u64 = 4;
 const C_PROCS: u64 = 8;
 const C_BLKIO: u64 = 16;
 const C_NET: u64 = 32;
+const C_BURST: u64 = 64;
+const C_FDS: u64 = 128;
 
 impl ContainerStats {
     /// Empties every section, keeping the vectors' capacity (for reuse by the sampler).
@@ -512,7 +541,9 @@ impl ContainerStats {
         self.cpu = None;
         self.memory = None;
         self.pids = None;
+        self.cpu_burst = None;
         self.process_count = None;
+        self.fds = None;
         if let Some(v) = self.blkio.as_mut() {
             v.clear();
         }
@@ -559,7 +590,9 @@ impl Record for ContainerStats {
                 0
             })
             | (if self.blkio.is_some() { C_BLKIO } else { 0 })
-            | (if self.network.is_some() { C_NET } else { 0 });
+            | (if self.network.is_some() { C_NET } else { 0 })
+            | (if self.cpu_burst.is_some() { C_BURST } else { 0 })
+            | (if self.fds.is_some() { C_FDS } else { 0 });
         out.push(self.timestamp);
         out.push(mask);
         if let Some(c) = &self.cpu {
@@ -584,6 +617,12 @@ impl Record for ContainerStats {
         }
         if let Some(n) = &self.network {
             put_interfaces(n, out);
+        }
+        if let Some(b) = &self.cpu_burst {
+            b.put(out);
+        }
+        if let Some(f) = &self.fds {
+            f.put(out);
         }
         self.psi.put(out);
     }
@@ -624,6 +663,12 @@ impl Record for ContainerStats {
         }
         if mask & C_NET != 0 {
             s.network = Some(get_interfaces(&mut w)?);
+        }
+        if mask & C_BURST != 0 {
+            s.cpu_burst = Some(CpuBurstStats::get(&mut w)?);
+        }
+        if mask & C_FDS != 0 {
+            s.fds = Some(FdStats::get(&mut w)?);
         }
         s.psi = PsiStats::get(&mut w)?;
         Some(s)
@@ -785,7 +830,15 @@ mod tests {
                 current: 3,
                 max: u64::MAX,
             }),
+            cpu_burst: Some(CpuBurstStats {
+                bursts: 5,
+                burst_time: 6,
+            }),
             process_count: Some(2),
+            fds: Some(FdStats {
+                fds: 11,
+                sockets: 4,
+            }),
             blkio: Some(vec![BlkioDevice {
                 dev: DevNum { major: 8, minor: 0 },
                 bytes: IoCounts {

@@ -107,6 +107,10 @@ pub struct MonitorConfig {
     /// Re-read limits, peak usage and PSI files every this many passes (default
     /// [`crate::sampler::SLOW_FILE_EVERY`]; 1: every file every pass).
     pub slow_file_every: u64,
+    /// Count each container's open descriptors and sockets on slow passes (cAdvisor's
+    /// `process` metrics, which the kubelet enables and standalone cAdvisor leaves off; default
+    /// off). See [`crate::sampler::SamplerOptions::process_fds`].
+    pub process_fds: bool,
 }
 
 impl Default for MonitorConfig {
@@ -130,6 +134,7 @@ impl Default for MonitorConfig {
                 (fs_role::LOG, "/var/log".into()),
             ],
             slow_file_every: crate::sampler::SLOW_FILE_EVERY,
+            process_fds: false,
         }
     }
 }
@@ -374,6 +379,7 @@ impl Monitor {
             ring_slots: slots,
             max_age: config.storage_duration.as_nanos() as u64,
             slow_every: config.slow_file_every.max(1),
+            process_fds: config.process_fds,
         };
         let threads = if config.threads == 0 {
             std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -917,6 +923,87 @@ mod tests {
         }
         m.housekeep();
         assert_eq!(c.latest().unwrap().memory.unwrap().limit, 1 << 20);
+    }
+
+    #[test]
+    fn cpu_bursts_come_from_cpu_stat_where_the_kernel_has_them() {
+        for layout in [Layout::V1, Layout::V2] {
+            let t = FixtureTree::new(layout);
+            pod(&t);
+            let m = Monitor::new(config(&t)).unwrap();
+            let c = m.container("/kubepods/pod1").unwrap();
+            // The fixture's cpu.stat is an older kernel's: no burst keys, so no figures.
+            m.housekeep();
+            let s = c.latest().unwrap();
+            assert!(s.cpu.is_some(), "{layout:?}");
+            assert_eq!(
+                s.cpu_burst, None,
+                "{layout:?}: nothing measured, nothing reported"
+            );
+            let (controller, text) = match layout {
+                Layout::V1 => (
+                    "cpu",
+                    "nr_periods 8\nnr_throttled 4\nthrottled_time 0\nnr_bursts 3\nburst_time 2500\n",
+                ),
+                _ => (
+                    "",
+                    "usage_usec 1\nuser_usec 1\nsystem_usec 0\nnr_periods 8\nnr_throttled 4\nthrottled_usec 0\nnr_bursts 3\nburst_usec 25\n",
+                ),
+            };
+            t.write_file(controller, "/kubepods/pod1", "cpu.stat", text);
+            m.housekeep();
+            let b = c.latest().unwrap().cpu_burst.expect("burst figures");
+            let want_ns = if layout == Layout::V1 { 2500 } else { 25_000 };
+            assert_eq!((b.bursts, b.burst_time), (3, want_ns), "{layout:?}");
+        }
+    }
+
+    /// A fake `/proc/<pid>/fd` with `links` (descriptor → link target).
+    fn fake_fds(t: &FixtureTree, pid: u32, links: &[&str]) {
+        let dir = t.proc_root().join(pid.to_string()).join("fd");
+        std::fs::create_dir_all(&dir).unwrap();
+        for (i, target) in links.iter().enumerate() {
+            std::os::unix::fs::symlink(target, dir.join(i.to_string())).unwrap();
+        }
+    }
+
+    #[test]
+    fn descriptors_are_counted_only_when_asked_and_on_slow_passes() {
+        let t = FixtureTree::new(Layout::V1);
+        pod(&t);
+        fake_fds(
+            &t,
+            4242,
+            &["/dev/null", "socket:[101]", "pipe:[7]", "socket:[102]"],
+        );
+        fake_fds(&t, 4243, &["/dev/null", "anon_inode:[eventfd]"]);
+        // Off (cAdvisor's default): no figures, not zeros.
+        let m = Monitor::new(config(&t)).unwrap();
+        m.housekeep();
+        let s = m.container("/kubepods/pod1").unwrap().latest().unwrap();
+        assert_eq!(s.fds, None);
+        // On: both processes of cgroup.procs, sockets by their link.
+        let m = Monitor::new(MonitorConfig {
+            process_fds: true,
+            ..config(&t)
+        })
+        .unwrap();
+        let c = m.container("/kubepods/pod1").unwrap();
+        m.housekeep();
+        let f = c.latest().unwrap().fds.expect("counted");
+        assert_eq!((f.fds, f.sockets), (6, 2));
+        // A new socket shows at the next slow pass; in between the last count is carried.
+        std::os::unix::fs::symlink("socket:[103]", t.proc_root().join("4243/fd/9")).unwrap();
+        for _ in 1..crate::sampler::SLOW_FILE_EVERY {
+            m.housekeep();
+            assert_eq!(c.latest().unwrap().fds.unwrap().sockets, 2);
+        }
+        m.housekeep();
+        let f = c.latest().unwrap().fds.unwrap();
+        assert_eq!((f.fds, f.sockets), (7, 3));
+        // A cgroup without processes has none, measured: zero.
+        let k = m.container("/kubepods").unwrap().latest().unwrap();
+        assert_eq!(k.fds.map(|f| f.fds), Some(0));
     }
 
     #[test]

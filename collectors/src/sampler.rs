@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use crate::files::{read_once, KeptFile};
 use crate::layout::{cgroup_dir, CgroupLayout};
 use crate::model::{
-    BlkioDevice, ContainerStats, CpuStats, InterfaceStats, MemoryStats, NodeMemoryStats, NodeStats,
-    PidsStats, Timestamp,
+    BlkioDevice, ContainerStats, CpuStats, FdStats, InterfaceStats, MemoryStats, NodeMemoryStats,
+    NodeStats, PidsStats, Timestamp,
 };
 use crate::parse::cgroup::{self as pc, BlkioKind};
 use crate::parse::procfs;
@@ -258,6 +258,10 @@ pub struct SamplerOptions {
     pub max_age: u64,
     /// Re-read slow files ([`FileKind::is_slow`]) every this many passes (1: every pass).
     pub slow_every: u64,
+    /// Count the descriptors and sockets of each cgroup's processes (cAdvisor's `process`
+    /// metrics: `fd_count`, `socket_count`), on slow passes only: it lists `/proc/<pid>/fd` and
+    /// reads every link, which costs more than the rest of a sample. Off: no figures at all.
+    pub process_fds: bool,
 }
 
 /// The sampling state of one container: its open files, reused buffers and ring writer.
@@ -274,6 +278,7 @@ pub struct ContainerSampler {
     mem_limit: u64,
     mem_peak: u64,
     psi: crate::model::PsiStats,
+    fds: Option<FdStats>,
     stats: ContainerStats,
     blk: Vec<BlkioDevice>,
     ifaces: Vec<InterfaceStats>,
@@ -298,6 +303,7 @@ impl ContainerSampler {
             mem_limit: u64::MAX,
             mem_peak: 0,
             psi: Default::default(),
+            fds: None,
             stats: ContainerStats::default(),
             blk: Vec::new(),
             ifaces: Vec::new(),
@@ -431,11 +437,11 @@ impl ContainerSampler {
                     have_cpu = true;
                 }
                 V1CpuStat => {
-                    pc::v1_cpu_stat(b, &mut cpu);
+                    self.stats.cpu_burst = pc::v1_cpu_stat(b, &mut cpu);
                     have_cpu = true;
                 }
                 V2CpuStat => {
-                    cpu = pc::v2_cpu_stat(b);
+                    (cpu, self.stats.cpu_burst) = pc::v2_cpu_stat(b);
                     have_cpu = true;
                 }
                 V1MemUsage | V2MemCurrent => {
@@ -477,6 +483,9 @@ impl ContainerSampler {
                     let (n, first) = pc::pid_list(b);
                     self.stats.process_count = Some(n);
                     first_pid = first;
+                    if opts.process_fds && slow_pass {
+                        self.fds = Some(count_fds(&opts.proc_root, b));
+                    }
                 }
                 PsiCpu => self.psi.cpu = pc::psi(b),
                 PsiMemory => self.psi.memory = pc::psi(b),
@@ -520,6 +529,7 @@ impl ContainerSampler {
             self.stats.cpu = Some(cpu);
         }
         self.stats.psi = self.psi;
+        self.stats.fds = self.fds;
         self.stats.blkio = have_blk.then(|| std::mem::take(&mut self.blk));
         self.stats.network = have_net.then(|| std::mem::take(&mut self.ifaces));
         self.words.clear();
@@ -547,6 +557,30 @@ impl ContainerSampler {
     pub fn ring(&self) -> Option<&Arc<Ring>> {
         self.writer.as_ref().map(RingWriter::ring)
     }
+}
+
+std::thread_local! {
+    /// Per sampling thread: the path and directory-entry buffers of [`count_fds`] (one set
+    /// per thread, not per container).
+    static FD_BUFS: std::cell::RefCell<(Vec<u8>, Vec<u8>)> = const {
+        std::cell::RefCell::new((Vec::new(), Vec::new()))
+    };
+}
+
+/// Descriptors and sockets of the processes listed in `procs` (a `cgroup.procs` read), as
+/// cAdvisor's `processStatsFromProcs` counts them: a process that exits meanwhile is skipped.
+fn count_fds(proc_root: &Path, procs: &[u8]) -> FdStats {
+    FD_BUFS.with(|bufs| {
+        let (path, dents) = &mut *bufs.borrow_mut();
+        let mut total = FdStats::default();
+        for pid in pc::pids(procs) {
+            if let Ok((fds, sockets)) = sys::count_fds(proc_root, pid, path, dents) {
+                total.fds += fds;
+                total.sockets += sockets;
+            }
+        }
+        total
+    })
 }
 
 fn read_single(p: &Path) -> Option<u64> {

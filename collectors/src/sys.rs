@@ -1,5 +1,6 @@
 //! Thin, safe wrappers over the few syscalls the collectors need that `std` does not offer:
-//! `pread` into a reusable buffer, `fstatfs`, `statvfs`, `getrusage` and `RLIMIT_NOFILE`.
+//! `pread` into a reusable buffer, `fstatfs`, `statvfs`, `getrusage`, `RLIMIT_NOFILE`, and
+//! counting a process's descriptors with `getdents64`/`readlinkat` into reused buffers.
 //!
 //! Every `unsafe` block of the crate lives here, each with its `SAFETY:` argument.
 
@@ -171,6 +172,92 @@ pub fn raise_nofile_limit(wanted: u64) -> io::Result<u64> {
     Ok(target as u64)
 }
 
+/// Descriptors of one process: `(entries of <proc_root>/<pid>/fd, those linking to a socket)`,
+/// as cAdvisor counts them (a link `socket:[inode]` is a socket). `path` and `dents` are
+/// reused between calls (nothing is allocated once they have grown). An error means the
+/// process is gone (`ENOENT`) or unreadable; the caller skips it, as cAdvisor does.
+pub fn count_fds(
+    proc_root: &Path,
+    pid: u32,
+    path: &mut Vec<u8>,
+    dents: &mut Vec<u8>,
+) -> io::Result<(u64, u64)> {
+    use std::io::Write as _;
+    use std::os::fd::{FromRawFd, OwnedFd};
+    path.clear();
+    path.extend_from_slice(proc_root.as_os_str().as_bytes());
+    // Writing into a Vec cannot fail.
+    let _ = write!(path, "/{pid}/fd\0");
+    // SAFETY: `path` is NUL-terminated and lives across the call.
+    let raw = unsafe {
+        libc::open(
+            path.as_ptr().cast(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a descriptor we just opened and own; OwnedFd closes it once.
+    let dir = unsafe { OwnedFd::from_raw_fd(raw) };
+    if dents.len() < 8192 {
+        dents.resize(8192, 0);
+    }
+    let (mut fds, mut sockets) = (0u64, 0u64);
+    let mut link = [0u8; 16];
+    loop {
+        // SAFETY: `dents` is a writable buffer of `dents.len()` bytes and `dir` an open
+        // directory descriptor, both valid for the call.
+        let n = unsafe {
+            libc::syscall(
+                libc::SYS_getdents64,
+                dir.as_raw_fd(),
+                dents.as_mut_ptr(),
+                dents.len(),
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if n == 0 {
+            break;
+        }
+        let filled = &dents[..n as usize];
+        let mut off = 0;
+        // linux_dirent64: d_ino u64, d_off i64, d_reclen u16, d_type u8, d_name (NUL ended).
+        while off + 19 < filled.len() {
+            let reclen = u16::from_ne_bytes([filled[off + 16], filled[off + 17]]) as usize;
+            if reclen == 0 || off + reclen > filled.len() {
+                break;
+            }
+            let record = &filled[off + 19..off + reclen];
+            let Some(end) = record.iter().position(|&c| c == 0) else {
+                off += reclen;
+                continue;
+            };
+            let name = &record[..end];
+            if name != b"." && name != b".." {
+                fds += 1;
+                // SAFETY: `record` holds the name and its NUL (found above), and `link` is a
+                // writable buffer of `link.len()` bytes.
+                let len = unsafe {
+                    libc::readlinkat(
+                        dir.as_raw_fd(),
+                        record.as_ptr().cast(),
+                        link.as_mut_ptr().cast(),
+                        link.len(),
+                    )
+                };
+                if len > 0 && link[..len as usize].starts_with(b"socket:") {
+                    sockets += 1;
+                }
+            }
+            off += reclen;
+        }
+    }
+    Ok((fds, sockets))
+}
+
 /// Number of descriptors this process has open (entries of `<proc_root>/self/fd`).
 pub fn open_fd_count(proc_root: &Path) -> usize {
     std::fs::read_dir(proc_root.join("self/fd"))
@@ -215,6 +302,36 @@ mod tests {
     use super::*;
     use std::io::Write;
     use std::os::fd::AsFd;
+
+    #[test]
+    fn counts_this_process_descriptors_and_sockets() {
+        let before = count_fds(
+            Path::new("/proc"),
+            std::process::id(),
+            &mut Vec::new(),
+            &mut Vec::new(),
+        )
+        .unwrap();
+        let (_a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let _f = std::fs::File::open("/proc/self/stat").unwrap();
+        let after = count_fds(
+            Path::new("/proc"),
+            std::process::id(),
+            &mut Vec::new(),
+            &mut Vec::new(),
+        )
+        .unwrap();
+        // Other test threads open and close descriptors too: at least ours are seen.
+        assert!(after.1 >= 2, "{before:?} -> {after:?}");
+        assert!(after.0 >= 3 && after.0 >= after.1, "{after:?}");
+        let gone = count_fds(
+            Path::new("/proc"),
+            u32::MAX - 1,
+            &mut Vec::new(),
+            &mut Vec::new(),
+        );
+        assert!(gone.is_err_and(|e| is_vanished(&e)));
+    }
 
     #[test]
     fn pread_all_reads_whole_file_and_grows() {

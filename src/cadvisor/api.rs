@@ -450,14 +450,18 @@ pub struct CpuUsage {
     pub system: u64,
 }
 
-/// `v1.CpuCFS`.
+/// `v1.CpuCFS`. The burst figures come from `cpu.stat`'s `nr_bursts` and `burst_time`
+/// (`burst_usec` on v2); on kernels without them (before 5.14) they are left out rather than
+/// reported as zero (cAdvisor prints a zero there; a client reads a missing field as zero too).
 #[derive(Clone, Serialize, Default)]
 pub struct CpuCfs {
     pub periods: u64,
     pub throttled_periods: u64,
     pub throttled_time: u64,
-    pub bursts_periods: u64,
-    pub burst_time: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bursts_periods: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub burst_time: Option<u64>,
 }
 
 /// `v1.CpuSchedstat`.
@@ -728,12 +732,16 @@ pub struct NetworkStats {
     pub tcp_advanced: TcpAdvancedStat,
 }
 
-/// `v1.ProcessStats`.
+/// `v1.ProcessStats`. `fd_count` and `socket_count` are there when the monitor counts
+/// descriptors (cAdvisor's `process` metrics, which the kubelet enables), and left out
+/// otherwise rather than reported as zero.
 #[derive(Clone, Serialize, Default)]
 pub struct ProcessStats {
     pub process_count: u64,
-    pub fd_count: u64,
-    pub socket_count: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fd_count: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub socket_count: Option<u64>,
     #[serde(skip_serializing_if = "is_zero")]
     pub threads_current: u64,
     #[serde(skip_serializing_if = "is_zero")]
@@ -961,7 +969,7 @@ pub fn deprecated_stats(
         out.push(DeprecatedContainerStats {
             timestamp: s.timestamp,
             has_cpu,
-            cpu: cpu_stats(&cpu, psi(s.psi.cpu)),
+            cpu: cpu_stats(&cpu, s.cpu_burst, psi(s.psi.cpu)),
             cpu_inst: if has_cpu && i > 0 {
                 cpu_inst(&samples[i - 1], s)
             } else {
@@ -992,9 +1000,14 @@ pub fn deprecated_stats(
     out
 }
 
-/// cAdvisor's `CpuStats` (info/v1) from one CPU sample, without per-CPU usage; `psi` is the CPU
-/// pressure to report (the container's, or the node's for the root).
-pub(crate) fn cpu_stats(cpu: &m::CpuStats, psi: PsiStats) -> CpuStats {
+/// cAdvisor's `CpuStats` (info/v1) from one CPU sample and its bursts (where the kernel has
+/// them), without per-CPU usage; `psi` is the CPU pressure to report (the container's, or the
+/// node's for the root).
+pub(crate) fn cpu_stats(
+    cpu: &m::CpuStats,
+    burst: Option<m::CpuBurstStats>,
+    psi: PsiStats,
+) -> CpuStats {
     CpuStats {
         usage: CpuUsage {
             total: cpu.usage_total,
@@ -1006,8 +1019,8 @@ pub(crate) fn cpu_stats(cpu: &m::CpuStats, psi: PsiStats) -> CpuStats {
             periods: cpu.cfs_periods,
             throttled_periods: cpu.cfs_throttled_periods,
             throttled_time: cpu.cfs_throttled_time,
-            bursts_periods: 0,
-            burst_time: 0,
+            bursts_periods: burst.map(|b| b.bursts),
+            burst_time: burst.map(|b| b.burst_time),
         },
         schedstat: CpuSchedstat::default(),
         load_average: 0,
@@ -1029,13 +1042,13 @@ pub(crate) fn disk_io_stats(
     }
 }
 
-/// cAdvisor's `ProcessStats` from one sample: its process count and pids controller (an
-/// unlimited `pids.max` reads as 0).
+/// cAdvisor's `ProcessStats` from one sample: its process count, descriptor and socket counts
+/// (when counted) and pids controller (an unlimited `pids.max` reads as 0).
 pub(crate) fn process_stats(s: &CStats) -> ProcessStats {
     ProcessStats {
         process_count: s.process_count.unwrap_or(0),
-        fd_count: 0,
-        socket_count: 0,
+        fd_count: s.fds.map(|f| f.fds),
+        socket_count: s.fds.map(|f| f.sockets),
         threads_current: s.pids.map_or(0, |p| p.current),
         threads_max: s
             .pids

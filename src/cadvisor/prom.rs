@@ -185,6 +185,24 @@ macro_rules! cfs_fam {
     };
 }
 
+/// A CFS burst family: containers with a quota, on kernels that report bursts (cAdvisor
+/// prints zeros where the kernel has none; nothing is printed here).
+macro_rules! burst_fam {
+    ($name:literal, $help:literal, |$b:ident| $v:expr) => {
+        Fam {
+            name: $name,
+            help: $help,
+            kind: C,
+            group: Group::Cpu,
+            src: Src::Container(|_, r, f| {
+                if let (Some($b), true) = (r.s.and_then(|s| s.cpu_burst), has_quota(r)) {
+                    one(f, r, $v)
+                }
+            }),
+        }
+    };
+}
+
 macro_rules! mem_fam {
     ($name:literal, $help:literal, $kind:expr, |$m:ident| $v:expr) => {
         Fam {
@@ -468,8 +486,8 @@ static FAMILIES: &[Fam] = &[
     cfs_fam!("container_cpu_cfs_periods_total", "Number of elapsed enforcement period intervals.", |c| c.cfs_periods as f64),
     cfs_fam!("container_cpu_cfs_throttled_periods_total", "Number of throttled period intervals.", |c| c.cfs_throttled_periods as f64),
     cfs_fam!("container_cpu_cfs_throttled_seconds_total", "Total time duration the container has been throttled.", |c| c.cfs_throttled_time as f64 / 1e9),
-    cfs_fam!("container_cpu_cfs_burst_periods_total", "Number of periods when burst occurs.", |_c| 0.0),
-    cfs_fam!("container_cpu_cfs_burst_seconds_total", "Total time duration the container has been bursted.", |_c| 0.0),
+    burst_fam!("container_cpu_cfs_burst_periods_total", "Number of periods when burst occurs.", |b| b.bursts as f64),
+    burst_fam!("container_cpu_cfs_burst_seconds_total", "Total time duration the container has been bursted.", |b| b.burst_time as f64 / 1e9),
     // ---------------------------------------------------------------- cpu load (no load reader: zeros, as cAdvisor without --enable_load_reader)
     Fam {
         name: "container_cpu_load_average_10s",
@@ -611,6 +629,28 @@ static FAMILIES: &[Fam] = &[
         src: Src::Container(|_, r, f| {
             if let Some(n) = r.s.and_then(|s| s.process_count) {
                 one(f, r, n as f64)
+            }
+        }),
+    },
+    Fam {
+        name: "container_file_descriptors",
+        help: "Number of open file descriptors for the container.",
+        kind: G,
+        group: Group::Process,
+        src: Src::Container(|_, r, f| {
+            if let Some(d) = r.s.and_then(|s| s.fds) {
+                one(f, r, d.fds as f64)
+            }
+        }),
+    },
+    Fam {
+        name: "container_sockets",
+        help: "Number of open sockets for the container.",
+        kind: G,
+        group: Group::Process,
+        src: Src::Container(|_, r, f| {
+            if let Some(d) = r.s.and_then(|s| s.fds) {
+                one(f, r, d.sockets as f64)
             }
         }),
     },

@@ -140,7 +140,12 @@ fn fixed_samples() -> Vec<m::ContainerStats> {
             current: 3,
             max: u64::MAX,
         }),
+        cpu_burst: Some(m::CpuBurstStats {
+            bursts: 4,
+            burst_time: 1_500_000,
+        }),
         process_count: Some(2),
+        fds: Some(m::FdStats { fds: 9, sockets: 2 }),
         blkio: Some(vec![m::BlkioDevice {
             dev: m::DevNum {
                 major: 254,
@@ -695,6 +700,9 @@ fn exposition(flavour: prom::Flavour) -> String {
     };
     let mut root_sample = samples[1].clone();
     root_sample.network = None;
+    // A kernel without burst figures, a monitor not counting descriptors: nothing printed.
+    root_sample.cpu_burst = None;
+    root_sample.fds = None;
     // The container's own sample has the pod's network too; only the sandbox reports it.
     let container_sample = samples[1].clone();
     let sandbox_sample = samples[1].clone();
@@ -769,6 +777,50 @@ fn exposition(flavour: prom::Flavour) -> String {
     let mut out = Vec::new();
     prom::write_families(&mut out, flavour, &rows, &ctx);
     String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn unmeasured_bursts_and_descriptors_are_left_out_not_zero() {
+    let mut s = fixed_samples()[1].clone();
+    let json = |s: &m::ContainerStats| {
+        let cpu = api::cpu_stats(&s.cpu.unwrap(), s.cpu_burst, Default::default());
+        (
+            serde_json::to_value(&cpu).unwrap(),
+            serde_json::to_value(api::process_stats(s)).unwrap(),
+        )
+    };
+    let (cpu, procs) = json(&s);
+    assert_eq!(cpu["cfs"]["bursts_periods"], 4);
+    assert_eq!(cpu["cfs"]["burst_time"], 1_500_000);
+    assert_eq!(
+        (procs["fd_count"].clone(), procs["socket_count"].clone()),
+        (9.into(), 2.into())
+    );
+    s.cpu_burst = None;
+    s.fds = None;
+    let (cpu, procs) = json(&s);
+    let cfs = cpu["cfs"].as_object().unwrap();
+    assert!(
+        !cfs.contains_key("bursts_periods") && !cfs.contains_key("burst_time"),
+        "{cfs:?}"
+    );
+    assert_eq!(cfs["periods"], 10);
+    let procs = procs.as_object().unwrap();
+    assert!(
+        !procs.contains_key("fd_count") && !procs.contains_key("socket_count"),
+        "{procs:?}"
+    );
+    assert_eq!(procs["process_count"], 2);
+    // The exposition's root sample has neither: no series for it.
+    let text = exposition(prom::Flavour::Kubelet);
+    assert!(
+        !text.contains("container_file_descriptors{container=\"\",id=\"/\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("container_file_descriptors{container=\"app\""),
+        "{text}"
+    );
 }
 
 #[test]

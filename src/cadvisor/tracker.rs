@@ -3,7 +3,10 @@
 //!
 //! - the **spec cache**: container specs (limits, creation time) cost about ten file reads
 //!   each, too many to read per scrape at 1000 containers; they are read when a container
-//!   appears and refreshed once a minute, a bounded number per pass;
+//!   appears, read once more when it has settled ([`SPEC_SETTLE`]: the runtime creates a
+//!   container's cgroup before it writes its limits, and a spec read in between would miss
+//!   the CPU quota, and with it the `container_cpu_cfs_*` families, for a minute), then
+//!   refreshed once a minute, a bounded number per pass;
 //! - **events**: container creation and deletion, diffed from the registry after every pass,
 //!   and OOMs from `/dev/kmsg` (a second thread), with per-container OOM counts for
 //!   `container_oom_events_total`;
@@ -31,6 +34,9 @@ use super::expo::{Family, Kind, LabelSet};
 
 /// Specs older than this are re-read.
 pub const SPEC_MAX_AGE: Duration = Duration::from_secs(60);
+/// A container's first spec is read again this long after it (cAdvisor re-reads specs
+/// older than 5 s whenever it is asked for them).
+pub const SPEC_SETTLE: Duration = Duration::from_secs(5);
 /// Stale specs re-read per pass, at most.
 pub const SPEC_REFRESH_PER_PASS: usize = 64;
 
@@ -49,6 +55,15 @@ pub struct TrackerOptions {
 struct CachedSpec {
     spec: Arc<ContainerSpec>,
     read_at: Instant,
+    /// Read again after [`SPEC_SETTLE`] (or later).
+    settled: bool,
+}
+
+impl CachedSpec {
+    fn due(&self) -> bool {
+        let age = self.read_at.elapsed();
+        age >= SPEC_MAX_AGE || (!self.settled && age >= SPEC_SETTLE)
+    }
 }
 
 /// Rendering cost of one metrics endpoint.
@@ -171,6 +186,7 @@ impl Tracker {
             CachedSpec {
                 spec: spec.clone(),
                 read_at: Instant::now(),
+                settled: false,
             },
         );
         spec
@@ -295,14 +311,15 @@ impl Tracker {
     fn refresh_specs(&self, list: &[Arc<Container>]) {
         let stale: Vec<&Arc<Container>> = {
             let specs = self.specs.read();
-            let mut v: Vec<(&Arc<Container>, Instant)> = list
+            // New containers' second reads first, then the oldest specs.
+            let mut v: Vec<(&Arc<Container>, (bool, Instant))> = list
                 .iter()
                 .filter_map(|c| {
                     let s = specs.get(c.name())?;
-                    (s.read_at.elapsed() >= SPEC_MAX_AGE).then_some((c, s.read_at))
+                    s.due().then_some((c, (s.settled, s.read_at)))
                 })
                 .collect();
-            v.sort_by_key(|(_, t)| *t);
+            v.sort_by_key(|(_, k)| *k);
             v.into_iter()
                 .take(SPEC_REFRESH_PER_PASS)
                 .map(|(c, _)| c)
@@ -315,6 +332,7 @@ impl Tracker {
                 CachedSpec {
                     spec,
                     read_at: Instant::now(),
+                    settled: true,
                 },
             );
         }
@@ -657,6 +675,65 @@ mod tests {
             ..Default::default()
         })
         .unwrap()
+    }
+
+    /// Makes the cached spec of `name` look `by` older.
+    fn backdate(tr: &Tracker, name: &str, by: Duration) {
+        let mut specs = tr.specs.write();
+        let s = specs.get_mut(name).expect("cached spec");
+        s.read_at -= by;
+    }
+
+    /// Runs passes until the spec of `c` satisfies `ok` (the tracker's own thread may handle
+    /// a pass before `catch_up` does).
+    fn spec_becomes(
+        m: &Monitor,
+        tr: &Tracker,
+        c: &Container,
+        ok: impl Fn(&ContainerSpec) -> bool,
+    ) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            m.housekeep();
+            tr.catch_up();
+            if ok(&tr.spec(c)) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    #[test]
+    fn a_spec_read_before_the_runtime_set_the_limits_is_read_again_once_settled() {
+        let t = FixtureTree::new(Layout::V1);
+        let m = monitor(&t);
+        let tr = Tracker::for_monitor(&m, TrackerOptions::default());
+        // runc creates the cgroup, then writes its limits: the first read sees no quota.
+        t.add_cgroup("/kubepods/pod1", &FixtureCgroup::default());
+        m.rescan().unwrap();
+        m.housekeep();
+        tr.catch_up();
+        let c = m.container("/kubepods/pod1").unwrap();
+        assert_eq!(tr.spec(&c).cpu_quota, None);
+        t.write_file("cpu", "/kubepods/pod1", "cpu.cfs_quota_us", "10000\n");
+        m.housekeep();
+        tr.catch_up();
+        assert_eq!(tr.spec(&c).cpu_quota, None, "not re-read before it settles");
+        backdate(&tr, "/kubepods/pod1", SPEC_SETTLE);
+        assert!(
+            spec_becomes(&m, &tr, &c, |s| s.cpu_quota == Some(10000)),
+            "the settled spec has the quota: {:?}",
+            tr.spec(&c)
+        );
+        // From then on, once a minute.
+        t.write_file("cpu", "/kubepods/pod1", "cpu.cfs_quota_us", "20000\n");
+        backdate(&tr, "/kubepods/pod1", SPEC_SETTLE);
+        m.housekeep();
+        tr.catch_up();
+        assert_eq!(tr.spec(&c).cpu_quota, Some(10000));
+        backdate(&tr, "/kubepods/pod1", SPEC_MAX_AGE);
+        assert!(spec_becomes(&m, &tr, &c, |s| s.cpu_quota == Some(20000)));
     }
 
     #[test]

@@ -253,7 +253,11 @@ pub fn stats(
             });
             ContainerStats {
                 timestamp: s.timestamp,
-                cpu: cpu_stats(&cpu, psi(s.psi.cpu.or(node.and_then(|n| n.psi.cpu)))),
+                cpu: cpu_stats(
+                    &cpu,
+                    s.cpu_burst,
+                    psi(s.psi.cpu.or(node.and_then(|n| n.psi.cpu))),
+                ),
                 diskio: disk_io_stats(
                     blk,
                     ctx.disk_names,

@@ -109,6 +109,8 @@ pub struct CgroupManager {
     layout: Layout,
     /// The node's huge page sizes in bytes (from machine info), for `hugetlb` limits.
     hugepage_sizes: Vec<u64>,
+    /// Where `kubelet_cgroup_manager_duration_seconds` goes, if anywhere.
+    metrics: Option<crate::metrics::Metrics>,
 }
 
 impl CgroupManager {
@@ -121,6 +123,7 @@ impl CgroupManager {
             cgroup_root,
             layout,
             hugepage_sizes: Vec::new(),
+            metrics: None,
         })
     }
 
@@ -134,6 +137,19 @@ impl CgroupManager {
     /// The node's huge page sizes in bytes.
     pub fn hugepage_sizes(&self) -> &[u64] {
         &self.hugepage_sizes
+    }
+
+    /// Records each operation in `kubelet_cgroup_manager_duration_seconds` (`create`,
+    /// `update`, `destroy`, as the kubelet's cgroup manager).
+    pub fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn observe(&self, op: &str, started: std::time::Instant) {
+        if let Some(m) = &self.metrics {
+            m.cgroup_op(op, started.elapsed());
+        }
     }
 
     pub fn layout(&self) -> &Layout {
@@ -180,13 +196,19 @@ impl CgroupManager {
 
     /// Creates cgroup `name` (idempotent) and writes `resources` to it.
     pub fn ensure(&self, name: &str, resources: &ResourceConfig) -> Result<(), CgroupError> {
+        let started = std::time::Instant::now();
         self.create(name)?;
-        self.apply(name, resources)
+        self.apply(name, resources)?;
+        self.observe("create", started);
+        Ok(())
     }
 
     /// Writes `resources` to the existing cgroup `name`.
     pub fn update(&self, name: &str, resources: &ResourceConfig) -> Result<(), CgroupError> {
-        self.apply(name, resources)
+        let started = std::time::Instant::now();
+        self.apply(name, resources)?;
+        self.observe("update", started);
+        Ok(())
     }
 
     /// The directories of `name` that are missing in the hierarchies of `controllers` (all
@@ -211,9 +233,13 @@ impl CgroupManager {
         uid: &str,
         resources: &PodResources,
     ) -> Result<String, CgroupError> {
+        let started = std::time::Instant::now();
         let name = self.pod_cgroup_name(qos, uid);
+        // Writing the limits of an existing cgroup again is the kubelet's `update`.
+        let existed = self.dirs(&name).first().is_some_and(|d| d.is_dir());
         self.create(&name)?;
         self.apply(&name, resources)?;
+        self.observe(if existed { "update" } else { "create" }, started);
         Ok(name)
     }
 
@@ -237,8 +263,11 @@ impl CgroupManager {
     /// leaves the cgroup busy, and the error names the directory; the caller retries later.
     /// An absent cgroup is success.
     pub fn destroy(&self, name: &str) -> Result<(), CgroupError> {
+        let started = std::time::Instant::now();
         kill_all(&self.pids(name));
-        self.remove(name)
+        let r = self.remove(name);
+        self.observe("destroy", started);
+        r
     }
 
     /// Every pod cgroup present in any hierarchy, `(uid, qos)`, sorted: the direct `pod<uid>`

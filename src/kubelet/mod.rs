@@ -155,6 +155,7 @@ impl Kubelet {
                 resync_period: opts
                     .sync_frequency
                     .min(crate::volumemanager::DEFAULT_RESYNC),
+                metrics: Some(metrics.clone()),
             },
             objects.clone(),
             events.clone(),
@@ -344,10 +345,13 @@ pub async fn run_sync_loop(kl: Arc<Kubelet>, mut inputs: SyncLoopInputs) {
                 kl.status.remove(&uid);
                 kl.cgroups.pods_changed();
                 if let Some(pod) = readd.remove(&uid) {
+                    // Removed and added again with the same UID while it was stopping.
+                    kl.metrics.restarted_pods_total.with_label_values(&["true"]).inc();
                     start_pod(&kl, &mut workers, pod);
                 }
             }
             _ = housekeeping.tick() => {
+                record_pod_counts(&kl, &config, &workers, housekeeper.orphans());
                 kl.images.gc();
                 kl.crash_backoff.lock().gc(tokio::time::Instant::now());
                 if config.sources_ready() {
@@ -403,7 +407,28 @@ fn start_pod(kl: &Arc<Kubelet>, workers: &mut PodWorkers, pod: Arc<Pod>) {
     }
     kl.status.set_pod(&uid, pod.clone());
     kl.cgroups.pods_changed();
+    let containers = pod.spec.as_ref().map_or(0, |s| s.containers.len());
     workers.start(pod);
+    kl.metrics
+        .containers_per_pod_count
+        .observe(containers as f64);
+}
+
+/// The pod counts the kubelet's housekeeping records (`kubelet_desired_pods`,
+/// `kubelet_active_pods`, `kubelet_mirror_pods`, `kubelet_working_pods`).
+fn record_pod_counts(kl: &Kubelet, config: &PodConfig, workers: &PodWorkers, orphans: usize) {
+    let desired = config.pods();
+    let terminal = |uid: &String| {
+        let phase = kl.status.status(uid).and_then(|s| s.phase);
+        matches!(phase.as_deref(), Some("Failed" | "Succeeded"))
+    };
+    kl.metrics.set_pod_counts(crate::metrics::PodCounts {
+        desired: desired.len(),
+        active: desired.keys().filter(|uid| !terminal(uid)).count(),
+        syncing: workers.active_count(),
+        terminating: workers.terminating_count(),
+        orphans,
+    });
 }
 
 fn handle_change(
@@ -464,13 +489,21 @@ pub fn pod_ref(pod: &Pod) -> String {
 struct Housekeeper {
     tx: mpsc::Sender<HashSet<String>>,
     task: JoinHandle<()>,
+    /// Runtime pods being torn down because no source claims them, as of the last pass.
+    orphans: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Housekeeper {
     fn spawn(kl: Arc<Kubelet>) -> Self {
         let (tx, rx) = mpsc::channel(1);
-        let task = tokio::spawn(run_housekeeping(kl, rx));
-        Self { tx, task }
+        let orphans = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let task = tokio::spawn(run_housekeeping(kl, rx, orphans.clone()));
+        Self { tx, task, orphans }
+    }
+
+    /// Orphaned runtime pods still being torn down (`kubelet_working_pods`' `runtime_only`).
+    fn orphans(&self) -> usize {
+        self.orphans.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Posts a pass over `desired` (the UIDs the sources want). Never waits.
@@ -494,11 +527,16 @@ impl Housekeeper {
 }
 
 /// The housekeeping task: one pass per request, off the sync loop.
-async fn run_housekeeping(kl: Arc<Kubelet>, mut rx: mpsc::Receiver<HashSet<String>>) {
+async fn run_housekeeping(
+    kl: Arc<Kubelet>,
+    mut rx: mpsc::Receiver<HashSet<String>>,
+    count: Arc<std::sync::atomic::AtomicUsize>,
+) {
     let mut orphans: HashMap<String, JoinHandle<()>> = HashMap::new();
     while let Some(desired) = rx.recv().await {
         orphans.retain(|_, h| !h.is_finished());
         cleanup_orphans(&kl, &desired, &mut orphans).await;
+        count.store(orphans.len(), std::sync::atomic::Ordering::Relaxed);
     }
 }
 

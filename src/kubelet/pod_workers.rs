@@ -62,6 +62,11 @@ impl PodWorkers {
         self.workers.values().filter(|h| !h.terminating).count()
     }
 
+    /// Workers terminating their pod.
+    pub fn terminating_count(&self) -> usize {
+        self.workers.values().filter(|h| h.terminating).count()
+    }
+
     pub fn start(&mut self, pod: Arc<Pod>) {
         let uid = uid_of(&pod);
         let (tx, rx) = mpsc::unbounded_channel();

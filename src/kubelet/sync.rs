@@ -274,12 +274,14 @@ pub async fn sync_pod(kl: &Kubelet, pod: &Pod, state: &mut WorkerState) -> SyncO
                 }
             };
             tracing::info!(pod = %pod_ref(pod), attempt = actions.attempt, "creating pod sandbox");
+            kl.metrics.started_pods_total.inc();
             match kl.runtime.run_pod_sandbox(cfg).await {
                 Ok(id) => {
                     sandbox_id = id;
                     acted = true;
                 }
                 Err(e) => {
+                    kl.metrics.started_pods_errors_total.inc();
                     tracing::error!(pod = %pod_ref(pod), error = %e, "FailedCreatePodSandBox");
                     publish_status(kl, pod, &rt, state);
                     return SyncOutcome {

@@ -182,6 +182,11 @@ impl RuntimeService {
         .map(|_| ())
     }
 
+    /// The registry this service records its calls in.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     async fn call<T, F>(
         &self,
         op: &'static str,
@@ -252,18 +257,23 @@ impl RuntimeService {
             .map(|m| format!("{}/{}", m.namespace, m.name))
             .unwrap_or_default();
         let mut c = self.rt.clone();
+        let handler = String::new();
+        let start = Instant::now();
         // Sandbox creation includes CNI setup; allow it the full request timeout.
-        self.call(
-            "run_podsandbox",
-            &name,
-            Some(self.timeout),
-            c.run_pod_sandbox(cri::RunPodSandboxRequest {
-                config: Some(config),
-                runtime_handler: String::new(),
-            }),
-        )
-        .await
-        .map(|r| r.pod_sandbox_id)
+        let r = self
+            .call(
+                "run_podsandbox",
+                &name,
+                Some(self.timeout),
+                c.run_pod_sandbox(cri::RunPodSandboxRequest {
+                    config: Some(config),
+                    runtime_handler: handler.clone(),
+                }),
+            )
+            .await;
+        self.metrics
+            .run_podsandbox(&handler, start.elapsed(), r.is_ok());
+        r.map(|r| r.pod_sandbox_id)
     }
 
     pub async fn stop_pod_sandbox(&self, id: &str) -> Result<(), RuntimeError> {

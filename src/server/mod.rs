@@ -2,7 +2,9 @@
 //! read-only API (`--read-only-port`, plain HTTP, off by default): `/pods`, `/healthz`, and
 //! the monitoring endpoints of [`endpoints`] (`/metrics`, `/metrics/cadvisor`,
 //! `/metrics/resource`, `/metrics/probes`, `/stats/summary`), which the authenticated 10250
-//! server will mount the same way ([`endpoints::routes`]).
+//! server will mount the same way ([`endpoints::routes`]). [`instrument`] counts every request
+//! of a kubelet API server in the kubelet's `kubelet_http_*` families, as its `ServeHTTP`
+//! does (the healthz port is not counted, as the kubelet's is not).
 
 pub mod endpoints;
 pub mod stats;
@@ -156,6 +158,111 @@ async fn pods(State(s): State<Arc<ApiState>>) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
+/// The path label of `kubelet_http_*` (the kubelet's `getMetricBucket`): the first segment of
+/// the path (`metrics/<x>` for the metrics endpoints) if it is one of the kubelet API's
+/// endpoints, `other` otherwise, so that labels stay bounded whatever clients ask for.
+pub fn path_bucket(path: &str) -> &'static str {
+    const BUCKETS: [&str; 17] = [
+        "healthz",
+        "pods",
+        "stats",
+        "metrics",
+        "metrics/cadvisor",
+        "metrics/probes",
+        "metrics/resource",
+        "run",
+        "exec",
+        "attach",
+        "portForward",
+        "containerLogs",
+        "runningpods",
+        "configz",
+        "logs",
+        "debug",
+        "checkpoint",
+    ];
+    let mut parts = path.trim_start_matches('/').splitn(3, '/');
+    let first = parts.next().unwrap_or("");
+    let root: std::borrow::Cow<'_, str> = match (first, parts.next()) {
+        ("metrics", Some(sub)) => format!("metrics/{sub}").into(),
+        _ => first.into(),
+    };
+    BUCKETS
+        .iter()
+        .find(|b| **b == root)
+        .copied()
+        .unwrap_or("other")
+}
+
+/// The method label of `kubelet_http_*`: the HTTP verbs the kubelet knows, `other` otherwise.
+fn method_bucket(method: &axum::http::Method) -> &'static str {
+    const METHODS: [&str; 8] = [
+        "OPTIONS", "GET", "HEAD", "POST", "PUT", "DELETE", "TRACE", "CONNECT",
+    ];
+    METHODS
+        .iter()
+        .find(|m| **m == method.as_str())
+        .copied()
+        .unwrap_or("other")
+}
+
+#[derive(Clone)]
+struct HttpMetrics {
+    metrics: Metrics,
+    server_type: &'static str,
+}
+
+/// Decrements the in-flight gauge however the request ends.
+struct Inflight(prometheus::IntGauge);
+
+impl Drop for Inflight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+async fn count_request(
+    State(h): State<HttpMetrics>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = path_bucket(req.uri().path());
+    let long_running = matches!(path, "exec" | "attach" | "portForward" | "debug");
+    let labels = [
+        method_bucket(req.method()),
+        path,
+        h.server_type,
+        if long_running { "true" } else { "false" },
+    ];
+    h.metrics
+        .http_requests_total
+        .with_label_values(&labels)
+        .inc();
+    let gauge = h.metrics.http_inflight_requests.with_label_values(&labels);
+    gauge.inc();
+    let _inflight = Inflight(gauge);
+    let started = std::time::Instant::now();
+    let resp = next.run(req).await;
+    h.metrics
+        .http_requests_duration_seconds
+        .with_label_values(&labels)
+        .observe(started.elapsed().as_secs_f64());
+    resp
+}
+
+/// Counts every request `router` serves in `kubelet_http_requests_total`,
+/// `kubelet_http_requests_duration_seconds` and `kubelet_http_inflight_requests`, labelled with
+/// `server_type` (`readonly` for the read-only port, `readwrite` for the authenticated one).
+pub fn instrument(router: Router, metrics: Metrics, server_type: &'static str) -> Router {
+    router.layer(axum::middleware::from_fn_with_state(
+        HttpMetrics {
+            metrics,
+            server_type,
+        },
+        count_request,
+    ))
+}
+
 /// The read-only port: `/pods`, the monitoring endpoints, and `/healthz`.
 pub fn readonly_router(state: ApiState, health: Health) -> Router {
     let state = Arc::new(state);
@@ -170,6 +277,51 @@ pub fn readonly_router(state: ApiState, health: Health) -> Router {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_paths_fall_in_the_kubelets_buckets() {
+        for (path, bucket) in [
+            ("/pods", "pods"),
+            ("/pods/", "pods"),
+            ("/metrics", "metrics"),
+            ("/metrics/cadvisor", "metrics/cadvisor"),
+            ("/metrics/probes/", "metrics/probes"),
+            ("/metrics/", "other"),
+            ("/metrics/nope", "other"),
+            ("/stats/summary", "stats"),
+            ("/healthz/pleg", "healthz"),
+            ("/exec/ns/pod/c", "exec"),
+            ("/", "other"),
+            ("/events", "other"),
+            ("/%2e%2e/etc/passwd", "other"),
+        ] {
+            assert_eq!(path_bucket(path), bucket, "{path}");
+        }
+        assert_eq!(method_bucket(&axum::http::Method::GET), "GET");
+        assert_eq!(method_bucket(&axum::http::Method::PATCH), "other");
+    }
+
+    #[tokio::test]
+    async fn every_request_is_counted_with_bounded_labels() {
+        use tower::ServiceExt;
+        let m = Metrics::new("n");
+        let app = instrument(
+            Router::new().route("/pods", get(|| async { "[]" })),
+            m.clone(),
+            "readonly",
+        );
+        for uri in ["/pods", "/pods", "/no/such/thing"] {
+            let req = axum::http::Request::get(uri)
+                .body(axum::body::Body::empty())
+                .unwrap();
+            app.clone().oneshot(req).await.unwrap();
+        }
+        let text = m.encode();
+        assert!(text.contains("kubelet_http_requests_total{long_running=\"false\",method=\"GET\",path=\"pods\",server_type=\"readonly\"} 2\n"), "{text}");
+        assert!(text.contains("kubelet_http_requests_total{long_running=\"false\",method=\"GET\",path=\"other\",server_type=\"readonly\"} 1\n"), "{text}");
+        assert!(text.contains("kubelet_http_requests_duration_seconds_count{long_running=\"false\",method=\"GET\",path=\"pods\",server_type=\"readonly\"} 2\n"), "{text}");
+        assert!(text.contains("kubelet_http_inflight_requests{long_running=\"false\",method=\"GET\",path=\"pods\",server_type=\"readonly\"} 0\n"), "{text}");
+    }
 
     #[tokio::test(start_paused = true)]
     async fn healthz_lists_failing_checks() {

@@ -18,6 +18,11 @@
 //!
 //! Paths, as the kubelet's: `<root-dir>/pods/<uid>/volumes/kubernetes.io~<plugin>/<volume>` and
 //! `<root-dir>/pods/<uid>/volume-subpaths/<volume>/<container>/<mount index>`.
+//!
+//! Metrics, as the kubelet's: `volume_manager_total_volumes` counts each plugin's volumes in
+//! the desired state (the pods' specs) and the actual one (set up), and every set-up and
+//! tear-down of a volume is a `volume_mount` or `volume_unmount` in
+//! `storage_operation_duration_seconds`.
 
 pub mod atomic_writer;
 pub mod configmap;
@@ -62,6 +67,37 @@ pub enum VolumeKind {
 }
 
 impl VolumeKind {
+    /// The kubelet's plugin name (`storage_operation_duration_seconds`'s `volume_plugin`).
+    pub fn plugin_name(self) -> &'static str {
+        match self {
+            VolumeKind::EmptyDir => "kubernetes.io/empty-dir",
+            VolumeKind::HostPath => "kubernetes.io/host-path",
+            VolumeKind::ConfigMap => "kubernetes.io/configmap",
+            VolumeKind::Secret => "kubernetes.io/secret",
+            VolumeKind::DownwardApi => "kubernetes.io/downward-api",
+            VolumeKind::Projected => "kubernetes.io/projected",
+        }
+    }
+
+    /// The plugin of a volume in a pod spec; `None` for a type this node does not support.
+    pub fn of(v: &Volume) -> Option<VolumeKind> {
+        Some(if v.empty_dir.is_some() {
+            VolumeKind::EmptyDir
+        } else if v.host_path.is_some() {
+            VolumeKind::HostPath
+        } else if v.config_map.is_some() {
+            VolumeKind::ConfigMap
+        } else if v.secret.is_some() {
+            VolumeKind::Secret
+        } else if v.downward_api.is_some() {
+            VolumeKind::DownwardApi
+        } else if v.projected.is_some() {
+            VolumeKind::Projected
+        } else {
+            return None;
+        })
+    }
+
     /// Rewritten when their source changes.
     pub fn refreshable(self) -> bool {
         matches!(
@@ -347,6 +383,8 @@ pub struct VolumeOptions {
     pub mountinfo: PathBuf,
     /// How often object-backed volumes are refreshed.
     pub resync_period: Duration,
+    /// Where the volume metrics go, if anywhere.
+    pub metrics: Option<crate::metrics::Metrics>,
 }
 
 struct PodState {
@@ -365,7 +403,12 @@ pub struct VolumeManager {
     objects: Arc<dyn ObjectSource>,
     events: Events,
     pods: parking_lot::Mutex<HashMap<String, Arc<PodEntry>>>,
+    /// Per pod: `(plugin, state) → volumes`, for `volume_manager_total_volumes`.
+    counts: parking_lot::Mutex<HashMap<String, crate::metrics::VolumeCounts>>,
 }
+
+const DESIRED: &str = "desired_state_of_world";
+const ACTUAL: &str = "actual_state_of_world";
 
 fn pod_uid(pod: &Pod) -> &str {
     pod.metadata.uid.as_deref().unwrap_or("")
@@ -386,7 +429,44 @@ impl VolumeManager {
             objects,
             events,
             pods: parking_lot::Mutex::new(HashMap::new()),
+            counts: parking_lot::Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Records the volumes `pod` wants and those set up for it, and publishes the node's
+    /// totals (`None`: the pod is gone).
+    fn publish_counts(&self, uid: &str, pod: Option<(&Pod, &BTreeMap<String, Mounted>)>) {
+        let Some(metrics) = &self.opts.metrics else {
+            return;
+        };
+        let mut counts = self.counts.lock();
+        match pod {
+            Some((pod, mounted)) => {
+                let mut c = crate::metrics::VolumeCounts::new();
+                let desired = pod
+                    .spec
+                    .iter()
+                    .flat_map(|s| s.volumes.iter().flatten())
+                    .filter_map(VolumeKind::of);
+                for kind in desired {
+                    *c.entry((kind.plugin_name().to_string(), DESIRED))
+                        .or_default() += 1;
+                }
+                for m in mounted.values() {
+                    *c.entry((m.kind.plugin_name().to_string(), ACTUAL))
+                        .or_default() += 1;
+                }
+                counts.insert(uid.to_string(), c);
+            }
+            None => {
+                counts.remove(uid);
+            }
+        }
+        let mut total = crate::metrics::VolumeCounts::new();
+        for (k, n) in counts.values().flatten() {
+            *total.entry(k.clone()).or_default() += n;
+        }
+        metrics.set_volume_counts(total);
     }
 
     pub fn options(&self) -> &VolumeOptions {
@@ -448,8 +528,9 @@ impl VolumeManager {
             };
             todo.into_iter()
                 .map(|v| {
+                    let started = std::time::Instant::now();
                     let r = setup_volume(&ctx, &v);
-                    (v.name, r)
+                    (v.name.clone(), VolumeKind::of(&v), started.elapsed(), r)
                 })
                 .collect::<Vec<_>>()
         })
@@ -461,7 +542,10 @@ impl VolumeManager {
         })?;
         let mut failed = Vec::new();
         let mut first = None;
-        for (name, r) in results {
+        for (name, kind, took, r) in results {
+            if let (Some(m), Some(kind)) = (&self.opts.metrics, kind) {
+                m.storage_op(kind.plugin_name(), "volume_mount", took, r.is_ok());
+            }
             match r {
                 Ok(m) => {
                     tracing::debug!(pod = %pod_name(pod), volume = %name, path = %m.host_path.display(), "volume set up");
@@ -478,6 +562,7 @@ impl VolumeManager {
                 }
             }
         }
+        self.publish_counts(&uid, Some((pod, &st.mounted)));
         if failed.is_empty() {
             Ok(())
         } else {
@@ -608,18 +693,38 @@ impl VolumeManager {
     pub async fn unmount_pod(&self, uid: &str) -> Result<(), VolumeError> {
         let entry = self.pods.lock().remove(uid);
         // Wait for a setup in flight.
-        let _guard = match &entry {
+        let guard = match &entry {
             Some(e) => Some(e.state.lock().await),
             None => None,
         };
         let pod_dir = self.pod_dir(uid);
         let mountinfo = self.opts.mountinfo.clone();
-        tokio::task::spawn_blocking(move || teardown_pod_dir(&pod_dir, &mountinfo))
-            .await
-            .map_err(|e| VolumeError::Teardown {
-                path: self.pod_dir(uid),
-                source: io::Error::other(e.to_string()),
-            })?
+        let (result, torn_down) = tokio::task::spawn_blocking(move || {
+            let mut torn_down = Vec::new();
+            let r = teardown_pod_dir_with(&pod_dir, &mountinfo, &mut |t| torn_down.push(t));
+            (r, torn_down)
+        })
+        .await
+        .map_err(|e| VolumeError::Teardown {
+            path: self.pod_dir(uid),
+            source: io::Error::other(e.to_string()),
+        })?;
+        if let Some(m) = &self.opts.metrics {
+            for t in &torn_down {
+                m.storage_op(&t.plugin, "volume_unmount", t.took, t.ok);
+            }
+            // hostPath volumes have nothing to tear down (the kubelet's TearDown is a no-op),
+            // but the operation is still one.
+            let host_paths = guard
+                .iter()
+                .flat_map(|st| st.mounted.values())
+                .filter(|v| v.kind == VolumeKind::HostPath);
+            for v in host_paths {
+                m.storage_op(v.kind.plugin_name(), "volume_unmount", Duration::ZERO, true);
+            }
+        }
+        self.publish_counts(uid, None);
+        result
     }
 
     /// Rewrites every refreshable volume whose source changed (configMap, secret,
@@ -698,29 +803,76 @@ impl VolumeManager {
     }
 }
 
+/// One volume directory torn down by [`teardown_pod_dir_with`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TornDown {
+    /// The kubelet's plugin name, from the plugin directory (`kubernetes.io~empty-dir` →
+    /// `kubernetes.io/empty-dir`).
+    pub plugin: String,
+    /// The volume's name.
+    pub volume: String,
+    /// How long unmounting and removing it took.
+    pub took: Duration,
+    /// Whether it is gone.
+    pub ok: bool,
+}
+
 /// Unmounts everything below the pod's volume and subPath directories and removes them.
 pub fn teardown_pod_dir(pod_dir: &Path, mountinfo: &Path) -> Result<(), VolumeError> {
-    for sub in [SUBPATHS_DIR, VOLUMES_DIR] {
-        let dir = pod_dir.join(sub);
-        if std::fs::symlink_metadata(&dir).is_err() {
-            continue;
-        }
-        let err = |source| VolumeError::Teardown {
-            path: dir.clone(),
-            source,
-        };
-        mount::unmount_all_under(mountinfo, &dir).map_err(err)?;
-        let table = mount::mount_table(mountinfo).map_err(err)?;
-        if !mount::mounts_under(&table, &dir).is_empty() {
-            return Err(err(io::Error::other("still mounted after unmounting")));
-        }
-        match std::fs::remove_dir_all(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(err(e)),
+    teardown_pod_dir_with(pod_dir, mountinfo, &mut |_| {})
+}
+
+/// [`teardown_pod_dir`], reporting each volume directory as it goes: subPath mounts first,
+/// then every `volumes/<plugin>/<volume>` on its own (the kubelet's per-volume
+/// `UnmountVolume`), then what is left of the volumes directory.
+pub fn teardown_pod_dir_with(
+    pod_dir: &Path,
+    mountinfo: &Path,
+    on_volume: &mut dyn FnMut(TornDown),
+) -> Result<(), VolumeError> {
+    remove_unmounted(&pod_dir.join(SUBPATHS_DIR), mountinfo)?;
+    let volumes = pod_dir.join(VOLUMES_DIR);
+    for plugin in std::fs::read_dir(&volumes).into_iter().flatten().flatten() {
+        let name = plugin.file_name().to_string_lossy().replace('~', "/");
+        for vol in std::fs::read_dir(plugin.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let started = std::time::Instant::now();
+            let r = remove_unmounted(&vol.path(), mountinfo);
+            on_volume(TornDown {
+                plugin: name.clone(),
+                volume: vol.file_name().to_string_lossy().into_owned(),
+                took: started.elapsed(),
+                ok: r.is_ok(),
+            });
+            r?;
         }
     }
-    Ok(())
+    remove_unmounted(&volumes, mountinfo)
+}
+
+/// Unmounts everything below `dir` and removes it; nothing is removed while anything is still
+/// mounted there. A missing `dir` is fine.
+fn remove_unmounted(dir: &Path, mountinfo: &Path) -> Result<(), VolumeError> {
+    if std::fs::symlink_metadata(dir).is_err() {
+        return Ok(());
+    }
+    let err = |source| VolumeError::Teardown {
+        path: dir.to_path_buf(),
+        source,
+    };
+    mount::unmount_all_under(mountinfo, dir).map_err(err)?;
+    let table = mount::mount_table(mountinfo).map_err(err)?;
+    if !mount::mounts_under(&table, dir).is_empty() {
+        return Err(err(io::Error::other("still mounted after unmounting")));
+    }
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(err(e)),
+    }
 }
 
 #[cfg(test)]

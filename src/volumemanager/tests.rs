@@ -12,11 +12,20 @@ use super::*;
 use crate::objects::MemoryObjects;
 
 fn manager(root: &Path, objects: MemoryObjects) -> VolumeManager {
+    manager_with(root, objects, None)
+}
+
+fn manager_with(
+    root: &Path,
+    objects: MemoryObjects,
+    metrics: Option<crate::metrics::Metrics>,
+) -> VolumeManager {
     VolumeManager::new(
         VolumeOptions {
             pods_root: root.to_path_buf(),
             mountinfo: PathBuf::from(mount::MOUNTINFO),
             resync_period: Duration::from_secs(60),
+            metrics,
         },
         Arc::new(objects),
         Events::default(),
@@ -297,4 +306,55 @@ fn a_projected_volume_combines_config_map_secret_and_downward_api_files() {
         );
     }
     assert!(dir.join("..data/pod/name").is_file());
+}
+
+#[tokio::test]
+async fn volumes_are_counted_and_their_operations_timed() {
+    let d = tempfile::tempdir().unwrap();
+    let host = d.path().join("host-dir");
+    let metrics = crate::metrics::Metrics::new("n");
+    let vm = manager_with(
+        &d.path().join("pods"),
+        MemoryObjects::default(),
+        Some(metrics.clone()),
+    );
+    let p = pod(
+        json!([
+            {"name": "scratch", "emptyDir": {}},
+            {"name": "more", "emptyDir": {}},
+            {"name": "host", "hostPath": {"path": host.to_str().unwrap(), "type": "DirectoryOrCreate"}},
+            {"name": "conf", "configMap": {"name": "missing"}}
+        ]),
+        json!([]),
+    );
+    // The configMap does not exist: desired, not set up, and a failed mount.
+    assert!(vm.mount_pod(&p, &PodRuntimeFacts::default()).await.is_err());
+    let text = metrics.encode();
+    let has = |line: &str| text.contains(&format!("{line}\n"));
+    for line in [
+        "volume_manager_total_volumes{plugin_name=\"kubernetes.io/empty-dir\",state=\"desired_state_of_world\"} 2",
+        "volume_manager_total_volumes{plugin_name=\"kubernetes.io/empty-dir\",state=\"actual_state_of_world\"} 2",
+        "volume_manager_total_volumes{plugin_name=\"kubernetes.io/host-path\",state=\"actual_state_of_world\"} 1",
+        "volume_manager_total_volumes{plugin_name=\"kubernetes.io/configmap\",state=\"desired_state_of_world\"} 1",
+        "storage_operation_duration_seconds_count{migrated=\"false\",operation_name=\"volume_mount\",status=\"success\",volume_plugin=\"kubernetes.io/empty-dir\"} 2",
+        "storage_operation_duration_seconds_count{migrated=\"false\",operation_name=\"volume_mount\",status=\"fail-unknown\",volume_plugin=\"kubernetes.io/configmap\"} 1",
+    ] {
+        assert!(has(line), "{line} missing:\n{text}");
+    }
+    assert!(
+        !text.contains("plugin_name=\"kubernetes.io/configmap\",state=\"actual_state_of_world\""),
+        "{text}"
+    );
+    vm.unmount_pod("u1").await.unwrap();
+    let text = metrics.encode();
+    assert!(
+        !text.contains("volume_manager_total_volumes{"),
+        "no pods, no volumes:\n{text}"
+    );
+    for line in [
+        "storage_operation_duration_seconds_count{migrated=\"false\",operation_name=\"volume_unmount\",status=\"success\",volume_plugin=\"kubernetes.io/empty-dir\"} 2",
+        "storage_operation_duration_seconds_count{migrated=\"false\",operation_name=\"volume_unmount\",status=\"success\",volume_plugin=\"kubernetes.io/host-path\"} 1",
+    ] {
+        assert!(text.contains(&format!("{line}\n")), "{line} missing:\n{text}");
+    }
 }

@@ -132,6 +132,10 @@ pub const UPSTREAM_LINT: &[(&str, &str)] = &[
         "kubelet_evictions",
         "counter metrics should have \"_total\" suffix",
     ),
+    (
+        "volume_manager_total_volumes",
+        "non-counter metrics should not have \"_total\" suffix",
+    ),
 ];
 
 /// Runs `promtool check metrics` on `text` from `endpoint`: a parse error fails; lint

@@ -1,7 +1,9 @@
 //! Parsers for cgroup interface files (v1 and v2) and PSI files.
 
 use super::{fields, lines, parse_u64, trim};
-use crate::model::{BlkioDevice, CpuStats, DevNum, IoCounts, MemoryStats, Psi, PsiData};
+use crate::model::{
+    BlkioDevice, CpuBurstStats, CpuStats, DevNum, IoCounts, MemoryStats, Psi, PsiData,
+};
 
 /// Nanoseconds per USER_HZ tick (USER_HZ is 100 on every Linux architecture we run on).
 pub const NS_PER_TICK: u64 = 10_000_000;
@@ -40,20 +42,28 @@ pub fn v1_cpuacct_stat(buf: &[u8]) -> (u64, u64) {
     (user, system)
 }
 
-/// cgroup v1 `cpu.stat`: fills the CFS fields of `cpu` (`throttled_time` is already in ns).
-pub fn v1_cpu_stat(buf: &[u8], cpu: &mut CpuStats) {
+/// cgroup v1 `cpu.stat`: fills the CFS fields of `cpu` (`throttled_time` is already in ns) and
+/// returns the burst figures if the kernel has them (`nr_bursts`, `burst_time` in ns: 5.14+);
+/// `None` on older kernels, which have no such keys.
+pub fn v1_cpu_stat(buf: &[u8], cpu: &mut CpuStats) -> Option<CpuBurstStats> {
+    let mut burst: Option<CpuBurstStats> = None;
     flat_keyed(buf, |k, v| match k {
         b"nr_periods" => cpu.cfs_periods = v,
         b"nr_throttled" => cpu.cfs_throttled_periods = v,
         b"throttled_time" => cpu.cfs_throttled_time = v,
+        b"nr_bursts" => burst.get_or_insert_with(Default::default).bursts = v,
+        b"burst_time" => burst.get_or_insert_with(Default::default).burst_time = v,
         _ => {}
     });
+    burst
 }
 
-/// cgroup v2 `cpu.stat`: usage and CFS figures, converted from µs to ns. Fields the kernel
-/// leaves out (no `cpu` controller: no `nr_periods`) stay zero.
-pub fn v2_cpu_stat(buf: &[u8]) -> CpuStats {
+/// cgroup v2 `cpu.stat`: usage and CFS figures, converted from µs to ns, and the burst figures
+/// where the kernel has them (`nr_bursts`, `burst_usec`). Fields the kernel leaves out (no
+/// `cpu` controller: no `nr_periods`, no `nr_bursts`) stay zero or `None`.
+pub fn v2_cpu_stat(buf: &[u8]) -> (CpuStats, Option<CpuBurstStats>) {
     let mut cpu = CpuStats::default();
+    let mut burst: Option<CpuBurstStats> = None;
     flat_keyed(buf, |k, v| match k {
         b"usage_usec" => cpu.usage_total = v.saturating_mul(1000),
         b"user_usec" => cpu.usage_user = v.saturating_mul(1000),
@@ -61,9 +71,13 @@ pub fn v2_cpu_stat(buf: &[u8]) -> CpuStats {
         b"nr_periods" => cpu.cfs_periods = v,
         b"nr_throttled" => cpu.cfs_throttled_periods = v,
         b"throttled_usec" => cpu.cfs_throttled_time = v.saturating_mul(1000),
+        b"nr_bursts" => burst.get_or_insert_with(Default::default).bursts = v,
+        b"burst_usec" => {
+            burst.get_or_insert_with(Default::default).burst_time = v.saturating_mul(1000)
+        }
         _ => {}
     });
-    cpu
+    (cpu, burst)
 }
 
 /// cgroup v1 `memory.stat` (hierarchical `total_*` figures, as cAdvisor reports with
@@ -260,13 +274,16 @@ pub fn psi(buf: &[u8]) -> Option<Psi> {
 pub fn pid_list(buf: &[u8]) -> (u64, Option<u32>) {
     let mut n = 0;
     let mut first = None;
-    for line in lines(buf) {
-        if let Some(p) = parse_u64(trim(line)).and_then(|p| u32::try_from(p).ok()) {
-            n += 1;
-            first.get_or_insert(p);
-        }
+    for p in pids(buf) {
+        n += 1;
+        first.get_or_insert(p);
     }
     (n, first)
+}
+
+/// The pids of `cgroup.procs` / `tasks`, malformed lines skipped.
+pub fn pids(buf: &[u8]) -> impl Iterator<Item = u32> + '_ {
+    lines(buf).filter_map(|l| parse_u64(trim(l)).and_then(|p| u32::try_from(p).ok()))
 }
 
 #[cfg(test)]
@@ -305,23 +322,46 @@ mod tests {
     #[test]
     fn v1_cpu_stat_fills_cfs() {
         let mut c = CpuStats::default();
-        v1_cpu_stat(
-            b"nr_periods 10\nnr_throttled 4\nthrottled_time 5000\nnr_bursts 0\nburst_time 0\n",
+        let burst = v1_cpu_stat(
+            b"nr_periods 10\nnr_throttled 4\nthrottled_time 5000\nnr_bursts 3\nburst_time 7000\n",
             &mut c,
         );
         assert_eq!(
             (c.cfs_periods, c.cfs_throttled_periods, c.cfs_throttled_time),
             (10, 4, 5000)
         );
+        assert_eq!(
+            burst,
+            Some(CpuBurstStats {
+                bursts: 3,
+                burst_time: 7000
+            })
+        );
+        // Kernels before 5.14 have no burst keys: no burst figures at all, not zeros.
         let mut c = CpuStats::default();
-        v1_cpu_stat(&fixture("v1_root_cpu.stat"), &mut c);
+        let burst = v1_cpu_stat(
+            b"nr_periods 10\nnr_throttled 4\nthrottled_time 5000\n",
+            &mut c,
+        );
+        assert_eq!((c.cfs_periods, burst), (10, None));
+        // A real snapshot of a 6.x kernel's root: the keys are there (zero).
+        let mut c = CpuStats::default();
+        let burst = v1_cpu_stat(&fixture("v1_root_cpu.stat"), &mut c);
         assert_eq!(c.usage_total, 0, "cpu.stat carries no usage on v1");
+        assert_eq!(burst, Some(CpuBurstStats::default()));
     }
 
     #[test]
     fn v2_cpu_stat_converts_usec() {
-        let c = v2_cpu_stat(
-            b"usage_usec 1500\nuser_usec 1000\nsystem_usec 500\nnr_periods 7\nnr_throttled 2\nthrottled_usec 30\n",
+        let (c, burst) = v2_cpu_stat(
+            b"usage_usec 1500\nuser_usec 1000\nsystem_usec 500\nnr_periods 7\nnr_throttled 2\nthrottled_usec 30\nnr_bursts 2\nburst_usec 40\n",
+        );
+        assert_eq!(
+            burst,
+            Some(CpuBurstStats {
+                bursts: 2,
+                burst_time: 40_000
+            })
         );
         assert_eq!(c.usage_total, 1_500_000);
         assert_eq!(c.usage_user, 1_000_000);
@@ -329,8 +369,9 @@ mod tests {
         assert_eq!(c.cfs_periods, 7);
         assert_eq!(c.cfs_throttled_periods, 2);
         assert_eq!(c.cfs_throttled_time, 30_000);
-        // Real root snapshot: usage present, no CFS keys.
-        let c = v2_cpu_stat(&fixture("v2_root_cpu.stat"));
+        // Real root snapshot: usage present, no CFS keys, so no burst figures either.
+        let (c, burst) = v2_cpu_stat(&fixture("v2_root_cpu.stat"));
+        assert_eq!(burst, None);
         assert!(c.usage_total >= c.usage_user);
         assert!(c.usage_total > 0);
     }

@@ -117,6 +117,9 @@ pub struct KillRequest<'a> {
     /// The pod status message (`The node was low on resource: memory. ...`,
     /// `Usage of EmptyDir volume "data" exceeds the limit "1Mi". `).
     pub message: &'a str,
+    /// When the observation of the starved signal was measured (ns since the epoch), for
+    /// the kubelet's `kubelet_eviction_stats_age_seconds`; `None` for limit evictions.
+    pub observed_at: Option<u64>,
 }
 
 /// Kills a pod for good: phase `Failed`, reason `Evicted`, the message above; returns once its
@@ -423,6 +426,7 @@ impl EvictionManager {
                 cause: Cause::Pressure(to_reclaim.signal),
                 grace,
                 message: &message,
+                observed_at: obs.get(&to_reclaim.signal).map(|o| o.time),
             };
             if self.killer.kill_pod(&req) {
                 tracing::info!(pod = %pod.reference(), signal = %to_reclaim.signal, "eviction manager: pod evicted");
@@ -487,6 +491,7 @@ impl EvictionManager {
                 cause: Cause::EmptyDirLimit,
                 grace: Grace::Immediate,
                 message: &message,
+                observed_at: None,
             };
             if self.killer.kill_pod(&req) {
                 tracing::info!(pod = %pod.reference(), cause = %req.cause, "eviction manager: pod evicted");
