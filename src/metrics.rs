@@ -14,7 +14,7 @@ use std::time::Duration;
 use crate::prober_metrics::ProbeMetrics;
 use prometheus::{
     exponential_buckets, Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec,
-    IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Cheap-to-clone handle on the registry and every family.
@@ -33,6 +33,8 @@ pub struct Inner {
     pub running_containers: IntGaugeVec,
     pub pod_start_duration_seconds: Histogram,
     pub pod_worker_duration_seconds: HistogramVec,
+    /// Pod workers that panicked and were restarted (kubelet-rs's own; the Go kubelet crashes).
+    pub pod_worker_panics_total: IntCounter,
     pub started_containers_total: IntCounterVec,
     pub started_containers_errors_total: IntCounterVec,
     pub evictions: IntCounterVec,
@@ -122,6 +124,11 @@ impl Metrics {
                 &["operation_type"],
             )
             .expect("metric"),
+            pod_worker_panics_total: IntCounter::with_opts(Opts::new(
+                "kubelet_pod_worker_panics_total",
+                alpha("Cumulative number of pod workers that panicked and were restarted."),
+            ))
+            .expect("metric"),
             started_containers_total: IntCounterVec::new(
                 Opts::new("kubelet_started_containers_total", alpha("Cumulative number of containers started")),
                 &["container_type"],
@@ -154,6 +161,7 @@ impl Metrics {
             Box::new(inner.running_containers.clone()),
             Box::new(inner.pod_start_duration_seconds.clone()),
             Box::new(inner.pod_worker_duration_seconds.clone()),
+            Box::new(inner.pod_worker_panics_total.clone()),
             Box::new(inner.started_containers_total.clone()),
             Box::new(inner.started_containers_errors_total.clone()),
             Box::new(inner.evictions.clone()),
