@@ -23,6 +23,8 @@ pub const MAX_BODY: usize = 10 << 10;
 pub const MAX_REDIRECTS: usize = 10;
 /// The largest response head accepted.
 const MAX_HEAD: usize = 64 << 10;
+/// 1xx answers accepted before the real one (Go's transport allows 5).
+const MAX_INFORMATIONAL: usize = 5;
 /// The `User-Agent` the kubelet's probes send (`kube-probe/<major>.<minor>`).
 pub const USER_AGENT: &str = "kube-probe/1.33";
 
@@ -94,8 +96,12 @@ impl Url {
     pub fn join(&self, location: &str) -> Option<Url> {
         let location = location.trim();
         for (prefix, scheme) in [("http://", Scheme::Http), ("https://", Scheme::Https)] {
-            if location.len() >= prefix.len()
-                && location[..prefix.len()].eq_ignore_ascii_case(prefix)
+            // Byte-wise: the header is the server's, and may put a multi-byte character where
+            // a `str` slice would split it.
+            if location
+                .as_bytes()
+                .get(..prefix.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(prefix.as_bytes()))
             {
                 return Self::parse_authority_path(scheme, &location[prefix.len()..]);
             }
@@ -456,6 +462,7 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
     // After a 1xx answer the next head may already be in the buffer: parse before reading.
     let mut parse_first = false;
+    let mut informational = 0;
     let (status, location, head_len, body_len, chunked) = loop {
         if !std::mem::take(&mut parse_first) {
             if buf.len() >= MAX_HEAD {
@@ -481,8 +488,15 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
         match resp.parse(&buf) {
             Ok(httparse::Status::Complete(len)) => {
                 let status = resp.code.unwrap_or(0);
-                // 1xx informational answers precede the real one.
+                // 1xx informational answers precede the real one (at most a few, as Go).
                 if (100..200).contains(&status) && status != 101 {
+                    informational += 1;
+                    if informational > MAX_INFORMATIONAL {
+                        return Err(HttpError::Protocol {
+                            url: url.to_string(),
+                            message: "too many 1xx informational responses".into(),
+                        });
+                    }
                     buf.drain(..len);
                     parse_first = true;
                     continue;
@@ -534,7 +548,9 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     ))
 }
 
-/// Decodes as much of a chunked body as is present.
+/// Decodes as much of a chunked body as is present. Every size comes from the server: a size
+/// that does not parse, or whose chunk would end past what any buffer can hold
+/// (`ffffffffffffffff`), ends the decoding with what came before it.
 fn dechunk(mut data: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(data.len());
     while let Some(eol) = data.windows(2).position(|w| w == b"\r\n") {
@@ -547,9 +563,12 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
             break;
         }
         let start = eol + 2;
-        let end = (start + size).min(data.len());
+        let Some(chunk_end) = start.checked_add(size) else {
+            break;
+        };
+        let end = chunk_end.min(data.len());
         out.extend_from_slice(&data[start..end]);
-        if end < start + size || end + 2 > data.len() {
+        if end < chunk_end || data.len() - end < 2 {
             break;
         }
         data = &data[end + 2..];
@@ -766,7 +785,37 @@ mod tests {
     }
 
     #[test]
+    fn chunk_sizes_from_the_server_are_checked() {
+        // The size that overflowed `start + size`.
+        assert_eq!(dechunk(b"ffffffffffffffff\r\nabc"), b"");
+        assert_eq!(dechunk(b"3\r\nabc\r\nffffffffffffffff\r\nxyz"), b"abc");
+        // Truncated: what is there is kept.
+        assert_eq!(dechunk(b"10\r\nabc"), b"abc");
+        assert_eq!(dechunk(b"3\r\nabc"), b"abc");
+        assert_eq!(dechunk(b"zz\r\nabc"), b"");
+        assert_eq!(dechunk(b"2;ext=1\r\nok\r\n0\r\n\r\n"), b"ok");
+    }
+
+    #[tokio::test]
+    async fn a_huge_chunk_size_is_no_panic() {
+        let (port, _task) = serve(vec![
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\nabc".into(),
+        ])
+        .await;
+        let url = Url::new(Scheme::Http, "127.0.0.1", port, "/");
+        let r = HttpClient::new()
+            .get(&url, &[], Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200);
+    }
+
+    #[test]
     fn locations_resolve_like_a_browser() {
+        // Multi-byte characters where a scheme would be: no slicing inside one.
+        let base = Url::new(Scheme::Http, "10.0.0.1", 8080, "/");
+        assert_eq!(base.join("ééééé").unwrap().path, "/ééééé");
+        assert_eq!(base.join("httpé://x").map(|u| u.host), None);
         let base = Url::new(Scheme::Http, "10.0.0.1", 8080, "/a/b?q");
         assert_eq!(base.join("c").unwrap().path, "/a/c");
         assert_eq!(
