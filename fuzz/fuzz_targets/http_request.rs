@@ -23,7 +23,7 @@ fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     let mut fields = text.split('\0');
     let host = fields.next().unwrap_or_default();
-    let port = fields.next().and_then(|p| p.parse().ok()).unwrap_or(80);
+    let port: u16 = fields.next().and_then(|p| p.parse().ok()).unwrap_or(80);
     let path = fields.next().unwrap_or_default();
     let location = fields.next().unwrap_or_default();
     let user_agent = fields.next().unwrap_or_default();
@@ -32,7 +32,7 @@ fuzz_target!(|data: &[u8]| {
         .chunks(2)
         .map(|kv| (kv[0].to_string(), kv.get(1).unwrap_or(&"").to_string()))
         .collect();
-    let scheme = if port % 2 == 0 {
+    let scheme = if port.is_multiple_of(2) {
         Scheme::Http
     } else {
         Scheme::Https

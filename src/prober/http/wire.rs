@@ -498,7 +498,7 @@ impl ResponseReader {
             .map(|v| String::from_utf8_lossy(v).into_owned());
         let framing = if status == 101 || status == 204 || status == 304 {
             Framing::Length(0)
-        } else if let Some(te) = values("transfer-encoding").last() {
+        } else if let Some(te) = values("transfer-encoding").next_back() {
             // Chunked must be the last coding; any other ends with the connection.
             let last = te.rsplit(|&b| b == b',').next().unwrap_or_default();
             if last.trim_ascii().eq_ignore_ascii_case(b"chunked") {
