@@ -21,11 +21,20 @@
 //! per connection is what one connection per probe costs on this machine whatever the client's
 //! code; the agent's figure minus the floor is what the agent adds.
 //!
+//! Then each HTTP client alone (issue 11): the hand-written HTTP/1.1 exchange the prober used
+//! first and hyper's HTTP/1 client connection, on a thread with a single-threaded runtime like
+//! the prober's, making the same GETs to the same listeners at the same rate in the same
+//! bursts (three rounds each, alternating). That thread's CPU clock per request is the client's
+//! whole cost, the floor's kernel work included; the difference between the two is what the
+//! choice of client costs.
+//!
 //! Run: `cargo bench --bench probes` (use your own `CARGO_TARGET_DIR` if others build).
 //! Options (after `--`): `--pods 110` `--secs 20` (each steady window) `--log info|off`.
 
 #[path = "support/hollow.rs"]
 mod hollow;
+#[path = "support/hyper_client.rs"]
+mod hyper_client;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -38,6 +47,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const IMAGE: &str = "127.0.0.1:5000/kubelet-rs/busybox:1.35";
 const POLL: Duration = Duration::from_millis(20);
 const TIMEOUT: Duration = Duration::from_secs(300);
+/// Rounds of each client alone (alternating), each half as many requests as the probed window.
+const CLIENT_ROUNDS: usize = 3;
 
 struct Args {
     pods: usize,
@@ -218,6 +229,86 @@ fn floor(ports: &[u16], count: u64, rate: f64) -> Result<(Usage, u64), String> {
         .map_err(|_| "the floor thread panicked".to_string())?
 }
 
+/// An HTTP client the prober could use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ClientKind {
+    /// The agent's own HTTP/1.1 client (`kubelet_rs::prober::http::HttpClient`).
+    HandWritten,
+    /// hyper's HTTP/1 client connection (`hyper::client::conn::http1`), `support/hyper_client.rs`.
+    Hyper,
+}
+
+impl ClientKind {
+    fn name(self) -> &'static str {
+        match self {
+            ClientKind::HandWritten => "hand-written HTTP/1.1",
+            ClientKind::Hyper => "hyper client::conn::http1",
+        }
+    }
+}
+
+/// One client on its own, measured the way the prober runs it: a thread with a
+/// single-threaded tokio runtime (the prober's kind), `count` probe GETs to the listeners at
+/// `rate` per second in bursts on the prober's grid, the requests of a burst concurrent. Returns
+/// the thread's CPU (its own clock, and the user/system split) and the requests answered 200.
+async fn client_alone(
+    kind: ClientKind,
+    ports: &[u16],
+    count: u64,
+    rate: f64,
+) -> Result<(Duration, Usage, u64), String> {
+    use kubelet_rs::prober::http::{HttpClient, Scheme, Url, PROBE_USER_AGENT};
+    let thread = RuntimeThread::start("bench-client")
+        .map_err(|e| format!("cannot start the client thread: {e}"))?;
+    let urls: Vec<Url> = ports
+        .iter()
+        .map(|&p| Url::new(Scheme::Http, "127.0.0.1", p, "/healthz"))
+        .collect();
+    let bursts_per_sec = kubelet_rs::prober::worker::PHASES_PER_PERIOD as f64;
+    let per_burst = ((rate / bursts_per_sec).round() as u64).max(1);
+    let cpu0 = thread.cpu_time().unwrap_or_default();
+    let run = thread.handle().spawn(async move {
+        let hand = HttpClient::new();
+        let timeout = Duration::from_secs(1);
+        let u0 = Usage::of(libc::RUSAGE_THREAD);
+        let mut done = 0u64;
+        let mut ok = 0u64;
+        let mut next = tokio::time::Instant::now();
+        while done < count {
+            let n = per_burst.min(count - done);
+            let burst = (0..n).map(|i| {
+                let url = &urls[(done + i) as usize % urls.len()];
+                let hand = &hand;
+                async move {
+                    let status = match kind {
+                        ClientKind::HandWritten => hand
+                            .get(url, &[], PROBE_USER_AGENT, timeout)
+                            .await
+                            .map(|r| r.status)
+                            .map_err(|e| e.to_string()),
+                        ClientKind::Hyper => {
+                            hyper_client::get(url, &[], PROBE_USER_AGENT, timeout).await
+                        }
+                    };
+                    status.is_ok_and(|s| s == 200)
+                }
+            });
+            ok += futures_util::future::join_all(burst)
+                .await
+                .into_iter()
+                .filter(|&b| b)
+                .count() as u64;
+            done += n;
+            next += Duration::from_secs_f64(1.0 / bursts_per_sec);
+            tokio::time::sleep_until(next).await;
+        }
+        (Usage::of(libc::RUSAGE_THREAD).minus(u0), ok)
+    });
+    let (usage, ok) = run.await.map_err(|e| format!("{}: {e}", kind.name()))?;
+    let cpu = thread.cpu_time().unwrap_or_default().saturating_sub(cpu0);
+    Ok((cpu, usage, ok))
+}
+
 fn manifest(name: &str, port: Option<u16>) -> String {
     let mut c =
         serde_json::json!({"name": "main", "image": IMAGE, "imagePullPolicy": "IfNotPresent"});
@@ -393,6 +484,20 @@ async fn run(args: &Args, base: &std::path::Path) -> Result<(), String> {
             .await
             .map_err(|e| format!("floor: {e}"))??
     };
+    // Each client alone, as many requests at the same rate, alternating so that drift in the
+    // machine's load falls on both alike.
+    let mut clients: Vec<(ClientKind, Duration, Usage, u64)> = Vec::new();
+    for kind in [ClientKind::HandWritten, ClientKind::Hyper].repeat(CLIENT_ROUNDS) {
+        let count = (probed.probes / 2).max(1);
+        let (cpu, usage, ok) = client_alone(kind, &listeners.ports, count, rate).await?;
+        if ok != count {
+            return Err(format!(
+                "{}: {ok} of {count} requests answered 200",
+                kind.name()
+            ));
+        }
+        clients.push((kind, cpu, usage, count));
+    }
     drop(listeners);
 
     let per_probe = |d: Duration| {
@@ -479,6 +584,29 @@ async fn run(args: &Args, base: &std::path::Path) -> Result<(), String> {
             per_conn(floor_usage.sys)
         )
     );
+    for kind in [ClientKind::HandWritten, ClientKind::Hyper] {
+        let (mut cpu, mut usage, mut n) = (Duration::ZERO, Usage::default(), 0u64);
+        let mut rounds = Vec::new();
+        for (_, c, u, count) in clients.iter().filter(|c| c.0 == kind) {
+            cpu += *c;
+            usage.user += u.user;
+            usage.sys += u.sys;
+            n += count;
+            rounds.push(format!("{:.1}", c.as_secs_f64() * 1e6 / *count as f64));
+        }
+        let per = |d: Duration| format!("{:.1} µs", d.as_secs_f64() * 1e6 / n.max(1) as f64);
+        println!(
+            "  {:<52} {:>14}",
+            format!("client alone: {}", kind.name()),
+            per(cpu)
+        );
+        println!("  {:<52} {:>14}", "    rounds (µs)", rounds.join(" "));
+        println!(
+            "  {:<52} {:>14}",
+            "    user / system",
+            format!("{} / {}", per(usage.user), per(usage.sys))
+        );
+    }
     let over_floor = extra.as_secs_f64() * 1e6 / probed.probes.max(1) as f64
         - floor_total.as_secs_f64() * 1e6 / floor_count as f64;
     println!(

@@ -2,8 +2,9 @@
 //! lifecycle emits.
 //!
 //! [`HookRunner`] runs a `postStart` or `preStop` handler: `exec` through CRI ExecSync, `httpGet`
-//! through the probes' HTTP client (host defaulting to the pod IP; only a transport error fails
-//! the hook, as in the kubelet), and `sleep`. Its errors read as the kubelet's
+//! through the probes' HTTP client (host defaulting to the pod IP, `User-Agent:
+//! kube-lifecycle/<major>.<minor>`; only a transport error or a response head that never comes
+//! fails the hook, as in the kubelet: a status or an unreadable body does not), and `sleep`. Its errors read as the kubelet's
 //! (`Exec lifecycle hook ([sh -c exit 1]) for Container "app" in Pod "web_default(uid)" failed -
 //! error: command 'sh -c exit 1' exited with 1: , message: ""`). The pod worker decides what a
 //! failure means: a failed postStart kills the container (`FailedPostStartHook`), a failed
@@ -20,7 +21,7 @@ use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Pod};
 use parking_lot::RwLock;
 
 use crate::kuberuntime::RuntimeService;
-use crate::prober::http::{HttpClient, Scheme, Url};
+use crate::prober::http::{HttpClient, Scheme, Url, HOOK_USER_AGENT};
 use crate::prober::probe::{expand_static, resolve_port};
 
 /// `Normal` or `Warning`, as on an API event: the same type as the node-level managers' events.
@@ -206,8 +207,9 @@ impl HookRunner {
             let headers = crate::prober::http::spec_headers(h);
             return self
                 .http
-                .get(&url, &headers, timeout)
+                .get(&url, &headers, HOOK_USER_AGENT, timeout)
                 .await
+                // As the kubelet: any answer will do, whatever its status or body.
                 .map(|_| ())
                 .map_err(|e| http_err(e.to_string()));
         }
@@ -274,27 +276,42 @@ mod tests {
         let port = l.local_addr().unwrap().port();
         let hits = Arc::new(AtomicUsize::new(0));
         let hits2 = hits.clone();
+        let heads = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let heads2 = heads.clone();
         let server = tokio::spawn(async move {
             use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            loop {
+            // A 500, then a body cut short: neither fails a hook.
+            let answers: [&[u8]; 2] = [
+                b"HTTP/1.1 500 No\r\nContent-Length: 0\r\n\r\n",
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\nabc",
+            ];
+            for answer in answers {
                 let (mut s, _) = l.accept().await.unwrap();
                 let mut buf = [0u8; 1024];
-                let _ = s.read(&mut buf).await;
+                let n = s.read(&mut buf).await.unwrap_or(0);
+                heads2
+                    .lock()
+                    .push(String::from_utf8_lossy(&buf[..n]).into_owned());
                 hits2.fetch_add(1, Ordering::SeqCst);
-                let _ = s
-                    .write_all(b"HTTP/1.1 500 No\r\nContent-Length: 0\r\n\r\n")
-                    .await;
+                let _ = s.write_all(answer).await;
             }
         });
         let h: LifecycleHandler = serde_json::from_value(
             json!({"httpGet": {"path": "/hook", "port": port, "host": "127.0.0.1"}}),
         )
         .unwrap();
-        runner()
-            .run(&pod, &c, "id", &h, "", Duration::from_secs(5))
-            .await
-            .unwrap();
-        assert_eq!(hits.load(Ordering::SeqCst), 1);
+        for _ in 0..2 {
+            runner()
+                .run(&pod, &c, "id", &h, "", Duration::from_secs(5))
+                .await
+                .unwrap();
+        }
+        assert_eq!(hits.load(Ordering::SeqCst), 2);
+        assert!(
+            heads.lock()[0].contains("\r\nUser-Agent: kube-lifecycle/1.33\r\n"),
+            "{:?}",
+            heads.lock()
+        );
         server.abort();
         let bad: LifecycleHandler =
             serde_json::from_value(json!({"httpGet": {"path": "/hook", "port": "http"}})).unwrap();

@@ -94,6 +94,8 @@ pub struct Inner {
     pub started_pods_total: IntCounter,
     /// `kubelet_started_pods_errors_total`: sandbox creations that failed.
     pub started_pods_errors_total: IntCounter,
+    /// Pod workers that panicked and were restarted (kubelet-rs's own; the Go kubelet crashes).
+    pub pod_worker_panics_total: IntCounter,
     pub started_containers_total: IntCounterVec,
     pub started_containers_errors_total: IntCounterVec,
     /// `kubelet_image_pull_duration_seconds{image_size_in_bytes}`: successful pulls, wait
@@ -237,6 +239,7 @@ impl Metrics {
             pod_start_duration_seconds: histogram("kubelet_pod_start_duration_seconds", "Duration in seconds from kubelet seeing a pod for the first time to the pod starting to run", &POD_START_BUCKETS),
             pod_start_sli_duration_seconds: histogram_vec("kubelet_pod_start_sli_duration_seconds", "Duration in seconds to start a pod, excluding time to pull images and run init containers, measured from pod creation timestamp to when all its containers are reported as started and observed via watch", &POD_START_BUCKETS, &[]),
             pod_start_total_duration_seconds: histogram_vec("kubelet_pod_start_total_duration_seconds", "Duration in seconds to start a pod since creation, including time to pull images and run init containers, measured from pod creation timestamp to when all its containers are reported as started and observed via watch", &POD_START_BUCKETS, &[]),
+            pod_worker_panics_total: IntCounter::with_opts(opts("kubelet_pod_worker_panics_total", "Cumulative number of pod workers that panicked and were restarted.")).expect("static metric"),
             pod_worker_duration_seconds: histogram_vec("kubelet_pod_worker_duration_seconds", "Duration in seconds to sync a single pod. Broken down by operation type: create, update, or sync", default_buckets, &["operation_type"]),
             started_pods_total: IntCounter::with_opts(opts("kubelet_started_pods_total", "Cumulative number of pods started")).expect("static metric"),
             started_pods_errors_total: IntCounter::with_opts(opts("kubelet_started_pods_errors_total", "Cumulative number of errors when starting pods")).expect("static metric"),
@@ -280,6 +283,7 @@ impl Metrics {
             Box::new(inner.pod_worker_duration_seconds.clone()),
             Box::new(inner.started_pods_total.clone()),
             Box::new(inner.started_pods_errors_total.clone()),
+            Box::new(inner.pod_worker_panics_total.clone()),
             Box::new(inner.started_containers_total.clone()),
             Box::new(inner.started_containers_errors_total.clone()),
             Box::new(inner.image_pull_duration_seconds.clone()),

@@ -1,6 +1,8 @@
 //! The prober's metrics, served at `/metrics/probes`: `prober_probe_total` (BETA) and
 //! `prober_probe_duration_seconds` (ALPHA) with the kubelet's names, help texts, label names
-//! and buckets (`pkg/kubelet/prober/prober_manager.go`).
+//! and buckets (`pkg/kubelet/prober/prober_manager.go`), and kubelet-rs's own
+//! `prober_probe_worker_panics_total` (ALPHA, by `probe_type`): probe workers that panicked and
+//! were restarted (the Go kubelet has no such family: a panic there ends the process).
 //!
 //! The prober records every probe result with [`ProbeMetrics::observe`]; as in the kubelet,
 //! a duration is recorded only for successful probes. When a pod's probe workers stop, the
@@ -70,6 +72,7 @@ struct Inner {
     registry: Registry,
     total: IntCounterVec,
     duration: HistogramVec,
+    worker_panics: IntCounterVec,
 }
 
 impl Default for ProbeMetrics {
@@ -103,15 +106,34 @@ impl ProbeMetrics {
             &["probe_type", "container", "pod", "namespace"],
         )
         .expect("static metric");
+        let worker_panics = IntCounterVec::new(
+            Opts::new(
+                "prober_probe_worker_panics_total",
+                "[ALPHA] Cumulative number of probe workers that panicked and were restarted, by probe type.",
+            ),
+            &["probe_type"],
+        )
+        .expect("static metric");
+        for t in [
+            ProbeType::Liveness,
+            ProbeType::Readiness,
+            ProbeType::Startup,
+        ] {
+            worker_panics.with_label_values(&[t.as_str()]);
+        }
         let registry = Registry::new();
         registry.register(Box::new(total.clone())).expect("unique");
         registry
             .register(Box::new(duration.clone()))
             .expect("unique");
+        registry
+            .register(Box::new(worker_panics.clone()))
+            .expect("unique");
         ProbeMetrics(Arc::new(Inner {
             registry,
             total,
             duration,
+            worker_panics,
         }))
     }
 
@@ -142,6 +164,14 @@ impl ProbeMetrics {
         }
     }
 
+    /// Counts a probe worker that panicked (it is restarted).
+    pub fn worker_panicked(&self, probe: ProbeType) {
+        self.0
+            .worker_panics
+            .with_label_values(&[probe.as_str()])
+            .inc();
+    }
+
     /// Drops every series of one container's `probe` (its worker stopped).
     pub fn forget(&self, probe: ProbeType, t: ProbeTarget<'_>) {
         for r in [
@@ -164,7 +194,7 @@ impl ProbeMetrics {
                 .remove_label_values(&[probe.as_str(), t.container, t.pod, t.namespace]);
     }
 
-    /// The text exposition of both families.
+    /// The text exposition of the families.
     pub fn encode(&self) -> String {
         let mut buf = Vec::new();
         let _ = TextEncoder::new().encode(&self.0.registry.gather(), &mut buf);
@@ -214,7 +244,34 @@ mod tests {
         ), "{text}");
         m.forget(ProbeType::Readiness, t);
         let text = m.encode();
-        assert!(!text.contains("Readiness"), "{text}");
-        assert!(text.contains("Liveness"));
+        let per_container = |l: &&str| l.contains("pod_uid=") || l.contains("pod=");
+        assert!(
+            !text
+                .lines()
+                .filter(per_container)
+                .any(|l| l.contains("Readiness")),
+            "{text}"
+        );
+        assert!(text
+            .lines()
+            .filter(per_container)
+            .any(|l| l.contains("Liveness")));
+    }
+
+    #[test]
+    fn worker_panics_are_counted_by_probe_type_from_zero() {
+        let m = ProbeMetrics::new();
+        let text = m.encode();
+        assert!(
+            text.contains("# TYPE prober_probe_worker_panics_total counter\n"),
+            "{text}"
+        );
+        assert!(text.contains("prober_probe_worker_panics_total{probe_type=\"Startup\"} 0\n"));
+        m.worker_panicked(ProbeType::Liveness);
+        let text = m.encode();
+        assert!(
+            text.contains("prober_probe_worker_panics_total{probe_type=\"Liveness\"} 1\n"),
+            "{text}"
+        );
     }
 }

@@ -1,176 +1,55 @@
 //! The HTTP(S) GET that `httpGet` probes and lifecycle hooks make, as the kubelet makes it
-//! (`pkg/probe/http`): one connection per request (`Connection: close`, no keep-alive, as the
-//! kubelet disables it for probes), `User-Agent: kube-probe/<major>.<minor>` and `Accept: */*`
-//! unless the spec sets them, a `Host` header from the spec's headers, HTTPS without certificate
-//! verification, and redirects followed (at most 10) only while they stay on the same host. A
-//! redirect to another host is not followed: the redirect response itself is the answer.
+//! (`pkg/probe/http`): one connection per request (`Connection: close`, as the kubelet disables
+//! keep-alive for probes), `User-Agent: kube-probe/<major>.<minor>` (`kube-lifecycle/...` for
+//! hooks) and `Accept: */*` unless the spec sets them (an empty value in the spec removes them),
+//! a `Host` header from the spec's headers, HTTPS without certificate verification, and
+//! redirects (301, 302, 303, 307, 308) followed, at most 10, only while they stay on the first
+//! request's host; a redirect to another host is not followed: the redirect response itself is
+//! the answer. At most [`MAX_BODY`] bytes of a body are read, as the kubelet reads.
 //!
-//! One [`HttpClient`] is shared by every probe worker: it holds the TLS configuration. The
-//! exchange itself is a small HTTP/1.1 client over a tokio socket (`httparse` reads the response
-//! head); at most [`MAX_BODY`] bytes of the body are kept, for the probe's output.
+//! The exchange is a small HTTP/1.1 client over a tokio socket (rustls for HTTPS): the request
+//! head is one write, and [`wire::ResponseReader`] parses the answer incrementally (`httparse`
+//! for heads), with every length and count from the wire bounded or checked (see [`wire`]); the
+//! whole request, redirects included, runs within the probe's timeout, so a head that never
+//! ends fails the probe when its time is up. An error while reading the body does not undo the
+//! answer: it is reported in [`HttpResponse::body_error`] (the prober treats it as the kubelet
+//! does, as a probe error; a hook ignores it). This client was kept over hyper's HTTP/1 client
+//! connection on numbers: `benches/probes.rs` measures both in one run, and hyper costs about a
+//! quarter more CPU per request (`benches/README.md`); the fuzz targets in `fuzz/` exercise
+//! [`wire`].
+//!
+//! Sockets get `SO_LINGER` of 1 s, as the kubelet's probe dialer sets (`pkg/probe/dialer_others.go`,
+//! so that probes do not pile up sockets in TIME-WAIT). Closing such a socket can block until the
+//! peer acknowledges the FIN; to keep that off the prober's thread, only a connection whose
+//! exchange completed (the peer just answered, so its acknowledgement is immediate) closes with
+//! that linger; one abandoned (a timeout, an error, a body cut at [`MAX_BODY`]) closes with a zero
+//! linger, a reset that never waits ([`ProbeStream`]).
+//!
+//! One [`HttpClient`] is shared by every probe worker and hook: it holds the TLS configuration.
+
+pub mod wire;
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
-/// The kubelet keeps this much of a probe's response body.
-pub const MAX_BODY: usize = 10 << 10;
+use wire::{ResponseReader, Step, WireError};
+pub use wire::{Scheme, Url, MAX_BODY, MAX_HEAD};
+
 /// Redirects followed before giving up (Go's `http.Client` default).
 pub const MAX_REDIRECTS: usize = 10;
-/// The largest response head accepted.
-const MAX_HEAD: usize = 64 << 10;
 /// The `User-Agent` the kubelet's probes send (`kube-probe/<major>.<minor>`).
-pub const USER_AGENT: &str = "kube-probe/1.33";
-
-/// `http` or `https`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scheme {
-    Http,
-    Https,
-}
-
-impl Scheme {
-    /// From a probe's `scheme` (`HTTP` when unset; the API accepts `HTTP` and `HTTPS`).
-    pub fn parse(s: Option<&str>) -> Scheme {
-        match s {
-            Some(s) if s.eq_ignore_ascii_case("https") => Scheme::Https,
-            _ => Scheme::Http,
-        }
-    }
-
-    fn as_str(self) -> &'static str {
-        match self {
-            Scheme::Http => "http",
-            Scheme::Https => "https",
-        }
-    }
-}
-
-/// An absolute URL as the client needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Url {
-    pub scheme: Scheme,
-    /// A host name or an IP address (without brackets).
-    pub host: String,
-    pub port: u16,
-    /// Path and query, starting with `/`.
-    pub path: String,
-}
-
-impl Url {
-    /// The URL of a probe: `path` gets a leading `/` when it lacks one.
-    pub fn new(scheme: Scheme, host: &str, port: u16, path: &str) -> Url {
-        let host = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string();
-        let path = if path.starts_with('/') {
-            path.to_string()
-        } else {
-            format!("/{path}")
-        };
-        Url {
-            scheme,
-            host,
-            port,
-            path,
-        }
-    }
-
-    /// `host:port`, bracketing an IPv6 address (the `Host` header and error texts).
-    pub fn authority(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
-    }
-
-    /// Resolves a `Location` header against this URL.
-    pub fn join(&self, location: &str) -> Option<Url> {
-        let location = location.trim();
-        for (prefix, scheme) in [("http://", Scheme::Http), ("https://", Scheme::Https)] {
-            if location.len() >= prefix.len()
-                && location[..prefix.len()].eq_ignore_ascii_case(prefix)
-            {
-                return Self::parse_authority_path(scheme, &location[prefix.len()..]);
-            }
-        }
-        if let Some(rest) = location.strip_prefix("//") {
-            return Self::parse_authority_path(self.scheme, rest);
-        }
-        if location.contains("://") {
-            return None;
-        }
-        let path = if location.starts_with('/') {
-            location.to_string()
-        } else {
-            let base = self.path.split('?').next().unwrap_or("/");
-            let dir = &base[..base.rfind('/').map(|i| i + 1).unwrap_or(0)];
-            format!("{dir}{location}")
-        };
-        Some(Url {
-            scheme: self.scheme,
-            host: self.host.clone(),
-            port: self.port,
-            path,
-        })
-    }
-
-    fn parse_authority_path(scheme: Scheme, rest: &str) -> Option<Url> {
-        let (authority, path) = match rest.find(['/', '?']) {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, "/"),
-        };
-        let default_port = match scheme {
-            Scheme::Http => 80,
-            Scheme::Https => 443,
-        };
-        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-            let end = v6.find(']')?;
-            let port = match &v6[end + 1..] {
-                "" => default_port,
-                p => p.strip_prefix(':')?.parse().ok()?,
-            };
-            (v6[..end].to_string(), port)
-        } else {
-            match authority.rsplit_once(':') {
-                Some((h, p)) => (h.to_string(), p.parse().ok()?),
-                None => (authority.to_string(), default_port),
-            }
-        };
-        if host.is_empty() {
-            return None;
-        }
-        let path = if path.starts_with('?') {
-            format!("/{path}")
-        } else {
-            path.to_string()
-        };
-        Some(Url {
-            scheme,
-            host,
-            port,
-            path,
-        })
-    }
-}
-
-impl fmt::Display for Url {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}://{}{}",
-            self.scheme.as_str(),
-            self.authority(),
-            self.path
-        )
-    }
-}
+pub const PROBE_USER_AGENT: &str = "kube-probe/1.33";
+/// The `User-Agent` the kubelet's httpGet lifecycle hooks send.
+pub const HOOK_USER_AGENT: &str = "kube-lifecycle/1.33";
+/// `SO_LINGER` on probe sockets, as the kubelet's probe dialer.
+pub const PROBE_LINGER: Duration = Duration::from_secs(1);
 
 /// A request that got no HTTP answer. The texts follow Go's `url.Error`
 /// (`Get "http://10.88.0.5:80/": dial tcp 10.88.0.5:80: connect: connection refused`), which is
@@ -206,8 +85,13 @@ pub enum HttpError {
         #[source]
         source: std::io::Error,
     },
+    /// The server closed the connection before a whole response head.
+    #[error("Get {url:?}: EOF")]
+    Eof { url: String },
     #[error("Get {url:?}: malformed HTTP response: {message}")]
     Protocol { url: String, message: String },
+    #[error("parse {url:?}: {message}")]
+    InvalidUrl { url: String, message: String },
     #[error("Get {url:?}: stopped after {MAX_REDIRECTS} redirects")]
     TooManyRedirects { url: String },
 }
@@ -232,14 +116,20 @@ pub struct HttpResponse {
     pub status: u16,
     /// The first [`MAX_BODY`] bytes of the body.
     pub body: Vec<u8>,
-    /// Set when this is a redirect to another host that was not followed.
-    pub redirect_elsewhere: Option<String>,
+    /// Reading the body failed after the head came (a truncated or malformed chunk, a reset):
+    /// what went wrong, with `body` holding what was read before.
+    pub body_error: Option<String>,
 }
 
 impl HttpResponse {
     pub fn body_text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
+}
+
+/// Whether Go's client follows a redirect with this status.
+fn followed(status: u16) -> bool {
+    matches!(status, 301 | 302 | 303 | 307 | 308)
 }
 
 /// The shared client: TLS configuration (no verification, as the kubelet's probes).
@@ -275,14 +165,16 @@ impl HttpClient {
         }
     }
 
-    /// GET `url` with `headers`, following same-host redirects, all within `timeout`.
+    /// GET `url` with the spec's `headers` and `user_agent` unless they set one, following
+    /// same-host redirects, all within `timeout`.
     pub async fn get(
         &self,
         url: &Url,
         headers: &[(String, String)],
+        user_agent: &str,
         timeout: Duration,
     ) -> Result<HttpResponse, HttpError> {
-        match tokio::time::timeout(timeout, self.get_following(url, headers)).await {
+        match tokio::time::timeout(timeout, self.get_following(url, headers, user_agent)).await {
             Ok(r) => r,
             Err(_) => Err(HttpError::Timeout {
                 url: url.to_string(),
@@ -294,38 +186,30 @@ impl HttpClient {
         &self,
         url: &Url,
         headers: &[(String, String)],
+        user_agent: &str,
     ) -> Result<HttpResponse, HttpError> {
         // The first request goes to `url` itself; only redirects allocate a new URL.
-        let (mut resp, location) = self.get_once(url, headers).await?;
-        let Some(location) = location.filter(|_| (300..400).contains(&resp.status)) else {
-            return Ok(resp);
-        };
-        let Some(mut next) = url.join(&location) else {
-            return Ok(resp);
-        };
-        let mut current = url.clone();
+        let (mut resp, mut location) = self.get_once(url, headers, user_agent).await?;
+        let mut current: Option<Url> = None;
         let mut redirects = 0;
         loop {
-            if !next.host.eq_ignore_ascii_case(&current.host) {
-                resp.redirect_elsewhere = Some(next.to_string());
+            let base = current.as_ref().unwrap_or(url);
+            let next = match location.take() {
+                Some(l) if followed(resp.status) => base.join(&l),
+                _ => None,
+            };
+            // The kubelet's redirect checker compares with the first request's host.
+            let Some(next) = next.filter(|n| n.host.eq_ignore_ascii_case(&url.host)) else {
                 return Ok(resp);
-            }
+            };
             redirects += 1;
             if redirects > MAX_REDIRECTS {
                 return Err(HttpError::TooManyRedirects {
                     url: next.to_string(),
                 });
             }
-            current = next;
-            let (r, location) = self.get_once(&current, headers).await?;
-            resp = r;
-            let Some(location) = location.filter(|_| (300..400).contains(&resp.status)) else {
-                return Ok(resp);
-            };
-            let Some(n) = current.join(&location) else {
-                return Ok(resp);
-            };
-            next = n;
+            (resp, location) = self.get_once(&next, headers, user_agent).await?;
+            current = Some(next);
         }
     }
 
@@ -334,7 +218,15 @@ impl HttpClient {
         &self,
         url: &Url,
         headers: &[(String, String)],
+        user_agent: &str,
     ) -> Result<(HttpResponse, Option<String>), HttpError> {
+        if !url.host_is_valid() {
+            return Err(HttpError::InvalidUrl {
+                url: url.to_string(),
+                message: format!("invalid host {:?}", url.host),
+            });
+        }
+        let request = wire::request_head(url, headers, user_agent);
         let addr = resolve(url).await?;
         let tcp = TcpStream::connect(addr)
             .await
@@ -348,28 +240,34 @@ impl HttpClient {
         if url.scheme == Scheme::Https {
             let _ = tcp.set_nodelay(true);
         }
-        let request = request_bytes(url, headers);
+        let stream = ProbeStream::new(tcp);
         match url.scheme {
-            Scheme::Http => exchange(tcp, &request, url).await,
+            Scheme::Http => exchange(stream, &request, url).await,
             Scheme::Https => {
-                let name =
-                    rustls::pki_types::ServerName::try_from(url.host.clone()).map_err(|e| {
-                        HttpError::Tls {
-                            url: url.to_string(),
-                            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
-                        }
-                    })?;
-                let tls = self
-                    .tls
-                    .connect(name, tcp)
-                    .await
-                    .map_err(|source| HttpError::Tls {
-                        url: url.to_string(),
-                        source,
-                    })?;
+                let tls = self.tls_connect(url, stream).await?;
                 exchange(tls, &request, url).await
             }
         }
+    }
+
+    async fn tls_connect<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        url: &Url,
+        stream: S,
+    ) -> Result<tokio_rustls::client::TlsStream<S>, HttpError> {
+        let name = rustls::pki_types::ServerName::try_from(url.host.clone()).map_err(|e| {
+            HttpError::Tls {
+                url: url.to_string(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
+            }
+        })?;
+        self.tls
+            .connect(name, stream)
+            .await
+            .map_err(|source| HttpError::Tls {
+                url: url.to_string(),
+                source,
+            })
     }
 }
 
@@ -399,48 +297,10 @@ pub fn spec_headers(h: &k8s_openapi::api::core::v1::HTTPGetAction) -> Vec<(Strin
         .collect()
 }
 
-/// The request head. The spec's headers come last and replace the defaults they name.
-fn request_bytes(url: &Url, headers: &[(String, String)]) -> Vec<u8> {
-    let has = |name: &str| headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
-    let mut out = Vec::with_capacity(160 + url.path.len());
-    out.extend_from_slice(b"GET ");
-    out.extend_from_slice(url.path.as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
-    match headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("host")) {
-        Some((_, v)) => out.extend_from_slice(v.as_bytes()),
-        None => out.extend_from_slice(url.authority().as_bytes()),
-    }
-    out.extend_from_slice(b"\r\n");
-    if !has("user-agent") {
-        out.extend_from_slice(b"User-Agent: ");
-        out.extend_from_slice(USER_AGENT.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    if !has("accept") {
-        out.extend_from_slice(b"Accept: */*\r\n");
-    }
-    out.extend_from_slice(b"Connection: close\r\n");
-    for (k, v) in headers {
-        if k.eq_ignore_ascii_case("host") || k.eq_ignore_ascii_case("connection") {
-            continue;
-        }
-        // Header names and values come from the pod spec: keep CR/LF out of the request.
-        if k.bytes().any(|b| b == b'\r' || b == b'\n' || b == b':')
-            || v.bytes().any(|b| b == b'\r' || b == b'\n')
-        {
-            continue;
-        }
-        out.extend_from_slice(k.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(v.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
-    out
-}
-
-/// Writes the request and reads the response head and up to [`MAX_BODY`] bytes of the body.
-async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+/// Writes the request and reads the answer: the status, `Location`, and up to [`MAX_BODY`]
+/// bytes of the body. A connection whose response was read to its end is marked complete (it
+/// closes with the kubelet's linger); any other is reset when dropped.
+async fn exchange<S: ProbeIo>(
     mut stream: S,
     request: &[u8],
     url: &Url,
@@ -451,55 +311,31 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     };
     stream.write_all(request).await.map_err(io_err)?;
     stream.flush().await.map_err(io_err)?;
-    // One buffer for the head and the kept body, filled without zeroing; nothing but it lives
-    // across the reads, so the future stays small.
-    let mut buf: Vec<u8> = Vec::with_capacity(1024);
-    // After a 1xx answer the next head may already be in the buffer: parse before reading.
-    let mut parse_first = false;
-    let (status, location, head_len, body_len, chunked) = loop {
-        if !std::mem::take(&mut parse_first) {
-            if buf.len() >= MAX_HEAD {
-                return Err(HttpError::Protocol {
-                    url: url.to_string(),
-                    message: format!("response head larger than {MAX_HEAD} bytes"),
-                });
-            }
-            let n = stream.read_buf(&mut buf).await.map_err(io_err)?;
-            if n == 0 {
-                return Err(HttpError::Protocol {
-                    url: url.to_string(),
-                    message: if buf.is_empty() {
-                        "EOF".into()
-                    } else {
-                        "unexpected EOF in the response head".into()
-                    },
-                });
-            }
+    let mut reader = ResponseReader::new();
+    loop {
+        let buf = reader.buffer();
+        // Reads of a few KiB at most: the reader keeps only what it has not consumed.
+        if buf.capacity() - buf.len() < 1024 {
+            buf.reserve(4096);
         }
-        let mut hdrs = [httparse::EMPTY_HEADER; 48];
-        let mut resp = httparse::Response::new(&mut hdrs);
-        match resp.parse(&buf) {
-            Ok(httparse::Status::Complete(len)) => {
-                let status = resp.code.unwrap_or(0);
-                // 1xx informational answers precede the real one.
-                if (100..200).contains(&status) && status != 101 {
-                    buf.drain(..len);
-                    parse_first = true;
-                    continue;
-                }
-                let header = |name: &str| {
-                    resp.headers
-                        .iter()
-                        .find(|h| h.name.eq_ignore_ascii_case(name))
-                        .map(|h| String::from_utf8_lossy(h.value).into_owned())
-                };
-                let location = header("location");
-                let body_len = header("content-length").and_then(|v| v.trim().parse().ok());
-                let chunked = header("transfer-encoding")
-                    .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
-                break (status, location, len, body_len, chunked);
+        let eof = match stream.read_buf(buf).await {
+            Ok(n) => n == 0,
+            // The answer is in: a failure now is the body's (the kubelet reports it as a
+            // probe error), not the request's.
+            Err(e) if reader.head_done() => {
+                reader.fail_body(os_text(&e));
+                break;
             }
-            Ok(httparse::Status::Partial) => {}
+            Err(e) => return Err(io_err(e)),
+        };
+        match reader.process(eof) {
+            Ok(Step::NeedMore) => {}
+            Ok(Step::Done) => break,
+            Err(WireError::Eof) => {
+                return Err(HttpError::Eof {
+                    url: url.to_string(),
+                })
+            }
             Err(e) => {
                 return Err(HttpError::Protocol {
                     url: url.to_string(),
@@ -507,54 +343,105 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
                 })
             }
         }
-    };
-    buf.drain(..head_len);
-    let mut body = buf;
-    let want = body_len.unwrap_or(usize::MAX).min(MAX_BODY);
-    while body.len() < want && !(chunked && body.ends_with(b"0\r\n\r\n")) {
-        body.reserve(2048);
-        match stream.read_buf(&mut body).await {
-            Ok(0) => break,
-            Ok(_) => {}
-            // The answer is in; a connection reset while reading the rest does not undo it.
-            Err(_) => break,
-        }
     }
-    if chunked {
-        body = dechunk(&body);
+    let r = reader.finish();
+    if r.complete {
+        stream.mark_complete();
     }
-    body.truncate(MAX_BODY);
     Ok((
         HttpResponse {
-            status,
-            body,
-            redirect_elsewhere: None,
+            status: r.status,
+            body: r.body,
+            body_error: r.body_error,
         },
-        location,
+        r.location,
     ))
 }
 
-/// Decodes as much of a chunked body as is present.
-fn dechunk(mut data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len());
-    while let Some(eol) = data.windows(2).position(|w| w == b"\r\n") {
-        let size_text = String::from_utf8_lossy(&data[..eol]);
-        let size_text = size_text.split(';').next().unwrap_or("").trim();
-        let Ok(size) = usize::from_str_radix(size_text, 16) else {
-            break;
-        };
-        if size == 0 {
-            break;
-        }
-        let start = eol + 2;
-        let end = (start + size).min(data.len());
-        out.extend_from_slice(&data[start..end]);
-        if end < start + size || end + 2 > data.len() {
-            break;
-        }
-        data = &data[end + 2..];
+/// The socket under an exchange, plain or TLS: it can be told that the exchange completed.
+trait ProbeIo: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// The exchange ended in order: close with the kubelet's linger, not a reset.
+    fn mark_complete(self);
+}
+
+impl ProbeIo for ProbeStream {
+    fn mark_complete(self) {
+        ProbeStream::mark_complete(self);
     }
-    out
+}
+
+impl ProbeIo for tokio_rustls::client::TlsStream<ProbeStream> {
+    fn mark_complete(mut self) {
+        self.get_mut().0.complete = true;
+    }
+}
+
+/// A probe's TCP connection: `SO_LINGER` of [`PROBE_LINGER`] as the kubelet's, and, unless the
+/// exchange over it completed ([`ProbeIo::mark_complete`]; a timeout, an error, an unread rest
+/// of the body do not), a zero linger when dropped, so that closing it resets it at once
+/// instead of blocking the thread until the peer acknowledges.
+pub struct ProbeStream {
+    tcp: TcpStream,
+    complete: bool,
+}
+
+impl ProbeStream {
+    /// Wraps a probe's connection and sets its linger.
+    pub fn new(tcp: TcpStream) -> Self {
+        set_probe_linger(&tcp, Some(PROBE_LINGER));
+        Self {
+            tcp,
+            complete: false,
+        }
+    }
+
+    /// The exchange over it completed: it closes with the linger, not a reset.
+    pub fn mark_complete(mut self) {
+        self.complete = true;
+    }
+}
+
+/// Sets `SO_LINGER` on a probe's socket (the kubelet's probe dialer sets 1 s).
+pub fn set_probe_linger(tcp: &TcpStream, linger: Option<Duration>) {
+    if let Err(e) = socket2::SockRef::from(tcp).set_linger(linger) {
+        tracing::debug!(error = %e, "cannot set SO_LINGER on a probe socket");
+    }
+}
+
+impl Drop for ProbeStream {
+    fn drop(&mut self) {
+        if !self.complete {
+            set_probe_linger(&self.tcp, Some(Duration::ZERO));
+        }
+    }
+}
+
+impl AsyncRead for ProbeStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for ProbeStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.tcp).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_shutdown(cx)
+    }
 }
 
 /// Accepts any server certificate, as the kubelet's probes do (`InsecureSkipVerify`), while
@@ -610,7 +497,23 @@ impl rustls::client::danger::ServerCertVerifier for NoVerification {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
+
+    const T: Duration = Duration::from_secs(5);
+
+    /// Reads one request head from `s`.
+    async fn read_head<S: AsyncRead + Unpin>(s: &mut S) -> String {
+        let mut buf = vec![0u8; 4096];
+        let mut n = 0;
+        while !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+            match s.read(&mut buf[n..]).await {
+                Ok(0) | Err(_) => break,
+                Ok(k) => n += k,
+            }
+        }
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
 
     /// Serves one canned answer per connection, `answers` in turn, recording each request head.
     async fn serve(answers: Vec<String>) -> (u16, tokio::task::JoinHandle<Vec<String>>) {
@@ -620,49 +523,70 @@ mod tests {
             let mut seen = Vec::new();
             for a in answers {
                 let (mut s, _) = l.accept().await.unwrap();
-                let mut buf = vec![0u8; 4096];
-                let mut n = 0;
-                while !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf[n..]).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(k) => n += k,
-                    }
-                }
-                seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
-                s.write_all(a.as_bytes()).await.unwrap();
+                seen.push(read_head(&mut s).await);
+                let _ = s.write_all(a.as_bytes()).await;
             }
             seen
         });
         (port, task)
     }
 
+    async fn get(port: u16, path: &str) -> Result<HttpResponse, HttpError> {
+        let url = Url::new(Scheme::Http, "127.0.0.1", port, path);
+        HttpClient::new().get(&url, &[], PROBE_USER_AGENT, T).await
+    }
+
     #[tokio::test]
     async fn get_sends_kubelet_headers_and_reads_the_answer() {
-        let (port, task) =
-            serve(vec!["HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".into()]).await;
+        let (port, task) = serve(vec![
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".into(),
+            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".into(),
+        ])
+        .await;
+        let client = HttpClient::new();
         let url = Url::new(Scheme::Http, "127.0.0.1", port, "healthz?x=1");
-        let r = HttpClient::new()
-            .get(
-                &url,
-                &[
-                    ("X-Custom".into(), "v".into()),
-                    ("Host".into(), "example".into()),
-                ],
-                Duration::from_secs(5),
-            )
+        let headers = [
+            ("X-Custom".to_string(), "v".to_string()),
+            ("Host".into(), "example".into()),
+            ("Bad\rName".into(), "dropped".into()),
+            ("X-Bad-Value".into(), "a\r\nInjected: 1".into()),
+        ];
+        let r = client
+            .get(&url, &headers, PROBE_USER_AGENT, T)
             .await
             .unwrap();
         assert_eq!(r.status, 200);
         assert_eq!(r.body, b"ok");
-        let req = &task.await.unwrap()[0];
+        assert_eq!(r.body_error, None);
+        // A spec's own User-Agent replaces the default; an empty Accept sends none.
+        let mine = [
+            ("user-agent".to_string(), "mine/1".to_string()),
+            ("Accept".into(), String::new()),
+        ];
+        let url2 = Url::new(Scheme::Http, "127.0.0.1", port, "/a b#frag");
+        client.get(&url2, &mine, HOOK_USER_AGENT, T).await.unwrap();
+        let seen = task.await.unwrap();
+        let req = &seen[0];
         assert!(
             req.starts_with("GET /healthz?x=1 HTTP/1.1\r\nHost: example\r\n"),
             "{req}"
         );
-        assert!(req.contains("User-Agent: kube-probe/1.33\r\n"));
-        assert!(req.contains("Accept: */*\r\n"));
-        assert!(req.contains("Connection: close\r\n"));
-        assert!(req.contains("X-Custom: v\r\n"));
+        assert!(req.contains("\r\nUser-Agent: kube-probe/1.33\r\n"), "{req}");
+        assert!(req.contains("\r\nAccept: */*\r\n"), "{req}");
+        assert!(req.contains("\r\nConnection: close\r\n"), "{req}");
+        assert!(req.contains("\r\nX-Custom: v\r\n"), "{req}");
+        assert!(
+            !req.contains("dropped") && !req.contains("Injected"),
+            "{req}"
+        );
+        let req = &seen[1];
+        assert!(req.starts_with("GET /a%20b HTTP/1.1\r\n"), "{req}");
+        assert!(
+            req.contains(&format!("\r\nHost: 127.0.0.1:{port}\r\n")),
+            "{req}"
+        );
+        assert!(req.contains("\r\nUser-Agent: mine/1\r\n"), "{req}");
+        assert!(!req.to_ascii_lowercase().contains("accept"), "{req}");
     }
 
     #[tokio::test]
@@ -673,18 +597,27 @@ mod tests {
                 .into(),
         ])
         .await;
-        let url = Url::new(Scheme::Http, "127.0.0.1", port, "/");
-        let r = HttpClient::new()
-            .get(&url, &[], Duration::from_secs(5))
-            .await
-            .unwrap();
+        let r = get(port, "/").await.unwrap();
         assert_eq!(r.status, 301);
-        assert_eq!(
-            r.redirect_elsewhere.as_deref(),
-            Some("http://elsewhere.invalid:80/x")
-        );
         let seen = task.await.unwrap();
         assert!(seen[1].starts_with("GET /next HTTP/1.1"), "{}", seen[1]);
+
+        // 300 and 304 are answers, not redirects, as in Go's client.
+        let (port, _task) = serve(vec![
+            "HTTP/1.1 300 Choices\r\nLocation: /next\r\nContent-Length: 0\r\n\r\n".into(),
+        ])
+        .await;
+        assert_eq!(get(port, "/").await.unwrap().status, 300);
+
+        // The eleventh redirect is an error.
+        let loop_answer =
+            "HTTP/1.1 307 Again\r\nLocation: /again\r\nContent-Length: 0\r\n\r\n".to_string();
+        let (port, _task) = serve(vec![loop_answer; 11]).await;
+        let e = get(port, "/").await.unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("Get \"http://127.0.0.1:{port}/again\": stopped after 10 redirects")
+        );
     }
 
     #[tokio::test]
@@ -693,24 +626,23 @@ mod tests {
             "HTTP/1.1 500 Oops\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nbad\r\n0\r\n\r\n".into(),
         ])
         .await;
-        let url = Url::new(Scheme::Http, "127.0.0.1", port, "/");
-        let r = HttpClient::new()
-            .get(&url, &[], Duration::from_secs(5))
-            .await
-            .unwrap();
+        let r = get(port, "/").await.unwrap();
         assert_eq!((r.status, r.body_text().as_str()), (500, "bad"));
         // A port nobody listens on.
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let closed = l.local_addr().unwrap().port();
         drop(l);
-        let url = Url::new(Scheme::Http, "127.0.0.1", closed, "/");
-        let e = HttpClient::new()
-            .get(&url, &[], Duration::from_secs(5))
-            .await
-            .unwrap_err();
+        let e = get(closed, "/").await.unwrap_err();
         assert_eq!(
             e.to_string(),
             format!("Get \"http://127.0.0.1:{closed}/\": dial tcp 127.0.0.1:{closed}: connect: connection refused")
+        );
+        // A server that closes without answering.
+        let (port, _task) = serve(vec![String::new()]).await;
+        let e = get(port, "/").await.unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("Get \"http://127.0.0.1:{port}/\": EOF")
         );
     }
 
@@ -722,26 +654,81 @@ mod tests {
             "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n"
                 .into(),
             format!("HTTP/1.1 200 OK\r\n\r\n{long_body}"),
+            format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{long_body}\r\n0\r\n\r\n", long_body.len()),
             huge_head,
         ])
         .await;
-        let url = Url::new(Scheme::Http, "127.0.0.1", port, "/");
-        let client = HttpClient::new();
-        let r = client.get(&url, &[], Duration::from_secs(5)).await.unwrap();
+        let r = get(port, "/").await.unwrap();
         assert_eq!((r.status, r.body.len()), (204, 0));
-        // No Content-Length: the body is read to EOF, and only MAX_BODY bytes are kept.
-        let r = client.get(&url, &[], Duration::from_secs(5)).await.unwrap();
-        assert_eq!((r.status, r.body.len()), (200, MAX_BODY));
-        assert!(r.body.iter().all(|&b| b == b'x'));
-        let e = client
-            .get(&url, &[], Duration::from_secs(5))
+        // No Content-Length: the body is read to EOF, and only MAX_BODY bytes are kept; a
+        // chunked one the same.
+        for _ in 0..2 {
+            let r = get(port, "/").await.unwrap();
+            assert_eq!((r.status, r.body.len()), (200, MAX_BODY));
+            assert!(r.body.iter().all(|&b| b == b'x'));
+            assert_eq!(r.body_error, None);
+        }
+        let e = get(port, "/").await.unwrap_err();
+        assert!(matches!(e, HttpError::Protocol { .. }), "{e}");
+        assert!(
+            e.to_string().starts_with(&format!(
+                "Get \"http://127.0.0.1:{port}/\": malformed HTTP response: "
+            )),
+            "{e}"
+        );
+    }
+
+    /// What a pod's server sends is hostile: sizes that overflow, bodies cut short, heads that
+    /// never end. Each ends in an answer with a body error or in an error, never a panic or a
+    /// request that outlives its timeout.
+    #[tokio::test]
+    async fn hostile_answers_end_in_errors() {
+        let (port, _task) = serve(vec![
+            // The chunk size that overflowed the hand-written decoder.
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\nabc".into(),
+            // One digit more than a u64 holds.
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10000000000000000\r\nabc".into(),
+            // A chunk cut short by the server closing.
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n100\r\nabc".into(),
+            // A Content-Length larger than what comes.
+            "HTTP/1.1 503 No\r\nContent-Length: 1000\r\n\r\nabc".into(),
+            // A Content-Length no body can have, and conflicting lengths: no answer.
+            "HTTP/1.1 200 OK\r\nContent-Length: 18446744073709551615\r\n\r\nabc".into(),
+            "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab".into(),
+        ])
+        .await;
+        for (status, body) in [(200, "abc"), (200, ""), (200, "abc"), (503, "abc")] {
+            let r = get(port, "/").await.unwrap();
+            assert_eq!((r.status, r.body_text().as_str()), (status, body), "{r:?}");
+            assert!(r.body_error.is_some(), "{r:?}");
+        }
+        for _ in 0..2 {
+            let e = get(port, "/").await.unwrap_err();
+            assert!(matches!(e, HttpError::Protocol { .. }), "{e}");
+        }
+
+        // A head that never ends: one byte a while, forever. The request fails at its timeout.
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let _endless = tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            read_head(&mut s).await;
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\n").await;
+            loop {
+                if s.write_all(b"X").await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        });
+        let url = Url::new(Scheme::Http, "127.0.0.1", port, "/");
+        let e = HttpClient::new()
+            .get(&url, &[], PROBE_USER_AGENT, Duration::from_millis(300))
             .await
             .unwrap_err();
         assert_eq!(
             e.to_string(),
-            format!(
-                "Get \"http://127.0.0.1:{port}/\": malformed HTTP response: response head larger than {MAX_HEAD} bytes"
-            )
+            format!("Get \"http://127.0.0.1:{port}/\": context deadline exceeded (Client.Timeout exceeded while awaiting headers)")
         );
     }
 
@@ -756,7 +743,7 @@ mod tests {
         });
         let url = Url::new(Scheme::Https, "127.0.0.1", port, "/");
         let e = HttpClient::new()
-            .get(&url, &[], Duration::from_secs(5))
+            .get(&url, &[], PROBE_USER_AGENT, T)
             .await
             .unwrap_err();
         assert!(matches!(e, HttpError::Tls { .. }), "{e}");
@@ -765,19 +752,61 @@ mod tests {
             .starts_with(&format!("Get \"https://127.0.0.1:{port}/\": tls: ")));
     }
 
-    #[test]
-    fn locations_resolve_like_a_browser() {
-        let base = Url::new(Scheme::Http, "10.0.0.1", 8080, "/a/b?q");
-        assert_eq!(base.join("c").unwrap().path, "/a/c");
-        assert_eq!(
-            base.join("/d").unwrap().to_string(),
-            "http://10.0.0.1:8080/d"
-        );
-        assert_eq!(
-            base.join("https://[::1]:8443/z").unwrap().to_string(),
-            "https://[::1]:8443/z"
-        );
-        assert_eq!(base.join("//other/p").unwrap().host, "other");
-        assert!(base.join("ftp://x/").is_none());
+    /// A connection whose exchange completed keeps the kubelet's 1 s linger and ends with a
+    /// FIN; one dropped mid-exchange is reset instead (a close that cannot block).
+    #[tokio::test]
+    async fn probe_sockets_linger_like_the_kubelets_unless_abandoned() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        for complete in [true, false] {
+            let mut s = ProbeStream::new(TcpStream::connect(addr).await.unwrap());
+            let (mut peer, _) = l.accept().await.unwrap();
+            assert_eq!(
+                socket2::SockRef::from(&s.tcp).linger().unwrap(),
+                Some(PROBE_LINGER)
+            );
+            s.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+            if complete {
+                s.mark_complete();
+            } else {
+                drop(s);
+            }
+            let mut buf = Vec::new();
+            let end = peer.read_to_end(&mut buf).await;
+            assert_eq!(buf, b"GET / HTTP/1.1\r\n\r\n");
+            if complete {
+                end.unwrap();
+            } else {
+                assert_eq!(end.unwrap_err().kind(), std::io::ErrorKind::ConnectionReset);
+            }
+        }
+    }
+
+    /// Over a real exchange: a complete answer ends with a FIN (the server reads EOF), a body
+    /// cut at MAX_BODY with a reset.
+    #[tokio::test]
+    async fn exchanges_close_in_order_only_when_complete() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let mut ends = Vec::new();
+            for body in [2, MAX_BODY + 100_000] {
+                let (mut s, _) = l.accept().await.unwrap();
+                read_head(&mut s).await;
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {body}\r\n\r\n");
+                let _ = s.write_all(head.as_bytes()).await;
+                let _ = s.write_all(&vec![b'x'; body]).await;
+                // Keep the connection open and see how the client leaves it.
+                let mut rest = Vec::new();
+                ends.push(s.read_to_end(&mut rest).await.map_err(|e| e.kind()));
+            }
+            ends
+        });
+        for _ in 0..2 {
+            get(port, "/").await.unwrap();
+        }
+        let ends = server.await.unwrap();
+        assert_eq!(ends[0], Ok(0));
+        assert!(ends[1].is_err(), "{ends:?}");
     }
 }

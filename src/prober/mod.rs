@@ -15,7 +15,8 @@
 //!
 //! Counting: every probe execution is counted ([`ProberManager::executions`]) and passed to the
 //! [`ProbeObserver`] if one is set (the `/metrics/probes` families implement it); `Unhealthy`
-//! events go to the kubelet's [`Events`].
+//! events go to the kubelet's [`Events`]. Workers are supervised: a panicking worker is logged,
+//! counted ([`ProberManager::worker_panics`], `prober_probe_worker_panics_total`) and restarted.
 
 pub mod http;
 pub mod probe;
@@ -147,6 +148,9 @@ pub struct ProbeObservation<'a> {
 pub trait ProbeObserver: Send + Sync {
     fn observe(&self, o: &ProbeObservation<'_>);
 
+    /// A worker panicked and is being restarted (`prober_probe_worker_panics_total`).
+    fn worker_panicked(&self, _probe_type: ProbeType) {}
+
     /// A worker stopped: its series may go (`probe_type` of `container` in the pod).
     fn forget(
         &self,
@@ -159,15 +163,20 @@ pub trait ProbeObserver: Send + Sync {
     }
 }
 
+fn metric_type(t: ProbeType) -> crate::prober_metrics::ProbeType {
+    use crate::prober_metrics as pm;
+    match t {
+        ProbeType::Liveness => pm::ProbeType::Liveness,
+        ProbeType::Readiness => pm::ProbeType::Readiness,
+        ProbeType::Startup => pm::ProbeType::Startup,
+    }
+}
+
 /// The `/metrics/probes` families observe every execution.
 impl ProbeObserver for crate::prober_metrics::ProbeMetrics {
     fn observe(&self, o: &ProbeObservation<'_>) {
         use crate::prober_metrics as pm;
-        let probe = match o.probe_type {
-            ProbeType::Liveness => pm::ProbeType::Liveness,
-            ProbeType::Readiness => pm::ProbeType::Readiness,
-            ProbeType::Startup => pm::ProbeType::Startup,
-        };
+        let probe = metric_type(o.probe_type);
         let result = match o.result {
             ProbeResult::Success | ProbeResult::Warning => pm::ProbeResult::Successful,
             ProbeResult::Failure => pm::ProbeResult::Failed,
@@ -182,6 +191,10 @@ impl ProbeObserver for crate::prober_metrics::ProbeMetrics {
         crate::prober_metrics::ProbeMetrics::observe(self, probe, result, target, o.duration);
     }
 
+    fn worker_panicked(&self, probe_type: ProbeType) {
+        crate::prober_metrics::ProbeMetrics::worker_panicked(self, metric_type(probe_type));
+    }
+
     fn forget(
         &self,
         probe_type: ProbeType,
@@ -191,11 +204,7 @@ impl ProbeObserver for crate::prober_metrics::ProbeMetrics {
         container: &str,
     ) {
         use crate::prober_metrics as pm;
-        let probe = match probe_type {
-            ProbeType::Liveness => pm::ProbeType::Liveness,
-            ProbeType::Readiness => pm::ProbeType::Readiness,
-            ProbeType::Startup => pm::ProbeType::Startup,
-        };
+        let probe = metric_type(probe_type);
         crate::prober_metrics::ProbeMetrics::forget(
             self,
             probe,
@@ -217,10 +226,19 @@ pub struct Shared {
     pub results: Results,
     pub events: Events,
     executions: std::sync::atomic::AtomicU64,
+    worker_panics: std::sync::atomic::AtomicU64,
     observer: RwLock<Option<Arc<dyn ProbeObserver>>>,
 }
 
 impl Shared {
+    fn worker_panicked(&self, t: ProbeType) {
+        self.worker_panics
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Some(obs) = self.observer.read().as_ref() {
+            obs.worker_panicked(t);
+        }
+    }
+
     fn observe(&self, o: &ProbeObservation<'_>) {
         self.executions
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -317,6 +335,7 @@ impl ProberManager {
                 results: Results::new(on_change),
                 events,
                 executions: std::sync::atomic::AtomicU64::new(0),
+                worker_panics: std::sync::atomic::AtomicU64::new(0),
                 observer: RwLock::new(None),
             }),
             workers: Mutex::new(HashMap::new()),
@@ -333,6 +352,13 @@ impl ProberManager {
     pub fn executions(&self) -> u64 {
         self.shared
             .executions
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Probe workers that panicked and were restarted so far.
+    pub fn worker_panics(&self) -> u64 {
+        self.shared
+            .worker_panics
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 

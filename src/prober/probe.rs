@@ -12,7 +12,9 @@ use k8s_openapi::api::core::v1::{Container, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use tokio::net::TcpStream;
 
-use super::http::{os_text, HttpClient, Scheme, Url};
+use super::http::{
+    os_text, set_probe_linger, HttpClient, Scheme, Url, PROBE_LINGER, PROBE_USER_AGENT,
+};
 use super::{ProbeOutcome, ProbeRequest, ProbeResult, ProbeRunner};
 use crate::kuberuntime::container::expand;
 use crate::kuberuntime::RuntimeService;
@@ -183,28 +185,32 @@ impl Prober {
     }
 }
 
-/// An httpGet probe's outcome: 2xx and 3xx succeed (a redirect to another host is a warning),
-/// anything else fails with `HTTP probe failed with statuscode: N`.
+/// An httpGet probe's outcome, as the kubelet's `DoHTTPProbe`: 2xx succeeds, a 3xx that was not
+/// followed (another host, or too many) succeeds with a warning, anything else fails with `HTTP
+/// probe failed with statuscode: N`; no answer at all fails with the error; an answer whose body
+/// cannot be read is a probe error (Unknown: logged and reported, the result unchanged).
 pub async fn http_outcome(
     client: &HttpClient,
     url: &Url,
     headers: &[(String, String)],
     timeout: Duration,
 ) -> ProbeOutcome {
-    match client.get(url, headers, timeout).await {
-        Ok(r) if (200..400).contains(&r.status) => {
-            if r.redirect_elsewhere.is_some() {
-                outcome(
-                    ProbeResult::Warning,
-                    format!(
-                        "Probe terminated redirects, Response body: {}",
-                        r.body_text()
-                    ),
-                )
-            } else {
-                outcome(ProbeResult::Success, String::new())
-            }
-        }
+    match client.get(url, headers, PROBE_USER_AGENT, timeout).await {
+        Ok(r) if r.body_error.is_some() => outcome(
+            ProbeResult::Unknown,
+            format!(
+                "reading the response body from {url}: {}",
+                r.body_error.as_deref().unwrap_or_default()
+            ),
+        ),
+        Ok(r) if (200..300).contains(&r.status) => outcome(ProbeResult::Success, String::new()),
+        Ok(r) if (300..400).contains(&r.status) => outcome(
+            ProbeResult::Warning,
+            format!(
+                "Probe terminated redirects, Response body: {}",
+                r.body_text()
+            ),
+        ),
         Ok(r) => outcome(
             ProbeResult::Failure,
             format!("HTTP probe failed with statuscode: {}", r.status),
@@ -227,7 +233,12 @@ pub async fn tcp_probe(host: &str, port: u16, timeout: Duration) -> ProbeOutcome
         }
     };
     match tokio::time::timeout(timeout, connect).await {
-        Ok(Ok(_stream)) => outcome(ProbeResult::Success, String::new()),
+        Ok(Ok(stream)) => {
+            // Closed at once, with the kubelet's linger: the peer just answered the handshake,
+            // so the close does not wait.
+            set_probe_linger(&stream, Some(PROBE_LINGER));
+            outcome(ProbeResult::Success, String::new())
+        }
         Ok(Err(e)) => outcome(
             ProbeResult::Failure,
             format!("dial tcp {shown}: connect: {}", os_text(&e)),
@@ -260,7 +271,7 @@ pub async fn grpc_probe(host: &str, port: u16, service: &str, timeout: Duration)
     }
     .connect_timeout(timeout)
     .timeout(timeout)
-    .user_agent(super::http::USER_AGENT)
+    .user_agent(PROBE_USER_AGENT)
     .expect("static user agent");
     let channel = match tokio::time::timeout(timeout, endpoint.connect()).await {
         Ok(Ok(c)) => c,
@@ -419,6 +430,59 @@ mod tests {
         let unknown = grpc_probe("127.0.0.1", port, "absent", t).await;
         assert_eq!(unknown.result, ProbeResult::Failure);
         server.abort();
+    }
+
+    /// Outcomes as the kubelet's `DoHTTPProbe` gives them: 2xx success, an unfollowed 3xx a
+    /// warning, 4xx/5xx a failure, an unreadable body a probe error.
+    #[tokio::test]
+    async fn http_outcomes_read_like_the_kubelets() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let answers: [&[u8]; 4] = [
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+            b"HTTP/1.1 302 Found\r\nLocation: http://elsewhere.invalid/\r\nContent-Length: 5\r\n\r\nthere",
+            b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n100\r\ncut",
+        ];
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let _server = tokio::spawn(async move {
+            for a in answers {
+                let (mut s, _) = l.accept().await.unwrap();
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf).await;
+                let _ = s.write_all(a).await;
+            }
+        });
+        let client = HttpClient::new();
+        let url = Url::new(Scheme::Http, "127.0.0.1", port, "/");
+        let t = Duration::from_secs(5);
+        let mut got = Vec::new();
+        for _ in 0..4 {
+            got.push(http_outcome(&client, &url, &[], t).await);
+        }
+        assert_eq!(got[0], outcome(ProbeResult::Success, ""));
+        assert_eq!(
+            got[1],
+            outcome(
+                ProbeResult::Warning,
+                "Probe terminated redirects, Response body: there"
+            )
+        );
+        assert_eq!(
+            got[2],
+            outcome(
+                ProbeResult::Failure,
+                "HTTP probe failed with statuscode: 404"
+            )
+        );
+        assert_eq!(got[3].result, ProbeResult::Unknown, "{:?}", got[3]);
+        assert!(
+            got[3].output.starts_with(&format!(
+                "reading the response body from http://127.0.0.1:{port}/: "
+            )),
+            "{:?}",
+            got[3]
+        );
     }
 
     /// A self-signed certificate for `CN=probe.test` and its PKCS#8 key, both DER, made by the

@@ -399,3 +399,77 @@ async fn the_kubelets_prober_runs_probes_on_its_own_thread() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(names.0.lock().len(), n);
 }
+
+/// Panics on its first `n` probes, then answers Success.
+struct PanicFirst {
+    n: std::sync::atomic::AtomicU32,
+    runs: std::sync::atomic::AtomicU32,
+}
+
+impl ProbeRunner for PanicFirst {
+    fn run<'a>(&'a self, _req: &'a ProbeRequest<'a>) -> BoxFuture<'a, ProbeOutcome> {
+        use std::sync::atomic::Ordering;
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        let panic_now = self
+            .n
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        Box::pin(async move {
+            // Inside the probe's future, as a bug in a client reading a hostile answer would.
+            assert!(!panic_now, "injected panic in a probe");
+            ProbeOutcome {
+                result: ProbeResult::Success,
+                output: String::new(),
+            }
+        })
+    }
+}
+
+/// A probe worker whose probe panics is restarted after a pause, counted, and keeps probing:
+/// the container turns ready once a probe completes.
+#[tokio::test(start_paused = true)]
+async fn a_panicking_probe_worker_is_restarted_and_counted() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    #[derive(Default)]
+    struct Panics(Mutex<Vec<ProbeType>>);
+    impl ProbeObserver for Panics {
+        fn observe(&self, _o: &ProbeObservation<'_>) {}
+        fn worker_panicked(&self, t: ProbeType) {
+            self.0.lock().push(t);
+        }
+    }
+    let runner = Arc::new(PanicFirst {
+        n: AtomicU32::new(2),
+        runs: AtomicU32::new(0),
+    });
+    let mgr = ProberManager::on_current_runtime(
+        runner.clone(),
+        Events::default(),
+        Arc::new(|_: &str| {}),
+    );
+    let panics = Arc::new(Panics::default());
+    mgr.set_observer(panics.clone());
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "p", "namespace": "ns", "uid": "u1"},
+        "spec": {"containers": [{"name": "c", "image": "i", "readinessProbe": probe(json!({}))}]}
+    }))
+    .unwrap();
+    mgr.add_pod(&pod);
+    let rt = running("c1");
+    mgr.update_pod(&pod, &rt, "10.0.0.9");
+    // The first probe panics; restarted after 1 s, the worker panics again; 2 s later it probes
+    // for good.
+    advance(12).await;
+    assert!(
+        mgr.verdicts(&pod, &rt).1.contains("c1"),
+        "ready once a probe completed"
+    );
+    assert!(runner.runs.load(Ordering::SeqCst) >= 3);
+    assert_eq!(mgr.worker_panics(), 2);
+    assert_eq!(
+        *panics.0.lock(),
+        vec![ProbeType::Readiness, ProbeType::Readiness]
+    );
+    assert_eq!(mgr.worker_count(), 1);
+    mgr.remove_pod("u1");
+}

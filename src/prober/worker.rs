@@ -12,12 +12,18 @@
 //! - Readiness of a pod that is being deleted is Failure.
 //! - Errors of the prober itself (an unknown port name, the runtime not answering) are logged
 //!   and change nothing, as in the kubelet.
+//! - A panic in the worker is caught and the worker restarted after a pause ([`run`]); its
+//!   container's result starts over from the initial value.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use futures_util::FutureExt;
 use k8s_openapi::api::core::v1::{Container, Pod, Probe};
 use tokio::sync::watch;
+
+use crate::kubelet::pod_workers::{panic_message, PANIC_BACKOFF, PANIC_BACKOFF_MAX};
 
 use super::{ProbeObservation, ProbeOutcome, ProbeRequest, ProbeResult, ProbeType, Shared};
 
@@ -147,8 +153,43 @@ pub fn next_tick(
     base + period * periods as u32
 }
 
-/// Runs until aborted.
+/// Runs the worker, supervised, until aborted: a panic anywhere in it (in a probe, or in
+/// whatever it reports to) is caught, logged with the pod and container, counted
+/// (`prober_probe_worker_panics_total`), and the worker restarted after a pause
+/// ([`PANIC_BACKOFF`], doubling while it keeps panicking). A restarted worker starts afresh: the
+/// container's result goes back to the initial value until it is probed again.
 pub async fn run(shared: Arc<Shared>, spec: WorkerSpec, mut target: watch::Receiver<Target>) {
+    let mut panics = 0u32;
+    loop {
+        let started = tokio::time::Instant::now();
+        let run = AssertUnwindSafe(probe_loop(&shared, &spec, &mut target)).catch_unwind();
+        let Err(payload) = run.await else {
+            return;
+        };
+        // A worker that ran a while before panicking starts its backoff over.
+        if started.elapsed() > PANIC_BACKOFF_MAX {
+            panics = 0;
+        }
+        panics = panics.saturating_add(1);
+        shared.worker_panicked(spec.ptype);
+        let pause = PANIC_BACKOFF
+            .saturating_mul(1 << (panics - 1).min(16))
+            .min(PANIC_BACKOFF_MAX);
+        tracing::error!(
+            pod = %format!("{}/{}", spec.pod.metadata.namespace.as_deref().unwrap_or("default"),
+                spec.pod.metadata.name.as_deref().unwrap_or("")),
+            uid = %spec.uid,
+            container = %spec.container.name,
+            probe = spec.ptype.as_str(),
+            panic = %panic_message(payload.as_ref()),
+            "probe worker panicked; restarting it in {pause:?}"
+        );
+        tokio::time::sleep(pause).await;
+    }
+}
+
+/// One probe's loop; returns when the pod worker's side of `target` is gone.
+async fn probe_loop(shared: &Shared, spec: &WorkerSpec, target: &mut watch::Receiver<Target>) {
     let timing = Timing::of(&spec.probe, spec.ptype);
     let mut thresholds = Thresholds::default();
     let mut current: Arc<str> = Arc::from("");
@@ -164,7 +205,7 @@ pub async fn run(shared: Arc<Shared>, spec: WorkerSpec, mut target: watch::Recei
         .namespace
         .clone()
         .unwrap_or_else(|| "default".into());
-    let phase = phase(&spec, timing.period);
+    let phase = phase(spec, timing.period);
     let mut next = next_tick(
         shared.epoch,
         phase,
@@ -250,7 +291,7 @@ pub async fn run(shared: Arc<Shared>, spec: WorkerSpec, mut target: watch::Recei
             container: &spec.container.name,
             duration: elapsed,
         });
-        report(&shared, &spec, &name, &namespace, &outcome);
+        report(shared, spec, &name, &namespace, &outcome);
         let result = match outcome.result {
             ProbeResult::Warning => ProbeResult::Success,
             ProbeResult::Unknown => continue,

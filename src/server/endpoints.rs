@@ -7,7 +7,6 @@
 //! Every exposition passes `promtool check metrics` apart from names the kubelet and cAdvisor
 //! themselves spell that way (see the tests in `tests/metrics_endpoints.rs`).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -311,8 +310,7 @@ async fn summary(
     // The kubelet reads the form: the query string, and for POST a urlencoded body too.
     let mut raw = q.only_cpu_and_memory;
     if method == Method::POST && raw.is_none() {
-        let form: BTreeMap<String, String> = serde_urlencoded_pairs(&body);
-        raw = form.get("only_cpu_and_memory").cloned();
+        raw = form_value(&body, "only_cpu_and_memory");
     }
     let only = match raw.as_deref() {
         None => false,
@@ -357,41 +355,12 @@ async fn summary(
     }
 }
 
-/// `a=b&c=d` (percent-decoding `%XX` and `+`).
-fn serde_urlencoded_pairs(body: &[u8]) -> BTreeMap<String, String> {
-    let dec = |s: &str| -> String {
-        let b = s.as_bytes();
-        let mut out = Vec::with_capacity(b.len());
-        let mut i = 0;
-        while i < b.len() {
-            match b[i] {
-                b'+' => out.push(b' '),
-                b'%' if i + 2 < b.len() => {
-                    match u8::from_str_radix(
-                        std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"),
-                        16,
-                    ) {
-                        Ok(v) => {
-                            out.push(v);
-                            i += 2;
-                        }
-                        Err(_) => out.push(b'%'),
-                    }
-                }
-                c => out.push(c),
-            }
-            i += 1;
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    };
-    String::from_utf8_lossy(body)
-        .split('&')
-        .filter(|kv| !kv.is_empty())
-        .map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            (dec(k), dec(v))
-        })
-        .collect()
+/// The first value of `key` in an `application/x-www-form-urlencoded` body (`a=b&c=d`, with
+/// `+` and `%XX` decoded), as Go's `Request.FormValue` reads it.
+fn form_value(body: &[u8], key: &str) -> Option<String> {
+    form_urlencoded::parse(body)
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
 }
 
 #[cfg(test)]
@@ -400,11 +369,21 @@ mod tests {
 
     #[test]
     fn form_bodies_decode() {
-        let m = serde_urlencoded_pairs(b"only_cpu_and_memory=true&x=a%20b+c&y");
-        assert_eq!(m["only_cpu_and_memory"], "true");
-        assert_eq!(m["x"], "a b c");
-        assert_eq!(m["y"], "");
-        assert_eq!(serde_urlencoded_pairs(b"z=%4")["z"], "%4");
+        let body = b"only_cpu_and_memory=true&x=a%20b+c&y&x=second";
+        assert_eq!(
+            form_value(body, "only_cpu_and_memory").as_deref(),
+            Some("true")
+        );
+        assert_eq!(form_value(body, "x").as_deref(), Some("a b c"));
+        assert_eq!(form_value(body, "y").as_deref(), Some(""));
+        assert_eq!(form_value(body, "absent"), None);
+        assert_eq!(form_value(b"z=%4", "z").as_deref(), Some("%4"));
+        // Bytes that are not UTF-8, and a multi-byte character right after a `%`.
+        assert_eq!(
+            form_value(b"k=%ff\xff", "k").as_deref(),
+            Some("\u{fffd}\u{fffd}")
+        );
+        assert_eq!(form_value("k=%é".as_bytes(), "k").as_deref(), Some("%é"));
     }
 
     /// `resource_scrape_error` is 1 while the node's own CPU or memory sample is missing.
