@@ -8,6 +8,7 @@
 
 #![allow(dead_code)]
 
+pub mod apiserver;
 pub mod cgroups;
 
 use std::io::{Read, Write};
@@ -138,6 +139,14 @@ impl Agent {
     }
 
     pub fn start_with(test: &str, extra: &[&str]) -> Agent {
+        let mut a = Self::prepare(test, extra);
+        a.spawn();
+        a
+    }
+
+    /// An agent with its node name, paths and ports chosen but not started: add to
+    /// `extra_args` (flags that need the node name, say), then [`Agent::spawn`].
+    pub fn prepare(test: &str, extra: &[&str]) -> Agent {
         let dir = tempfile::Builder::new()
             .prefix("kubelet-rs-test-")
             .tempdir()
@@ -145,7 +154,7 @@ impl Agent {
         let node = unique(test).to_lowercase().replace('_', "-");
         let manifests = dir.path().join("manifests");
         std::fs::create_dir_all(&manifests).unwrap();
-        let mut a = Agent {
+        Agent {
             child: None,
             cgroup_root: format!("/{node}"),
             node,
@@ -156,9 +165,7 @@ impl Agent {
             log: dir.path().join("agent.log"),
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
             dir,
-        };
-        a.spawn();
-        a
+        }
     }
 
     /// (Re)starts the process with the same node, paths and ports.
