@@ -30,7 +30,8 @@ use crate::metrics::Metrics;
 use crate::objects::MemoryObjects;
 use crate::pleg::Pleg;
 use crate::server;
-use crate::sources::{file::spawn_file_source, FILE_SOURCE};
+use crate::sources::url::spawn_url_source;
+use crate::sources::{file::spawn_file_source, FILE_SOURCE, HTTP_SOURCE};
 use managers::conditions::NodeConditions;
 use managers::EventRecorder;
 
@@ -259,9 +260,6 @@ pub async fn start_with(settings: &KubeletSettings, host: &HostPaths) -> anyhow:
         Some(path) => Some(crate::apiclient::connect(path).await?),
         None => None,
     };
-    if settings.manifest_url.is_some() {
-        bail!("--manifest-url: the HTTP manifest source is not implemented yet");
-    }
     for w in &settings.warnings {
         tracing::warn!("{w}");
     }
@@ -343,8 +341,21 @@ pub async fn start_with(settings: &KubeletSettings, host: &HostPaths) -> anyhow:
             updates_tx.clone(),
         ));
         expected.push(FILE_SOURCE);
-    } else {
-        tracing::warn!("no pod source configured (--pod-manifest-path): the node runs no pods");
+    }
+    if let Some(url) = &settings.manifest_url {
+        tasks.push(spawn_url_source(
+            url.clone(),
+            settings.manifest_url_header.clone(),
+            node.clone(),
+            settings.http_check_frequency,
+            updates_tx.clone(),
+        ));
+        expected.push(HTTP_SOURCE);
+    }
+    if expected.is_empty() && api.is_none() {
+        tracing::warn!(
+            "no pod source configured (--pod-manifest-path, --manifest-url, --kubeconfig): the node runs no pods"
+        );
     }
     // The monitoring core runs whatever the ports: eviction and the stats endpoints read it.
     let monitor_config = collectors::MonitorConfig {

@@ -15,7 +15,7 @@
 //! | `--config` | the file itself: strict decoding, relative paths from its directory |
 //! | `apiVersion`, `kind` | must be `kubelet.config.k8s.io/v1beta1`, `KubeletConfiguration` |
 //! | `staticPodPath` · `--pod-manifest-path`, `fileCheckFrequency` · `--file-check-frequency` | static pod source (inotify plus the periodic recheck) |
-//! | `staticPodURL` · `--manifest-url`, `staticPodURLHeader` · `--manifest-url-header`, `httpCheckFrequency` · `--http-check-frequency` | a URL source fails at start: not implemented yet; headers and period only matter with it |
+//! | `staticPodURL` · `--manifest-url`, `staticPodURLHeader` · `--manifest-url-header`, `httpCheckFrequency` · `--http-check-frequency` | the manifest URL source (a v1 Pod or PodList, YAML or JSON, read every period with the headers; a bad read keeps the last good set) |
 //! | `syncFrequency` · `--sync-frequency` | the longest time between two syncs of a pod |
 //! | `podLogsDir` | container log directories |
 //! | `--root-dir`, `--hostname-override`, `--node-ip`, `--pod-infra-container-image`, `--cadvisor-port`, `--housekeeping-interval`, `--v` · `logging.verbosity` | as named |

@@ -33,7 +33,7 @@ use k8s_openapi::api::core::v1::{
 use md5::{Digest, Md5};
 
 use super::validation::{FieldError, ValidationError};
-use super::{CONFIG_HASH_ANNOTATION, CONFIG_SOURCE_ANNOTATION, FILE_SOURCE};
+use super::{CONFIG_HASH_ANNOTATION, CONFIG_SOURCE_ANNOTATION, FILE_SOURCE, HTTP_SOURCE};
 use crate::resource::parse_k8s_quantity;
 
 /// The namespace of a pod that names none.
@@ -55,6 +55,33 @@ pub fn apply_static_pod_defaults(
     node_name: &str,
     source_path: &Path,
 ) -> Result<(), ValidationError> {
+    apply_static_defaults(pod, node_name, StaticOrigin::File(source_path))
+}
+
+/// Where a static pod was read from: a manifest file (`--pod-manifest-path`) or a manifest URL
+/// (`--manifest-url`). It enters the pod's UID and sets `kubernetes.io/config.source`.
+#[derive(Debug, Clone, Copy)]
+pub enum StaticOrigin<'a> {
+    File(&'a Path),
+    Url(&'a str),
+}
+
+impl StaticOrigin<'_> {
+    /// The `kubernetes.io/config.source` value.
+    pub fn source(&self) -> &'static str {
+        match self {
+            StaticOrigin::File(_) => FILE_SOURCE,
+            StaticOrigin::Url(_) => HTTP_SOURCE,
+        }
+    }
+}
+
+/// [`apply_static_pod_defaults`] for a pod from either origin.
+pub fn apply_static_defaults(
+    pod: &mut Pod,
+    node_name: &str,
+    origin: StaticOrigin<'_>,
+) -> Result<(), ValidationError> {
     if pod.metadata.name.as_deref().unwrap_or("").is_empty() {
         return Err(FieldError::Required {
             field: "metadata.name".to_string(),
@@ -65,7 +92,7 @@ pub fn apply_static_pod_defaults(
     apply_api_defaults(pod);
 
     if pod.metadata.uid.as_deref().unwrap_or("").is_empty() {
-        pod.metadata.uid = Some(static_pod_uid(pod, node_name, source_path));
+        pod.metadata.uid = Some(static_pod_uid_from(pod, node_name, origin));
     }
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let name = pod.metadata.name.take().unwrap_or_default();
@@ -87,7 +114,7 @@ pub fn apply_static_pod_defaults(
     annotations.insert(CONFIG_HASH_ANNOTATION.to_string(), uid);
     annotations.insert(
         CONFIG_SOURCE_ANNOTATION.to_string(),
-        FILE_SOURCE.to_string(),
+        origin.source().to_string(),
     );
     pod.status = Some(PodStatus {
         phase: Some("Pending".to_string()),
@@ -104,9 +131,18 @@ pub fn static_pod_name(name: &str, node_name: &str) -> String {
 /// The UID of a static pod: hex MD5 over `host:<node>`, `file:<path>` and the pod's JSON.
 /// Call it on the pod as read (after API defaults, before the identity is applied).
 pub fn static_pod_uid(pod: &Pod, node_name: &str, source_path: &Path) -> String {
+    static_pod_uid_from(pod, node_name, StaticOrigin::File(source_path))
+}
+
+/// [`static_pod_uid`] for either origin: `file:<path>` or `url:<url>` enters the hash, as in
+/// the kubelet's `applyDefaults`.
+pub fn static_pod_uid_from(pod: &Pod, node_name: &str, origin: StaticOrigin<'_>) -> String {
     let mut hasher = Md5::new();
     hasher.update(format!("host:{node_name}"));
-    hasher.update(format!("file:{}", source_path.display()));
+    match origin {
+        StaticOrigin::File(path) => hasher.update(format!("file:{}", path.display())),
+        StaticOrigin::Url(url) => hasher.update(format!("url:{url}")),
+    }
     // Serializing a k8s-openapi object cannot fail (no non-string map keys, no custom errors).
     hasher.update(serde_json::to_vec(pod).unwrap_or_default());
     hex(&hasher.finalize())

@@ -33,7 +33,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_stream::StreamExt;
 
-use super::defaults::apply_static_pod_defaults;
+use super::defaults::{apply_static_defaults, StaticOrigin};
 use super::validation::{validate_pod, ValidationError};
 use super::{PodOperation, PodUpdate, FILE_SOURCE};
 
@@ -115,6 +115,18 @@ pub fn decode_manifest(
     source_path: &Path,
     node_name: &str,
 ) -> Result<DecodedManifest, ManifestError> {
+    let value = parse_document(data, source_path)?;
+    decode_pod_value(
+        &value,
+        source_path,
+        StaticOrigin::File(source_path),
+        node_name,
+    )
+}
+
+/// Parses a manifest's bytes as JSON (text starting with `{`) or YAML; `source_path` (a file, or
+/// a URL for the URL source) names it in errors.
+pub fn parse_document(data: &[u8], source_path: &Path) -> Result<serde_json::Value, ManifestError> {
     let path = || source_path.to_path_buf();
     let text = std::str::from_utf8(data).map_err(|e| ManifestError::Syntax {
         path: path(),
@@ -138,11 +150,23 @@ pub fn decode_manifest(
             detail: e.to_string(),
         })?
     };
+    Ok(value)
+}
+
+/// Decodes one parsed v1 Pod into a static pod from `origin`: check `apiVersion: v1` /
+/// `kind: Pod`, decode, apply the static pod defaults for `node_name`, validate.
+pub fn decode_pod_value(
+    value: &serde_json::Value,
+    source_path: &Path,
+    origin: StaticOrigin<'_>,
+    node_name: &str,
+) -> Result<DecodedManifest, ManifestError> {
+    let path = || source_path.to_path_buf();
     let Some(object) = value.as_object() else {
         return Err(ManifestError::NotAPod {
             path: path(),
             field: "kind",
-            detail: format!("expected a v1 Pod object, found {}", json_type_name(&value)),
+            detail: format!("expected a v1 Pod object, found {}", json_type_name(value)),
         });
     };
     for (field, expected) in [("apiVersion", "v1"), ("kind", "Pod")] {
@@ -175,7 +199,7 @@ pub fn decode_manifest(
             }
         }
     }
-    let mut pod: Pod = serde_path_to_error::deserialize(&value).map_err(|e| {
+    let mut pod: Pod = serde_path_to_error::deserialize(value).map_err(|e| {
         let field = e.path().to_string();
         ManifestError::Decode {
             path: path(),
@@ -185,9 +209,9 @@ pub fn decode_manifest(
     })?;
     let mut unknown_fields = Vec::new();
     if let Ok(known) = serde_json::to_value(&pod) {
-        unknown_keys(&value, &known, "", &mut unknown_fields);
+        unknown_keys(value, &known, "", &mut unknown_fields);
     }
-    apply_static_pod_defaults(&mut pod, node_name, source_path).map_err(|errors| {
+    apply_static_defaults(&mut pod, node_name, origin).map_err(|errors| {
         ManifestError::Invalid {
             path: path(),
             errors,
@@ -212,7 +236,7 @@ pub fn read_manifest(path: &Path, node_name: &str) -> Result<DecodedManifest, Ma
     decode_manifest(&data, path, node_name)
 }
 
-fn json_type_name(v: &serde_json::Value) -> &'static str {
+pub(crate) fn json_type_name(v: &serde_json::Value) -> &'static str {
     match v {
         serde_json::Value::Null => "null",
         serde_json::Value::Bool(_) => "a boolean",

@@ -7,6 +7,7 @@
 
 pub mod defaults;
 pub mod file;
+pub mod url;
 pub mod validation;
 
 use k8s_openapi::api::core::v1::Pod;
