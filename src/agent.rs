@@ -397,6 +397,15 @@ pub async fn start_with(settings: &KubeletSettings, host: &HostPaths) -> anyhow:
         .with_names(names.clone(), &settings.pod_infra_container_image)
         .run(),
     ));
+    tasks.push(crate::logs::rotation::spawn_log_rotation(
+        runtime.clone(),
+        crate::logs::rotation::RotationPolicy {
+            max_size: settings.container_log_max_size.value().max(1) as u64,
+            max_files: settings.container_log_max_files as usize,
+            max_workers: settings.container_log_max_workers as usize,
+            monitor_interval: settings.container_log_monitor_interval,
+        },
+    ));
     tasks.push(tokio::spawn(runtime_status_loop(
         runtime.clone(),
         health.clone(),

@@ -29,6 +29,7 @@ pub mod images;
 pub mod kubelet;
 pub mod kuberuntime;
 pub mod lifecycle;
+pub mod logs;
 pub mod metrics;
 pub mod nodeinfo;
 pub mod objects;

@@ -268,6 +268,8 @@ pub struct KubeletSettings {
 
     pub container_log_max_size: Quantity,
     pub container_log_max_files: u32,
+    pub container_log_max_workers: u32,
+    pub container_log_monitor_interval: Duration,
 
     pub shutdown_grace_period: Duration,
     pub shutdown_grace_period_critical_pods: Duration,
@@ -682,6 +684,8 @@ pub fn resolve(
         crash_loop_backoff: containers.crash_loop_backoff,
         container_log_max_size: logs.container_log_max_size,
         container_log_max_files: logs.container_log_max_files,
+        container_log_max_workers: logs.container_log_max_workers,
+        container_log_monitor_interval: logs.container_log_monitor_interval,
         shutdown_grace_period: shutdown.grace_period,
         shutdown_grace_period_critical_pods: shutdown.grace_period_critical_pods,
         feature_gates,

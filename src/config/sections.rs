@@ -1067,6 +1067,8 @@ pub(super) struct Logs {
     pub verbosity: u8,
     pub container_log_max_size: Quantity,
     pub container_log_max_files: u32,
+    pub container_log_max_workers: u32,
+    pub container_log_monitor_interval: Duration,
 }
 
 pub(super) fn logs(r: &Resolver<'_>) -> Result<Logs, ConfigError> {
@@ -1097,10 +1099,24 @@ pub(super) fn logs(r: &Resolver<'_>) -> Result<Logs, ConfigError> {
     }
     let (max_files, s) = r.file_only("containerLogMaxFiles", |c| c.container_log_max_files, || 5);
     let container_log_max_files = in_range(&s, max_files.into(), 2, i64::from(i32::MAX))? as u32;
+    let (workers, s) = r.file_only(
+        "containerLogMaxWorkers",
+        |c| c.container_log_max_workers,
+        || 1,
+    );
+    let container_log_max_workers = in_range(&s, workers.into(), 1, i64::from(i32::MAX))? as u32;
+    // At least 3 s: checked with the other ranges in `support`.
+    let (container_log_monitor_interval, _) = r.file_only(
+        "containerLogMonitorInterval",
+        |c| c.container_log_monitor_interval.map(|d| d.0),
+        || Duration::from_secs(10),
+    );
     Ok(Logs {
         verbosity,
         container_log_max_size,
         container_log_max_files,
+        container_log_max_workers,
+        container_log_monitor_interval,
     })
 }
 

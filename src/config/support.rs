@@ -4,7 +4,7 @@
 //! Every field of `kubelet.config.k8s.io/v1beta1` is parsed (a file written for the Go kubelet
 //! loads or fails with a message naming the field). A field either takes effect, or is refused
 //! at start with a message saying kubelet-rs does not support that value, or — for the kubelet
-//! API, container log rotation and graceful shutdown, which other work will implement, and where
+//! API and graceful shutdown, which other work will implement, and where
 //! the kubelet itself only logs — is accepted with a warning the agent logs at start. A value
 //! kubelet-rs behaves as by default is always accepted. Settings that matter only with an API
 //! server have no effect in standalone mode, as in the kubelet; `--kubeconfig` itself is
@@ -51,7 +51,7 @@
 //! | `podHousekeepingPeriod` | the period of housekeeping (tearing down pods no source claims) |
 //! | `healthzPort` · `--healthz-port`, `healthzBindAddress` · `--healthz-bind-address`, `readOnlyPort` · `--read-only-port`, `address` · `--address` | the healthz and read-only servers (the address also serves the future kubelet API) |
 //! | `enableServer`, `port` · `--port`, `tlsCertFile` · `--tls-cert-file`, `tlsPrivateKeyFile` · `--tls-private-key-file`, `tlsCipherSuites`, `tlsMinVersion`, `tlsCurvePreferences`, `rotateCertificates`, `serverTLSBootstrap`, `--cert-dir`, `authentication.*` · `--anonymous-auth`, `--client-ca-file`, `authorization.*` · `--authorization-mode`, `enableDebuggingHandlers`, `enableContentionProfiling`, `enableProfilingHandler`, `enableDebugFlagsHandler`, `enableSystemLogHandler`, `enableSystemLogQuery`, `streamingConnectionIdleTimeout` | the authenticated kubelet API (10250) is not served yet: when given, a warning at start says they have no effect (false for a handler is honored) |
-//! | `containerLogMaxSize`, `containerLogMaxFiles`, `containerLogMaxWorkers`, `containerLogMonitorInterval` | container logs are not rotated yet: a value other than the default is accepted with a warning |
+//! | `containerLogMaxSize`, `containerLogMaxFiles`, `containerLogMaxWorkers`, `containerLogMonitorInterval` | container log rotation (`logs::rotation`) |
 //! | `shutdownGracePeriod`, `shutdownGracePeriodCriticalPods`, `shutdownGracePeriodByPodPriority` | graceful node shutdown is not implemented yet: non-zero values are accepted with a warning (the kubelet too only logs when it cannot watch for shutdown) |
 //! | `kubeletCgroups`, `systemCgroups`, `cpuManagerPolicy` (static), `cpuManagerPolicyOptions`, `reservedSystemCPUs`, `memoryManagerPolicy` (Static), `reservedMemory`, `topologyManagerPolicy` (other than none), `topologyManagerPolicyOptions`, `qosReserved`, `runOnce`, `singleProcessOOMKill` (false), `makeIPTablesUtilChains` (true), `volumePluginDir` (other than the default), `logging.format` (json), `logging.vmodule`, `tracing` (a sampling rate), `userNamespaces.idsPerPod` (other than 65536), `memoryReservationPolicy` (other than None) | refused at start with those values: not supported by kubelet-rs |
 //! | `cpuManagerReconcilePeriod`, `draManagerReconcilePeriod`, `topologyManagerScope`, `memoryThrottlingFactor`, `iptablesMasqueradeBit`, `iptablesDropBit`, `logging.flushFrequency`, `logging.options`, `showHiddenMetricsForVersion` | validated; they only matter with a refused setting or a disabled gate (the iptables bits are unused by the v1.33 kubelet too; kubelet-rs hides no metrics) |
@@ -302,23 +302,6 @@ const API_FIELDS: &[FieldCheck] = &[
     }),
 ];
 
-/// Container log rotation settings at a value other than the kubelet's default.
-const LOG_ROTATION_FIELDS: &[FieldCheck] = &[
-    ("containerLogMaxSize", |c| {
-        non_empty(&c.container_log_max_size).is_some_and(|v| v != "\"10Mi\"")
-    }),
-    ("containerLogMaxFiles", |c| {
-        c.container_log_max_files.is_some_and(|n| n != 5)
-    }),
-    ("containerLogMaxWorkers", |c| {
-        c.container_log_max_workers.is_some_and(|n| n != 1)
-    }),
-    ("containerLogMonitorInterval", |c| {
-        c.container_log_monitor_interval
-            .is_some_and(|d| d.0 != Duration::from_secs(10))
-    }),
-];
-
 /// Graceful shutdown settings that ask for it.
 const SHUTDOWN_FIELDS: &[FieldCheck] = &[
     ("shutdownGracePeriod", |c| {
@@ -366,11 +349,6 @@ pub(super) fn check(r: &Resolver<'_>) -> Result<Vec<String>, ConfigError> {
     push_warning(&mut warnings, &api, API_WARNING);
     push_warning(
         &mut warnings,
-        &given(r, c, LOG_ROTATION_FIELDS),
-        "container log rotation is not implemented yet: container logs are not rotated",
-    );
-    push_warning(
-        &mut warnings,
         &given(r, c, SHUTDOWN_FIELDS),
         "graceful node shutdown is not implemented yet: pods are not stopped when the node \
          shuts down",
@@ -406,10 +384,6 @@ fn check_ranges(r: &Resolver<'_>, c: &KubeletConfiguration) -> Result<(), Config
         ("eventBurst", c.event_burst),
         ("kubeAPIQPS", c.kube_api_qps),
         ("kubeAPIBurst", c.kube_api_burst),
-        (
-            "containerLogMaxWorkers",
-            c.container_log_max_workers.map(|n| n - 1),
-        ),
     ] {
         if let Some(v) = v.filter(|&v| v < 0) {
             return Err(invalid(&s(field), v, "must not be a negative number"));
@@ -563,14 +537,14 @@ mod tests {
     }
 
     #[test]
-    fn api_log_rotation_and_shutdown_settings_warn() {
+    fn api_and_shutdown_settings_warn() {
         let s = load(
             "tlsCertFile: /c.crt\ntlsPrivateKeyFile: /c.key\nauthentication:\n  anonymous:\n    \
              enabled: false\ncontainerLogMaxSize: 50Mi\nshutdownGracePeriod: 30s\n\
              enableDebuggingHandlers: false\n",
         )
         .unwrap();
-        assert_eq!(s.warnings.len(), 3, "{:?}", s.warnings);
+        assert_eq!(s.warnings.len(), 2, "{:?}", s.warnings);
         assert!(
             s.warnings[0].starts_with("kubelet-rs does not serve the authenticated kubelet API")
         );
@@ -580,9 +554,8 @@ mod tests {
             !s.warnings[0].contains("enableDebuggingHandlers"),
             "false is honored"
         );
-        assert!(s.warnings[1].starts_with("container log rotation is not implemented yet"));
-        assert!(s.warnings[1].contains("containerLogMaxSize"));
-        assert!(s.warnings[2].contains("field shutdownGracePeriod in /k.yaml"));
+        // Log rotation is implemented: its settings do not warn.
+        assert!(s.warnings[1].contains("field shutdownGracePeriod in /k.yaml"));
         // Defaults do not warn.
         let s =
             load("containerLogMaxSize: 10Mi\ncontainerLogMaxFiles: 5\nshutdownGracePeriod: 0s\n")

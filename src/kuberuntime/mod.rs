@@ -13,6 +13,7 @@ pub mod labels;
 pub mod sandbox;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
@@ -136,6 +137,9 @@ pub struct RuntimeService {
     timeout: Duration,
     metrics: Metrics,
     node: String,
+    /// Signalled after every container start (the log rotation manager starts watching the
+    /// new container's log at once, not at its next periodic pass).
+    started: Arc<tokio::sync::Notify>,
 }
 
 impl RuntimeService {
@@ -149,7 +153,14 @@ impl RuntimeService {
             timeout,
             metrics,
             node: node.to_string(),
+            started: Arc::new(tokio::sync::Notify::new()),
         }
+    }
+
+    /// Completes after the next successful container start (or at once when one happened since
+    /// the last call).
+    pub async fn container_started(&self) {
+        self.started.notified().await
     }
 
     /// Image calls go to `channel` (`--image-service-endpoint` when it differs from the
@@ -454,8 +465,9 @@ impl RuntimeService {
                 container_id: id.into(),
             }),
         )
-        .await
-        .map(|_| ())
+        .await?;
+        self.started.notify_one();
+        Ok(())
     }
 
     /// Stops a container, giving it `grace` seconds after SIGTERM before SIGKILL.
@@ -517,6 +529,33 @@ impl RuntimeService {
             ..Default::default()
         };
         self.list_containers_filtered("", filter).await
+    }
+
+    /// This agent's running containers (log rotation reads only these, as the kubelet does).
+    pub async fn list_running_containers(&self) -> Result<Vec<cri::Container>, RuntimeError> {
+        let filter = cri::ContainerFilter {
+            state: Some(cri::ContainerStateValue {
+                state: cri::ContainerState::ContainerRunning as i32,
+            }),
+            label_selector: self.selector(None),
+            ..Default::default()
+        };
+        self.list_containers_filtered("", filter).await
+    }
+
+    /// Asks the runtime to reopen a container's log file after it was renamed (log rotation).
+    pub async fn reopen_container_log(&self, id: &str) -> Result<(), RuntimeError> {
+        let mut c = self.rt.clone();
+        self.call(
+            "reopen_container_log",
+            id,
+            Some(self.timeout),
+            c.reopen_container_log(cri::ReopenContainerLogRequest {
+                container_id: id.into(),
+            }),
+        )
+        .await
+        .map(|_| ())
     }
 
     /// This agent's container with ID `id`, if it is still there (ListContainers filtered by ID).

@@ -1,0 +1,3 @@
+//! Container logs: rotation of the files the runtime writes (`rotation`).
+
+pub mod rotation;
