@@ -14,6 +14,7 @@
 
 pub mod agent;
 pub mod apiclient;
+pub mod apievents;
 pub mod backoff;
 pub mod cadvisor;
 pub mod cm;
@@ -30,6 +31,7 @@ pub mod kubelet;
 pub mod kuberuntime;
 pub mod lifecycle;
 pub mod metrics;
+pub mod nodestatus;
 pub mod nodeinfo;
 pub mod objects;
 pub mod oomwatcher;

@@ -4,6 +4,9 @@
 //! ConfigMaps and tokens) takes this client, so the same binary works against a real
 //! kube-apiserver and the project's test API server.
 
+pub mod ratelimit;
+pub mod reachability;
+
 use std::path::{Path, PathBuf};
 
 /// Why the API-server client cannot be built.
@@ -23,9 +26,15 @@ pub enum ApiClientError {
     Client { path: PathBuf, source: kube::Error },
 }
 
-/// Builds the client from the kubeconfig at `path` (its current context). Nothing is sent to
-/// the server: an unreachable server is found, and retried, by the callers.
+/// Builds the client from the kubeconfig at `path` (its current context) with the kubelet's
+/// default rate limit (`kubeAPIQPS` 50, `kubeAPIBurst` 100). Nothing is sent to the server: an
+/// unreachable server is found, and retried, by the callers.
 pub async fn connect(path: &Path) -> Result<kube::Client, ApiClientError> {
+    connect_with(path, 50, 100).await
+}
+
+/// [`connect`] with the client-side rate limit `qps`/`burst` (`qps` 0: none).
+pub async fn connect_with(path: &Path, qps: u32, burst: u32) -> Result<kube::Client, ApiClientError> {
     let kubeconfig =
         kube::config::Kubeconfig::read_from(path).map_err(|source| ApiClientError::Read {
             path: path.to_path_buf(),
@@ -40,10 +49,15 @@ pub async fn connect(path: &Path) -> Result<kube::Client, ApiClientError> {
         path: path.to_path_buf(),
         source,
     })?;
-    kube::Client::try_from(config).map_err(|source| ApiClientError::Client {
-        path: path.to_path_buf(),
-        source,
-    })
+    let builder = kube::client::ClientBuilder::try_from(config).map_err(|source| {
+        ApiClientError::Client {
+            path: path.to_path_buf(),
+            source,
+        }
+    })?;
+    Ok(builder
+        .with_layer(&ratelimit::RateLimitLayer::new(qps, burst))
+        .build())
 }
 
 #[cfg(test)]

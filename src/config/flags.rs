@@ -91,6 +91,19 @@ pub struct Flags {
     #[arg(long = "node-labels", value_name = "KEY=VALUE,...", action = ArgAction::Append)]
     pub node_labels: Vec<String>,
 
+    /// Taints the node registers with, as 'key=value:Effect' (or 'key:Effect') separated by
+    /// commas; may be repeated. [file: registerWithTaints]
+    #[arg(long = "register-with-taints", value_name = "KEY=VALUE:EFFECT,...", action = ArgAction::Append)]
+    pub register_with_taints: Vec<String>,
+
+    /// Queries per second to the API server. [default: 50] [file: kubeAPIQPS]
+    #[arg(long = "kube-api-qps", value_name = "QPS")]
+    pub kube_api_qps: Option<i32>,
+
+    /// Burst of queries to the API server. [default: 100] [file: kubeAPIBurst]
+    #[arg(long = "kube-api-burst", value_name = "N")]
+    pub kube_api_burst: Option<i32>,
+
     /// The CRI runtime endpoint. [default: unix:///run/kubelet-rs/containerd/containerd.sock]
     /// [file: containerRuntimeEndpoint]
     #[arg(long = "container-runtime-endpoint", value_name = "ENDPOINT")]

@@ -25,7 +25,7 @@ pub mod eviction;
 pub mod features;
 pub mod file;
 pub mod flags;
-mod sections;
+pub mod sections;
 pub mod support;
 
 use std::collections::BTreeMap;
@@ -159,6 +159,8 @@ pub struct KubeletSettings {
 
     pub kubeconfig: Option<PathBuf>,
     pub register_node: bool,
+    /// The node side of API-server mode: client and event rate limits, taints, images listed.
+    pub api_node: sections::ApiNode,
 
     /// The CRI runtime endpoint (`unix:///…`).
     pub container_runtime_endpoint: String,
@@ -615,6 +617,7 @@ pub fn resolve(
         sync_frequency: sources.sync_frequency,
         kubeconfig: node.kubeconfig,
         register_node: node.register_node,
+        api_node: node.api,
         container_runtime_endpoint: runtime.container_runtime_endpoint,
         image_service_endpoint: runtime.image_service_endpoint,
         runtime_request_timeout: runtime.runtime_request_timeout,

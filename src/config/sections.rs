@@ -15,7 +15,7 @@ use super::features::FeatureGates;
 use super::{
     flag_pairs, format_go_duration, in_range, invalid, key, nonzero, one_of, opt_path, pairs_from,
     parse_ip, positive_period, quantity_map, unix_endpoint, Authentication, Authorization,
-    AuthorizationMode, CgroupDriver, ConfigError, Origin, Resolver, DEFAULT_CADVISOR_PORT,
+    AuthorizationMode, CgroupDriver, ConfigError, Key, KubeletConfiguration, Origin, Resolver, DEFAULT_CADVISOR_PORT,
     DEFAULT_CONTAINER_RUNTIME_ENDPOINT, DEFAULT_HEALTHZ_PORT, DEFAULT_MAX_PODS,
     DEFAULT_POD_INFRA_CONTAINER_IMAGE, DEFAULT_POD_LOGS_DIR, DEFAULT_PORT, DEFAULT_ROOT_DIR,
     MINUTE, SECOND,
@@ -30,6 +30,123 @@ pub(super) struct NodeIdentity {
     pub node_labels: BTreeMap<String, String>,
     pub kubeconfig: Option<PathBuf>,
     pub register_node: bool,
+    pub api: ApiNode,
+}
+
+/// What the node side of API-server mode takes: the client's rate limit, the taints to
+/// register with, the events' rate limit and how many images the node status lists.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiNode {
+    /// `kubeAPIQPS` (50); 0 is no limit.
+    pub kube_api_qps: u32,
+    /// `kubeAPIBurst` (100).
+    pub kube_api_burst: u32,
+    /// `eventRecordQPS` (50); 0 is no limit.
+    pub event_record_qps: u32,
+    /// `eventBurst` (100).
+    pub event_burst: u32,
+    /// `registerWithTaints` · `--register-with-taints`.
+    pub register_with_taints: Vec<k8s_openapi::api::core::v1::Taint>,
+    /// `nodeStatusMaxImages` (50); -1 is no limit.
+    pub node_status_max_images: i32,
+}
+
+impl Default for ApiNode {
+    fn default() -> Self {
+        ApiNode {
+            kube_api_qps: 50,
+            kube_api_burst: 100,
+            event_record_qps: 50,
+            event_burst: 100,
+            register_with_taints: Vec::new(),
+            node_status_max_images: 50,
+        }
+    }
+}
+
+/// One `--register-with-taints` item: `key=value:Effect` or `key:Effect`.
+fn parse_taint(item: &str) -> Result<k8s_openapi::api::core::v1::Taint, String> {
+    let (kv, effect) = item
+        .rsplit_once(':')
+        .ok_or("malformed taint, expected key=value:Effect")?;
+    let (k, v) = match kv.split_once('=') {
+        Some((k, v)) => (k, Some(v)),
+        None => (kv, None),
+    };
+    if let Some(m) = is_qualified_name(k).into_iter().next() {
+        return Err(format!("taint key: {m}"));
+    }
+    if let Some(m) = v.and_then(|v| is_valid_label_value(v).into_iter().next()) {
+        return Err(format!("taint value: {m}"));
+    }
+    if !["NoSchedule", "PreferNoSchedule", "NoExecute"].contains(&effect) {
+        return Err(format!(
+            "invalid taint effect {effect:?}, must be one of NoSchedule, PreferNoSchedule, NoExecute"
+        ));
+    }
+    Ok(k8s_openapi::api::core::v1::Taint {
+        key: k.to_string(),
+        value: v.map(str::to_string),
+        effect: effect.to_string(),
+        time_added: None,
+    })
+}
+
+fn api_node(r: &Resolver<'_>) -> Result<ApiNode, ConfigError> {
+    let flags = r.flags;
+    let d = ApiNode::default();
+    let count = |k: Key, flag: Option<i32>, file: fn(&KubeletConfiguration) -> Option<i32>, def: u32| {
+        let (v, s) = r.pick(k, flag, file, || def as i32);
+        if v < 0 {
+            return Err(invalid(&s, v, "must not be a negative number"));
+        }
+        Ok(v as u32)
+    };
+    let kube_api_qps = count(
+        key("kubeAPIQPS", "kube-api-qps"),
+        flags.kube_api_qps,
+        |c| c.kube_api_qps,
+        d.kube_api_qps,
+    )?;
+    let kube_api_burst = count(
+        key("kubeAPIBurst", "kube-api-burst"),
+        flags.kube_api_burst,
+        |c| c.kube_api_burst,
+        d.kube_api_burst,
+    )?;
+    let event_record_qps = count(
+        key("eventRecordQPS", ""),
+        None,
+        |c| c.event_record_qps,
+        d.event_record_qps,
+    )?;
+    let event_burst = count(key("eventBurst", ""), None, |c| c.event_burst, d.event_burst)?;
+    let (node_status_max_images, _) =
+        r.file_only("nodeStatusMaxImages", |c| c.node_status_max_images, || 50);
+    let register_with_taints = if flags.register_with_taints.is_empty() {
+        r.cfg()
+            .and_then(|c| c.register_with_taints.clone())
+            .unwrap_or_default()
+    } else {
+        let mut out = Vec::new();
+        for v in &flags.register_with_taints {
+            for item in v.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+                out.push(
+                    parse_taint(item)
+                        .map_err(|e| invalid("flag --register-with-taints", format!("{item:?}"), e))?,
+                );
+            }
+        }
+        out
+    };
+    Ok(ApiNode {
+        kube_api_qps,
+        kube_api_burst,
+        event_record_qps,
+        event_burst,
+        register_with_taints,
+        node_status_max_images,
+    })
 }
 
 pub(super) fn node_identity(
@@ -82,6 +199,7 @@ pub(super) fn node_identity(
         node_labels,
         kubeconfig: flags.kubeconfig.clone(),
         register_node,
+        api: api_node(r)?,
     })
 }
 
