@@ -238,21 +238,9 @@ impl NodeApi {
         Observed {
             ready,
             ready_message,
-            pressure: self
-                .conditions
-                .snapshot()
-                .into_iter()
-                .map(|c| {
-                    (
-                        c.kind.as_str().to_string(),
-                        c.status,
-                        c.reason.to_string(),
-                        c.message.to_string(),
-                    )
-                })
-                .collect(),
             runtime_version,
             images,
+            ..self.observe_conditions_only()
         }
     }
 
@@ -305,14 +293,16 @@ impl NodeApi {
         r.map(|_| ())
     }
 
-    /// The registration and status loop; runs until aborted.
+    /// The registration and status loop; runs until aborted. Each round reads the Node (as
+    /// the kubelet's `tryUpdateNodeStatus`), computes the status over it and PATCHes only when
+    /// something but the heartbeats differs from what the server holds, or when the report
+    /// period is due. A Node deleted behind the agent's back is registered again.
     pub async fn run_status(self) {
+        let nodes: Api<Node> = Api::all(self.client.clone());
         let mut registered = !self.register;
         let mut failures = 0u32;
-        // The last status computed (for transitions and events) and the last one the server
-        // accepted (for "did anything change").
+        // The last status computed, for the Ready transitions' events.
         let mut computed: Option<NodeStatus> = None;
-        let mut posted: Option<NodeStatus> = None;
         let mut last_report: Option<tokio::time::Instant> = None;
         loop {
             if !registered {
@@ -327,11 +317,10 @@ impl NodeApi {
                     &now(),
                 );
                 match self.register(&first).await {
-                    Ok(s) => {
+                    Ok(_) => {
                         registered = true;
                         failures = 0;
                         computed = Some(first);
-                        posted = Some(s);
                         last_report = Some(tokio::time::Instant::now());
                     }
                     Err(e) => {
@@ -344,8 +333,29 @@ impl NodeApi {
                 tokio::time::sleep(self.update_frequency).await;
                 continue;
             }
+            let got = nodes.get_opt(&self.inputs.name).await;
+            self.reach.observe(&got);
+            let server = match got {
+                Ok(Some(n)) => n.status.unwrap_or_default(),
+                Ok(None) => {
+                    if self.register {
+                        tracing::warn!(node = %self.inputs.name, "the Node object is gone; registering again");
+                        registered = false;
+                    } else {
+                        tracing::warn!(node = %self.inputs.name, "error updating node status: node not found (registerNode is false)");
+                        tokio::time::sleep(self.update_frequency).await;
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    failures += 1;
+                    tracing::debug!(error = %e, "error getting the node, will retry");
+                    tokio::time::sleep(backoff(failures, self.update_frequency)).await;
+                    continue;
+                }
+            };
             let observed = self.observe().await;
-            let s = status::node_status(&self.inputs, &observed, computed.as_ref(), &now());
+            let s = status::node_status(&self.inputs, &observed, Some(&server), &now());
             let was_ready = computed.as_ref().and_then(status::ready);
             let is_ready = status::ready(&s);
             if was_ready.is_some() && was_ready != is_ready {
@@ -357,25 +367,18 @@ impl NodeApi {
             }
             computed = Some(s.clone());
             let due = last_report.is_none_or(|t| t.elapsed() >= self.report_frequency);
-            if status::changed(posted.as_ref(), &s) || due {
+            if status::changed(Some(&server), &s) || due {
                 match self.patch_status(&s).await {
-                    Ok(()) => {
-                        failures = 0;
-                        posted = Some(s);
-                        last_report = Some(tokio::time::Instant::now());
-                    }
+                    Ok(()) => last_report = Some(tokio::time::Instant::now()),
                     Err(e) => {
                         failures += 1;
                         tracing::debug!(error = %e, "error updating node status, will retry");
-                        if matches!(&e, kube::Error::Api(s) if s.code == 404) {
-                            tracing::warn!(node = %self.inputs.name, "the node object is gone; registering again");
-                            registered = !self.register;
-                        }
                         tokio::time::sleep(backoff(failures, self.update_frequency)).await;
                         continue;
                     }
                 }
             }
+            failures = 0;
             tokio::time::sleep(self.update_frequency).await;
         }
     }

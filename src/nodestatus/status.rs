@@ -264,17 +264,40 @@ pub fn node_status(
 
 /// Whether `new` differs from `old` in anything but the conditions' heartbeat times
 /// (`nodeStatusHasChanged`).
+/// Only the fields the kubelet sets count, and only the conditions it sets: another
+/// controller's condition (`NetworkUnavailable`) or field is no reason for a PATCH.
 pub fn changed(old: Option<&NodeStatus>, new: &NodeStatus) -> bool {
     let Some(old) = old else { return true };
+    let ours: Vec<&str> = new
+        .conditions
+        .iter()
+        .flatten()
+        .map(|c| c.type_.as_str())
+        .collect();
     let strip = |s: &NodeStatus| {
-        let mut s = s.clone();
-        if let Some(cs) = s.conditions.as_mut() {
-            for c in cs.iter_mut() {
-                c.last_heartbeat_time = None;
-            }
+        let conditions = s.conditions.as_ref().map(|cs| {
+            let mut cs: Vec<NodeCondition> = cs
+                .iter()
+                .filter(|c| ours.contains(&c.type_.as_str()))
+                .cloned()
+                .map(|mut c| {
+                    c.last_heartbeat_time = None;
+                    c
+                })
+                .collect();
             cs.sort_by(|a, b| a.type_.cmp(&b.type_));
+            cs
+        });
+        NodeStatus {
+            addresses: s.addresses.clone(),
+            allocatable: s.allocatable.clone(),
+            capacity: s.capacity.clone(),
+            conditions,
+            daemon_endpoints: s.daemon_endpoints.clone(),
+            images: s.images.clone(),
+            node_info: s.node_info.clone(),
+            ..Default::default()
         }
-        s
     };
     strip(old) != strip(new)
 }
@@ -367,6 +390,14 @@ mod tests {
         assert_eq!(r.last_transition_time, Some(t(120)));
         assert_eq!(ready(&s1).reason.as_deref(), Some("KubeletReady"));
         assert!(changed(None, &s1));
+        // Another controller's condition is not ours to compare.
+        let mut other = s2.clone();
+        other.conditions.as_mut().unwrap().push(NodeCondition {
+            type_: "NetworkUnavailable".into(),
+            status: "False".into(),
+            ..Default::default()
+        });
+        assert!(!changed(Some(&other), &s2));
     }
 
     #[test]
