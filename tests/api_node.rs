@@ -45,12 +45,22 @@ fn node_registers_turns_ready_and_keeps_status_lease_and_events() {
         return;
     }
     let cluster = Cluster::start();
+    // Computed every second, reported every 5 minutes when nothing changes (a report
+    // frequency set explicitly: otherwise it follows an explicit update frequency).
+    let config = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        config.path(),
+        "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n\
+         nodeStatusUpdateFrequency: 1s\nnodeStatusReportFrequency: 5m\n",
+    )
+    .unwrap();
+    let config_flag = format!("--config={}", config.path().display());
     let agent = cluster.agent(
         "apinode",
         &[
             "--node-labels=example.com/role=test,node.kubernetes.io/pool=a",
             "--register-with-taints=example.com/dedicated=test:NoSchedule",
-            "--node-status-update-frequency=1s",
+            &config_flag,
         ],
     );
     let node = agent.node.clone();
@@ -159,8 +169,9 @@ fn node_registers_turns_ready_and_keeps_status_lease_and_events() {
     let after = cluster.get_json(&["node", &node]).unwrap();
     assert_eq!(
         after["metadata"]["resourceVersion"], rv,
-        "the Node changed while nothing did: {}",
-        after["status"]
+        "the Node changed while nothing did: {}\n{}",
+        after["status"],
+        agent.log_tail()
     );
 
     // Events, once each.

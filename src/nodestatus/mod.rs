@@ -367,7 +367,9 @@ impl NodeApi {
             }
             computed = Some(s.clone());
             let due = last_report.is_none_or(|t| t.elapsed() >= self.report_frequency);
-            if status::changed(Some(&server), &s) || due {
+            let differs = status::differences(&server, &s);
+            if !differs.is_empty() || due {
+                tracing::debug!(node = %self.inputs.name, changed = ?differs, "updating node status");
                 match self.patch_status(&s).await {
                     Ok(()) => last_report = Some(tokio::time::Instant::now()),
                     Err(e) => {

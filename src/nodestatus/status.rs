@@ -267,7 +267,15 @@ pub fn node_status(
 /// Only the fields the kubelet sets count, and only the conditions it sets: another
 /// controller's condition (`NetworkUnavailable`) or field is no reason for a PATCH.
 pub fn changed(old: Option<&NodeStatus>, new: &NodeStatus) -> bool {
-    let Some(old) = old else { return true };
+    match old {
+        None => true,
+        Some(old) => !differences(old, new).is_empty(),
+    }
+}
+
+/// The status fields (as the API names them) in which `new` differs from `old`, heartbeats
+/// and other controllers' conditions aside.
+pub fn differences(old: &NodeStatus, new: &NodeStatus) -> Vec<&'static str> {
     let ours: Vec<&str> = new
         .conditions
         .iter()
@@ -299,7 +307,30 @@ pub fn changed(old: Option<&NodeStatus>, new: &NodeStatus) -> bool {
             ..Default::default()
         }
     };
-    strip(old) != strip(new)
+    let (a, b) = (strip(old), strip(new));
+    let mut out = Vec::new();
+    if a.addresses != b.addresses {
+        out.push("addresses");
+    }
+    if a.allocatable != b.allocatable {
+        out.push("allocatable");
+    }
+    if a.capacity != b.capacity {
+        out.push("capacity");
+    }
+    if a.conditions != b.conditions {
+        out.push("conditions");
+    }
+    if a.daemon_endpoints != b.daemon_endpoints {
+        out.push("daemonEndpoints");
+    }
+    if a.images != b.images {
+        out.push("images");
+    }
+    if a.node_info != b.node_info {
+        out.push("nodeInfo");
+    }
+    out
 }
 
 /// The Ready condition's status in `s`, if any.
