@@ -42,7 +42,7 @@ pub const POLL: Duration = Duration::from_millis(500);
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// POST it as a new Event.
-    Create(Event),
+    Create(Box<Event>),
     /// PATCH `count` and `lastTimestamp` of the Event named so.
     Update {
         namespace: String,
@@ -93,7 +93,7 @@ impl Correlator {
         let namespace = ev.metadata.namespace.clone().unwrap_or_default();
         let name = ev.metadata.name.clone().unwrap_or_default();
         self.created.insert(e.seq, (namespace, name));
-        Some(Action::Create(ev))
+        Some(Action::Create(Box::new(ev)))
     }
 
     /// Forgets an event the API never got, so that its next change creates it again.
@@ -144,7 +144,11 @@ impl Publisher {
     fn drop_one(&self, why: &str) {
         let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
         if n == 1 || n.is_power_of_two() {
-            tracing::warn!(dropped = n, reason = why, "events dropped before reaching the API server");
+            tracing::warn!(
+                dropped = n,
+                reason = why,
+                "events dropped before reaching the API server"
+            );
         }
     }
 

@@ -98,13 +98,24 @@ fn node_registers_turns_ready_and_keeps_status_lease_and_events() {
     );
     assert_eq!(info["kubeletVersion"], "v1.33.0");
     assert_eq!(info["operatingSystem"], "linux");
-    for f in ["machineID", "bootID", "kernelVersion", "osImage", "architecture"] {
+    for f in [
+        "machineID",
+        "bootID",
+        "kernelVersion",
+        "osImage",
+        "architecture",
+    ] {
         assert!(
             !info[f].as_str().unwrap_or("").is_empty(),
             "nodeInfo.{f}: {info}"
         );
     }
-    assert!(st["daemonEndpoints"]["kubeletEndpoint"]["Port"].as_i64().unwrap() > 0);
+    assert!(
+        st["daemonEndpoints"]["kubeletEndpoint"]["Port"]
+            .as_i64()
+            .unwrap()
+            > 0
+    );
     let addrs = st["addresses"].as_array().unwrap();
     assert!(addrs.iter().any(|a| a["type"] == "InternalIP"));
     assert!(addrs
@@ -143,7 +154,11 @@ fn node_registers_turns_ready_and_keeps_status_lease_and_events() {
         "KubeletReady",
         "example.com/dedicated=test:NoSchedule",
     ] {
-        assert!(describe.stdout.contains(want), "{want}:\n{}", describe.stdout);
+        assert!(
+            describe.stdout.contains(want),
+            "{want}:\n{}",
+            describe.stdout
+        );
     }
 
     // The Lease: held by the node, owned by the Node, renewed.
@@ -168,7 +183,8 @@ fn node_registers_turns_ready_and_keeps_status_lease_and_events() {
     std::thread::sleep(Duration::from_secs(5));
     let after = cluster.get_json(&["node", &node]).unwrap();
     assert_eq!(
-        after["metadata"]["resourceVersion"], rv,
+        after["metadata"]["resourceVersion"],
+        rv,
         "the Node changed while nothing did: {}\n{}",
         after["status"],
         agent.log_tail()
@@ -207,12 +223,16 @@ fn losing_the_api_server_stops_nothing_and_the_node_comes_back() {
     agent.wait_running("web", READY);
 
     cluster.api.stop().unwrap();
-    agent.wait("the agent to log that the API server is unreachable", READY, || {
-        agent
-            .log_text()
-            .contains("the API server is unreachable")
-            .then_some(())
-    });
+    agent.wait(
+        "the agent to log that the API server is unreachable",
+        READY,
+        || {
+            agent
+                .log_text()
+                .contains("the API server is unreachable")
+                .then_some(())
+        },
+    );
     // Still healthy, still running its pods, still taking new ones.
     let (code, _) = http_get(agent.healthz_port, "/healthz").unwrap();
     assert_eq!(code, 200);
@@ -232,12 +252,16 @@ fn losing_the_api_server_stops_nothing_and_the_node_comes_back() {
     cluster.wait("the Lease to be recreated", READY, || {
         cluster.get_json(&["lease", "-n", "kube-node-lease", &node])
     });
-    agent.wait("the agent to log that the API server is back", READY, || {
-        agent
-            .log_text()
-            .contains("the API server is reachable again")
-            .then_some(())
-    });
+    agent.wait(
+        "the agent to log that the API server is back",
+        READY,
+        || {
+            agent
+                .log_text()
+                .contains("the API server is reachable again")
+                .then_some(())
+        },
+    );
     agent.wait_running("web", READY);
 }
 

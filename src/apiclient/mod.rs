@@ -38,7 +38,11 @@ pub async fn connect(path: &Path) -> Result<kube::Client, ApiClientError> {
 }
 
 /// [`connect`] with the client-side rate limit `qps`/`burst` (`qps` 0: none).
-pub async fn connect_with(path: &Path, qps: u32, burst: u32) -> Result<kube::Client, ApiClientError> {
+pub async fn connect_with(
+    path: &Path,
+    qps: u32,
+    burst: u32,
+) -> Result<kube::Client, ApiClientError> {
     let kubeconfig =
         kube::config::Kubeconfig::read_from(path).map_err(|e| ApiClientError::Read {
             path: path.to_path_buf(),

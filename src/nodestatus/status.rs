@@ -204,19 +204,24 @@ pub fn node_status(
     let mut conditions: Vec<NodeCondition> = observed
         .pressure
         .iter()
-        .map(|(kind, status, reason, message)| {
-            condition(kind, *status, reason, message, now, prev)
-        })
+        .map(|(kind, status, reason, message)| condition(kind, *status, reason, message, now, prev))
         .collect();
     let (reason, message) = if observed.ready {
         ("KubeletReady", observed.ready_message.as_str())
     } else {
         ("KubeletNotReady", observed.ready_message.as_str())
     };
-    conditions.push(condition("Ready", observed.ready, reason, message, now, prev));
+    conditions.push(condition(
+        "Ready",
+        observed.ready,
+        reason,
+        message,
+        now,
+        prev,
+    ));
 
     let mut images: Vec<&(Vec<String>, i64)> = observed.images.iter().collect();
-    images.sort_by(|a, b| b.1.cmp(&a.1));
+    images.sort_by_key(|i| std::cmp::Reverse(i.1));
     if inputs.max_images >= 0 {
         images.truncate(inputs.max_images as usize);
     }
