@@ -256,14 +256,24 @@ pub async fn start_with(settings: &KubeletSettings, host: &HostPaths) -> anyhow:
     // API-server mode: the client is built here; the node, pod and object work that uses it
     // is wired below.
     let api = match &settings.kubeconfig {
-        Some(path) => Some(
+        Some(path) => Some({
+            if let Some(bootstrap) = &settings.bootstrap_kubeconfig {
+                crate::apiclient::bootstrap::ensure(
+                    path,
+                    bootstrap,
+                    &settings.cert_dir,
+                    &settings.node_name,
+                )
+                .await?;
+            }
+
             crate::apiclient::connect_with(
                 path,
                 settings.api_node.kube_api_qps,
                 settings.api_node.kube_api_burst,
             )
-            .await?,
-        ),
+            .await?
+        }),
         None => None,
     };
     if settings.manifest_url.is_some() {

@@ -302,3 +302,62 @@ fn a_bad_kubeconfig_is_one_clear_error() {
         );
     }
 }
+
+#[test]
+fn tls_bootstrap_gets_a_certificate_and_registers_the_node() {
+    if !require_runtime() {
+        return;
+    }
+    let cluster = Cluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubelet.kubeconfig");
+    let cert_dir = dir.path().join("pki");
+    let mut agent = Agent::prepare("apiboot", &[]);
+    agent.extra_args.extend([
+        format!("--kubeconfig={}", kubeconfig.display()),
+        format!(
+            "--bootstrap-kubeconfig={}",
+            cluster.api.bootstrap_kubeconfig().display()
+        ),
+        format!("--cert-dir={}", cert_dir.display()),
+    ]);
+    agent.spawn();
+    let node = agent.node.clone();
+    wait_ready(&cluster, &node);
+    assert!(kubeconfig.exists(), "the kubeconfig is written");
+    let current = cert_dir.join("kubelet-client-current.pem");
+    let target = std::fs::read_link(&current).expect("kubelet-client-current.pem is a link");
+    let pem = std::fs::read_to_string(&target).unwrap();
+    assert!(pem.contains("BEGIN CERTIFICATE") && pem.contains("PRIVATE KEY"));
+    let csrs = cluster.get_json(&["csr"]).unwrap();
+    let csr = csrs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| {
+            c["spec"]["username"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("system:bootstrap:")
+        })
+        .unwrap_or_else(|| panic!("the node's CSR: {csrs}"));
+    assert_eq!(
+        csr["spec"]["signerName"],
+        "kubernetes.io/kube-apiserver-client-kubelet"
+    );
+    assert!(csr["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .starts_with("node-csr-"));
+    let usages = csr["spec"]["usages"].as_array().unwrap();
+    assert!(usages.iter().any(|u| u == "client auth"));
+    // A restart keeps the certificate: no second request.
+    agent.kill();
+    agent.spawn();
+    wait_ready(&cluster, &node);
+    let n = cluster.get_json(&["csr"]).unwrap()["items"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(n, 1, "no new request once the kubeconfig exists");
+}

@@ -4,6 +4,7 @@
 //! ConfigMaps and tokens) takes this client, so the same binary works against a real
 //! kube-apiserver and the project's test API server.
 
+pub mod bootstrap;
 pub mod ratelimit;
 pub mod reachability;
 

@@ -72,6 +72,11 @@ pub struct Flags {
     #[arg(long = "kubeconfig", value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
 
+    /// A kubeconfig used to get a client certificate (TLS bootstrap) when the file named by
+    /// --kubeconfig does not exist; the certificate is written under --cert-dir.
+    #[arg(long = "bootstrap-kubeconfig", value_name = "FILE")]
+    pub bootstrap_kubeconfig: Option<PathBuf>,
+
     /// Register the node with the API server (needs --kubeconfig). [default: true]
     /// [file: registerNode]
     #[arg(long = "register-node", value_name = "BOOL", value_parser = go_bool, action = ArgAction::Set,

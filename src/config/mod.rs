@@ -158,6 +158,8 @@ pub struct KubeletSettings {
     pub sync_frequency: Duration,
 
     pub kubeconfig: Option<PathBuf>,
+    /// `--bootstrap-kubeconfig`: TLS bootstrap when the kubeconfig does not exist.
+    pub bootstrap_kubeconfig: Option<PathBuf>,
     pub register_node: bool,
     /// The node side of API-server mode: client and event rate limits, taints, images listed.
     pub api_node: sections::ApiNode,
@@ -616,6 +618,7 @@ pub fn resolve(
         http_check_frequency: sources.http_check_frequency,
         sync_frequency: sources.sync_frequency,
         kubeconfig: node.kubeconfig,
+        bootstrap_kubeconfig: node.bootstrap_kubeconfig,
         register_node: node.register_node,
         api_node: node.api,
         container_runtime_endpoint: runtime.container_runtime_endpoint,

@@ -29,6 +29,7 @@ pub(super) struct NodeIdentity {
     pub node_ip: Option<IpAddr>,
     pub node_labels: BTreeMap<String, String>,
     pub kubeconfig: Option<PathBuf>,
+    pub bootstrap_kubeconfig: Option<PathBuf>,
     pub register_node: bool,
     pub api: ApiNode,
 }
@@ -204,6 +205,7 @@ pub(super) fn node_identity(
         node_ip: flags.node_ip,
         node_labels,
         kubeconfig: flags.kubeconfig.clone(),
+        bootstrap_kubeconfig: flags.bootstrap_kubeconfig.clone(),
         register_node,
         api: api_node(r)?,
     })

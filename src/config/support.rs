@@ -19,6 +19,7 @@
 //! | `podLogsDir` | container log directories |
 //! | `--root-dir`, `--hostname-override`, `--node-ip`, `--pod-infra-container-image`, `--cadvisor-port`, `--housekeeping-interval`, `--v` · `logging.verbosity` | as named |
 //! | `--kubeconfig` | API-server mode: the client (`src/apiclient`); a missing or malformed file fails at start with one error naming it |
+//! | `--bootstrap-kubeconfig`, `--cert-dir` | TLS bootstrap when the `--kubeconfig` file does not exist: a key and CSR, the signed client certificate under the cert dir (`kubelet-client-current.pem`), the kubeconfig written (`src/apiclient/bootstrap.rs`) |
 //! | `kubeAPIQPS` · `--kube-api-qps`, `kubeAPIBurst` · `--kube-api-burst` | the client's token-bucket rate limit (50/100; 0 QPS: none) |
 //! | `registerNode` · `--register-node`, `--node-labels`, `registerWithTaints` · `--register-with-taints`, `--node-ip` | node registration with these labels, taints and InternalIP (`src/nodestatus`) |
 //! | `nodeStatusUpdateFrequency` · `--node-status-update-frequency`, `nodeStatusReportFrequency`, `nodeStatusMaxImages` | node status computed every update period, PATCHed on change or every report period, with at most that many images |
