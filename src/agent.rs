@@ -257,7 +257,24 @@ pub async fn start_with(settings: &KubeletSettings, host: &HostPaths) -> anyhow:
     // API-server mode: the client is built here; the node, pod and object work that uses it
     // is wired below.
     let api = match &settings.kubeconfig {
-        Some(path) => Some(crate::apiclient::connect(path).await?),
+        Some(path) => Some({
+            if let Some(bootstrap) = &settings.bootstrap_kubeconfig {
+                crate::apiclient::bootstrap::ensure(
+                    path,
+                    bootstrap,
+                    &settings.cert_dir,
+                    &settings.node_name,
+                )
+                .await?;
+            }
+
+            crate::apiclient::connect_with(
+                path,
+                settings.api_node.kube_api_qps,
+                settings.api_node.kube_api_burst,
+            )
+            .await?
+        }),
         None => None,
     };
     for w in &settings.warnings {
@@ -427,6 +444,17 @@ pub async fn start_with(settings: &KubeletSettings, host: &HostPaths) -> anyhow:
         host,
     )?;
     let conditions = managers.eviction.conditions.clone();
+    // API-server mode, node side: registration, node status, the Lease and events to the API.
+    if let Some(client) = &api {
+        tasks.extend(start_api_node(
+            settings,
+            client.clone(),
+            &kl,
+            &conditions,
+            &recorder,
+            host,
+        ));
+    }
 
     let healthz_addr = if settings.healthz_port != 0 {
         let addr = SocketAddr::new(settings.healthz_bind_address, settings.healthz_port);
@@ -480,6 +508,45 @@ pub async fn start_with(settings: &KubeletSettings, host: &HostPaths) -> anyhow:
         managers: Some(managers),
         tasks,
     })
+}
+
+/// API-server mode, node side ([`crate::nodestatus`], [`crate::apievents`]): registers the node,
+/// keeps its status and Lease, and publishes the recorder's events. Never blocks: every loop
+/// retries on its own while the API server is away.
+fn start_api_node(
+    settings: &KubeletSettings,
+    client: kube::Client,
+    kl: &Arc<Kubelet>,
+    conditions: &Arc<NodeConditions>,
+    recorder: &Arc<EventRecorder>,
+    host: &HostPaths,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let reach = crate::apiclient::reachability::Reachability::default();
+    let inputs = crate::nodestatus::inputs(settings, kl.cgroups.node_config(), &host.proc_root);
+    let node = crate::nodestatus::NodeApi {
+        client: client.clone(),
+        inputs: Arc::new(inputs),
+        register: settings.register_node,
+        update_frequency: settings.node_status_update_frequency,
+        report_frequency: settings.node_status_report_frequency,
+        lease_duration_seconds: settings.node_lease_duration_seconds,
+        health: kl.health.clone(),
+        conditions: conditions.clone(),
+        runtime: kl.runtime.clone(),
+        runtime_name: kl.runtime_name.lock().clone(),
+        events: recorder.clone(),
+        reach: reach.clone(),
+    };
+    let mut tasks = crate::nodestatus::start(node);
+    let publisher = crate::apievents::Publisher::new(
+        client,
+        recorder.clone(),
+        settings.api_node.event_record_qps,
+        settings.api_node.event_burst,
+        reach,
+    );
+    tasks.push(tokio::spawn(publisher.run()));
+    tasks
 }
 
 /// The node's container manager: the cgroupfs driver under `--cgroup-root`, with node

@@ -14,6 +14,7 @@
 
 pub mod agent;
 pub mod apiclient;
+pub mod apievents;
 pub mod backoff;
 pub mod cadvisor;
 pub mod cm;
@@ -32,6 +33,7 @@ pub mod lifecycle;
 pub mod logs;
 pub mod metrics;
 pub mod nodeinfo;
+pub mod nodestatus;
 pub mod objects;
 pub mod oomwatcher;
 pub mod pleg;

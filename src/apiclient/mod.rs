@@ -4,46 +4,68 @@
 //! ConfigMaps and tokens) takes this client, so the same binary works against a real
 //! kube-apiserver and the project's test API server.
 
+pub mod bootstrap;
+pub mod ratelimit;
+pub mod reachability;
+
 use std::path::{Path, PathBuf};
 
-/// Why the API-server client cannot be built.
+/// Why the API-server client cannot be built: one line naming the file and the innermost
+/// cause (kube's errors repeat the path at every level of their chain).
 #[derive(Debug, thiserror::Error)]
 pub enum ApiClientError {
-    #[error("cannot read kubeconfig {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: kube::config::KubeconfigError,
-    },
-    #[error("invalid kubeconfig {path}: {source}")]
-    Invalid {
-        path: PathBuf,
-        source: kube::config::KubeconfigError,
-    },
-    #[error("cannot build an API client from kubeconfig {path}: {source}")]
-    Client { path: PathBuf, source: kube::Error },
+    #[error("cannot read kubeconfig {path}: {reason}")]
+    Read { path: PathBuf, reason: String },
+    #[error("invalid kubeconfig {path}: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+    #[error("cannot build an API client from kubeconfig {path}: {reason}")]
+    Client { path: PathBuf, reason: String },
 }
 
-/// Builds the client from the kubeconfig at `path` (its current context). Nothing is sent to
-/// the server: an unreachable server is found, and retried, by the callers.
+/// The innermost error of a chain.
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut e = e;
+    while let Some(s) = e.source() {
+        e = s;
+    }
+    e.to_string()
+}
+
+/// Builds the client from the kubeconfig at `path` (its current context) with the kubelet's
+/// default rate limit (`kubeAPIQPS` 50, `kubeAPIBurst` 100). Nothing is sent to the server: an
+/// unreachable server is found, and retried, by the callers.
 pub async fn connect(path: &Path) -> Result<kube::Client, ApiClientError> {
+    connect_with(path, 50, 100).await
+}
+
+/// [`connect`] with the client-side rate limit `qps`/`burst` (`qps` 0: none).
+pub async fn connect_with(
+    path: &Path,
+    qps: u32,
+    burst: u32,
+) -> Result<kube::Client, ApiClientError> {
     let kubeconfig =
-        kube::config::Kubeconfig::read_from(path).map_err(|source| ApiClientError::Read {
+        kube::config::Kubeconfig::read_from(path).map_err(|e| ApiClientError::Read {
             path: path.to_path_buf(),
-            source,
+            reason: root_cause(&e),
         })?;
     let config = kube::Config::from_custom_kubeconfig(
         kubeconfig,
         &kube::config::KubeConfigOptions::default(),
     )
     .await
-    .map_err(|source| ApiClientError::Invalid {
+    .map_err(|e| ApiClientError::Invalid {
         path: path.to_path_buf(),
-        source,
+        reason: root_cause(&e),
     })?;
-    kube::Client::try_from(config).map_err(|source| ApiClientError::Client {
-        path: path.to_path_buf(),
-        source,
-    })
+    let builder =
+        kube::client::ClientBuilder::try_from(config).map_err(|e| ApiClientError::Client {
+            path: path.to_path_buf(),
+            reason: root_cause(&e),
+        })?;
+    Ok(builder
+        .with_layer(&ratelimit::RateLimitLayer::new(qps, burst))
+        .build())
 }
 
 #[cfg(test)]

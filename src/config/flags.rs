@@ -72,6 +72,11 @@ pub struct Flags {
     #[arg(long = "kubeconfig", value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
 
+    /// A kubeconfig used to get a client certificate (TLS bootstrap) when the file named by
+    /// --kubeconfig does not exist; the certificate is written under --cert-dir.
+    #[arg(long = "bootstrap-kubeconfig", value_name = "FILE")]
+    pub bootstrap_kubeconfig: Option<PathBuf>,
+
     /// Register the node with the API server (needs --kubeconfig). [default: true]
     /// [file: registerNode]
     #[arg(long = "register-node", value_name = "BOOL", value_parser = go_bool, action = ArgAction::Set,
@@ -90,6 +95,19 @@ pub struct Flags {
     /// repeated.
     #[arg(long = "node-labels", value_name = "KEY=VALUE,...", action = ArgAction::Append)]
     pub node_labels: Vec<String>,
+
+    /// Taints the node registers with, as 'key=value:Effect' (or 'key:Effect') separated by
+    /// commas; may be repeated. [file: registerWithTaints]
+    #[arg(long = "register-with-taints", value_name = "KEY=VALUE:EFFECT,...", action = ArgAction::Append)]
+    pub register_with_taints: Vec<String>,
+
+    /// Queries per second to the API server. [default: 50] [file: kubeAPIQPS]
+    #[arg(long = "kube-api-qps", value_name = "QPS")]
+    pub kube_api_qps: Option<i32>,
+
+    /// Burst of queries to the API server. [default: 100] [file: kubeAPIBurst]
+    #[arg(long = "kube-api-burst", value_name = "N")]
+    pub kube_api_burst: Option<i32>,
 
     /// The CRI runtime endpoint. [default: unix:///run/kubelet-rs/containerd/containerd.sock]
     /// [file: containerRuntimeEndpoint]

@@ -25,7 +25,7 @@ pub mod eviction;
 pub mod features;
 pub mod file;
 pub mod flags;
-mod sections;
+pub mod sections;
 pub mod support;
 
 use std::collections::BTreeMap;
@@ -158,7 +158,11 @@ pub struct KubeletSettings {
     pub sync_frequency: Duration,
 
     pub kubeconfig: Option<PathBuf>,
+    /// `--bootstrap-kubeconfig`: TLS bootstrap when the kubeconfig does not exist.
+    pub bootstrap_kubeconfig: Option<PathBuf>,
     pub register_node: bool,
+    /// The node side of API-server mode: client and event rate limits, taints, images listed.
+    pub api_node: sections::ApiNode,
 
     /// The CRI runtime endpoint (`unix:///…`).
     pub container_runtime_endpoint: String,
@@ -616,7 +620,9 @@ pub fn resolve(
         http_check_frequency: sources.http_check_frequency,
         sync_frequency: sources.sync_frequency,
         kubeconfig: node.kubeconfig,
+        bootstrap_kubeconfig: node.bootstrap_kubeconfig,
         register_node: node.register_node,
+        api_node: node.api,
         container_runtime_endpoint: runtime.container_runtime_endpoint,
         image_service_endpoint: runtime.image_service_endpoint,
         runtime_request_timeout: runtime.runtime_request_timeout,

@@ -15,10 +15,10 @@ use super::features::FeatureGates;
 use super::{
     flag_pairs, format_go_duration, in_range, invalid, key, nonzero, one_of, opt_path, pairs_from,
     parse_ip, positive_period, quantity_map, unix_endpoint, Authentication, Authorization,
-    AuthorizationMode, CgroupDriver, ConfigError, Origin, Resolver, DEFAULT_CADVISOR_PORT,
-    DEFAULT_CONTAINER_RUNTIME_ENDPOINT, DEFAULT_HEALTHZ_PORT, DEFAULT_MAX_PODS,
-    DEFAULT_POD_INFRA_CONTAINER_IMAGE, DEFAULT_POD_LOGS_DIR, DEFAULT_PORT, DEFAULT_ROOT_DIR,
-    MINUTE, SECOND,
+    AuthorizationMode, CgroupDriver, ConfigError, Key, KubeletConfiguration, Origin, Resolver,
+    DEFAULT_CADVISOR_PORT, DEFAULT_CONTAINER_RUNTIME_ENDPOINT, DEFAULT_HEALTHZ_PORT,
+    DEFAULT_MAX_PODS, DEFAULT_POD_INFRA_CONTAINER_IMAGE, DEFAULT_POD_LOGS_DIR, DEFAULT_PORT,
+    DEFAULT_ROOT_DIR, MINUTE, SECOND,
 };
 use crate::resource::{parse_quantity, Quantity};
 use crate::sources::validation::{is_dns1123_subdomain, is_qualified_name, is_valid_label_value};
@@ -29,7 +29,131 @@ pub(super) struct NodeIdentity {
     pub node_ip: Option<IpAddr>,
     pub node_labels: BTreeMap<String, String>,
     pub kubeconfig: Option<PathBuf>,
+    pub bootstrap_kubeconfig: Option<PathBuf>,
     pub register_node: bool,
+    pub api: ApiNode,
+}
+
+/// What the node side of API-server mode takes: the client's rate limit, the taints to
+/// register with, the events' rate limit and how many images the node status lists.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiNode {
+    /// `kubeAPIQPS` (50); 0 is no limit.
+    pub kube_api_qps: u32,
+    /// `kubeAPIBurst` (100).
+    pub kube_api_burst: u32,
+    /// `eventRecordQPS` (50); 0 is no limit.
+    pub event_record_qps: u32,
+    /// `eventBurst` (100).
+    pub event_burst: u32,
+    /// `registerWithTaints` · `--register-with-taints`.
+    pub register_with_taints: Vec<k8s_openapi::api::core::v1::Taint>,
+    /// `nodeStatusMaxImages` (50); -1 is no limit.
+    pub node_status_max_images: i32,
+}
+
+impl Default for ApiNode {
+    fn default() -> Self {
+        ApiNode {
+            kube_api_qps: 50,
+            kube_api_burst: 100,
+            event_record_qps: 50,
+            event_burst: 100,
+            register_with_taints: Vec::new(),
+            node_status_max_images: 50,
+        }
+    }
+}
+
+/// One `--register-with-taints` item: `key=value:Effect` or `key:Effect`.
+fn parse_taint(item: &str) -> Result<k8s_openapi::api::core::v1::Taint, String> {
+    let (kv, effect) = item
+        .rsplit_once(':')
+        .ok_or("malformed taint, expected key=value:Effect")?;
+    let (k, v) = match kv.split_once('=') {
+        Some((k, v)) => (k, Some(v)),
+        None => (kv, None),
+    };
+    if let Some(m) = is_qualified_name(k).into_iter().next() {
+        return Err(format!("taint key: {m}"));
+    }
+    if let Some(m) = v.and_then(|v| is_valid_label_value(v).into_iter().next()) {
+        return Err(format!("taint value: {m}"));
+    }
+    if !["NoSchedule", "PreferNoSchedule", "NoExecute"].contains(&effect) {
+        return Err(format!(
+            "invalid taint effect {effect:?}, must be one of NoSchedule, PreferNoSchedule, NoExecute"
+        ));
+    }
+    Ok(k8s_openapi::api::core::v1::Taint {
+        key: k.to_string(),
+        value: v.map(str::to_string),
+        effect: effect.to_string(),
+        time_added: None,
+    })
+}
+
+fn api_node(r: &Resolver<'_>) -> Result<ApiNode, ConfigError> {
+    let flags = r.flags;
+    let d = ApiNode::default();
+    let count =
+        |k: Key, flag: Option<i32>, file: fn(&KubeletConfiguration) -> Option<i32>, def: u32| {
+            let (v, s) = r.pick(k, flag, file, || def as i32);
+            if v < 0 {
+                return Err(invalid(&s, v, "must not be a negative number"));
+            }
+            Ok(v as u32)
+        };
+    let kube_api_qps = count(
+        key("kubeAPIQPS", "kube-api-qps"),
+        flags.kube_api_qps,
+        |c| c.kube_api_qps,
+        d.kube_api_qps,
+    )?;
+    let kube_api_burst = count(
+        key("kubeAPIBurst", "kube-api-burst"),
+        flags.kube_api_burst,
+        |c| c.kube_api_burst,
+        d.kube_api_burst,
+    )?;
+    let event_record_qps = count(
+        key("eventRecordQPS", ""),
+        None,
+        |c| c.event_record_qps,
+        d.event_record_qps,
+    )?;
+    let event_burst = count(
+        key("eventBurst", ""),
+        None,
+        |c| c.event_burst,
+        d.event_burst,
+    )?;
+    let (node_status_max_images, _) =
+        r.file_only("nodeStatusMaxImages", |c| c.node_status_max_images, || 50);
+    let register_with_taints =
+        if flags.register_with_taints.is_empty() {
+            r.cfg()
+                .and_then(|c| c.register_with_taints.clone())
+                .unwrap_or_default()
+        } else {
+            let mut out = Vec::new();
+            for v in &flags.register_with_taints {
+                for item in v.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+                    out.push(parse_taint(item).map_err(|e| {
+                        invalid("flag --register-with-taints", format!("{item:?}"), e)
+                    })?);
+                }
+            }
+            out
+        };
+    Ok(ApiNode {
+        kube_api_qps,
+        kube_api_burst,
+        event_record_qps,
+        event_burst,
+        register_with_taints,
+        node_status_max_images,
+    })
 }
 
 pub(super) fn node_identity(
@@ -81,7 +205,9 @@ pub(super) fn node_identity(
         node_ip: flags.node_ip,
         node_labels,
         kubeconfig: flags.kubeconfig.clone(),
+        bootstrap_kubeconfig: flags.bootstrap_kubeconfig.clone(),
         register_node,
+        api: api_node(r)?,
     })
 }
 
@@ -1212,4 +1338,60 @@ pub(super) fn containers(
         kernel_memcg_notification,
         crash_loop_backoff: (initial, max),
     })
+}
+
+#[cfg(test)]
+mod api_node_tests {
+    use super::*;
+    use crate::config::{resolve, Flags};
+
+    #[test]
+    fn taints_parse_as_the_kubelets_flag() {
+        let t = parse_taint("example.com/dedicated=test:NoSchedule").unwrap();
+        assert_eq!(
+            (t.key.as_str(), t.value.as_deref(), t.effect.as_str()),
+            ("example.com/dedicated", Some("test"), "NoSchedule")
+        );
+        let t = parse_taint("gpu:NoExecute").unwrap();
+        assert_eq!(
+            (t.key.as_str(), t.value, t.effect.as_str()),
+            ("gpu", None, "NoExecute")
+        );
+        assert!(parse_taint("gpu=yes")
+            .unwrap_err()
+            .contains("malformed taint"));
+        assert!(parse_taint("gpu=yes:Sometimes")
+            .unwrap_err()
+            .contains("invalid taint effect"));
+        assert!(parse_taint("bad key=x:NoSchedule")
+            .unwrap_err()
+            .starts_with("taint key"));
+    }
+
+    #[test]
+    fn api_node_defaults_and_flags() {
+        let s = resolve(&Flags::default(), None, "n1").unwrap();
+        assert_eq!(s.api_node, ApiNode::default());
+        let flags = Flags {
+            register_with_taints: vec!["a=b:NoSchedule,c:NoExecute".into()],
+            kube_api_qps: Some(5),
+            kube_api_burst: Some(10),
+            ..Default::default()
+        };
+        let s = resolve(&flags, None, "n1").unwrap();
+        assert_eq!(s.api_node.register_with_taints.len(), 2);
+        assert_eq!(
+            (s.api_node.kube_api_qps, s.api_node.kube_api_burst),
+            (5, 10)
+        );
+        let flags = Flags {
+            register_with_taints: vec!["a=b:Never".into()],
+            ..Default::default()
+        };
+        let e = resolve(&flags, None, "n1").unwrap_err().to_string();
+        assert!(
+            e.contains("--register-with-taints") && e.contains("a=b:Never"),
+            "{e}"
+        );
+    }
 }

@@ -7,8 +7,7 @@
 //! API and graceful shutdown, which other work will implement, and where
 //! the kubelet itself only logs — is accepted with a warning the agent logs at start. A value
 //! kubelet-rs behaves as by default is always accepted. Settings that matter only with an API
-//! server have no effect in standalone mode, as in the kubelet; `--kubeconfig` itself is
-//! refused at start until API-server mode exists.
+//! server have no effect in standalone mode, as in the kubelet.
 //!
 //! | setting (file field · flag) | in kubelet-rs |
 //! |---|---|
@@ -19,8 +18,14 @@
 //! | `syncFrequency` · `--sync-frequency` | the longest time between two syncs of a pod |
 //! | `podLogsDir` | container log directories |
 //! | `--root-dir`, `--hostname-override`, `--node-ip`, `--pod-infra-container-image`, `--cadvisor-port`, `--housekeeping-interval`, `--v` · `logging.verbosity` | as named |
-//! | `--kubeconfig` | fails at start: API-server mode is not implemented yet |
-//! | `registerNode` · `--register-node`, `--node-labels`, `registerWithTaints`, `providerID`, `nodeStatusUpdateFrequency` · `--node-status-update-frequency`, `nodeStatusReportFrequency`, `nodeLeaseDurationSeconds`, `nodeStatusMaxImages`, `kubeAPIQPS`, `kubeAPIBurst`, `contentType`, `eventRecordQPS`, `eventBurst`, `enableControllerAttachDetach`, `configMapAndSecretChangeDetectionStrategy` | API-server mode only: validated, no effect standalone (as in the kubelet) |
+//! | `--kubeconfig` | API-server mode: the client (`src/apiclient`); a missing or malformed file fails at start with one error naming it |
+//! | `--bootstrap-kubeconfig`, `--cert-dir` | TLS bootstrap when the `--kubeconfig` file does not exist: a key and CSR, the signed client certificate under the cert dir (`kubelet-client-current.pem`), the kubeconfig written (`src/apiclient/bootstrap.rs`) |
+//! | `kubeAPIQPS` · `--kube-api-qps`, `kubeAPIBurst` · `--kube-api-burst` | the client's token-bucket rate limit (50/100; 0 QPS: none) |
+//! | `registerNode` · `--register-node`, `--node-labels`, `registerWithTaints` · `--register-with-taints`, `--node-ip` | node registration with these labels, taints and InternalIP (`src/nodestatus`) |
+//! | `nodeStatusUpdateFrequency` · `--node-status-update-frequency`, `nodeStatusReportFrequency`, `nodeStatusMaxImages` | node status computed every update period, PATCHed on change or every report period, with at most that many images |
+//! | `nodeLeaseDurationSeconds` | the node Lease's duration; renewed every quarter of it |
+//! | `eventRecordQPS`, `eventBurst` | the rate limit of events written to the API server (`src/apievents.rs`) |
+//! | `providerID`, `contentType`, `enableControllerAttachDetach`, `configMapAndSecretChangeDetectionStrategy` | API-server mode only: validated, no effect standalone (as in the kubelet) |
 //! | `containerRuntimeEndpoint` · `--container-runtime-endpoint`, `imageServiceEndpoint` · `--image-service-endpoint` | the CRI runtime and image services (unix sockets) |
 //! | `runtimeRequestTimeout` · `--runtime-request-timeout` | deadline of every CRI call but pulls |
 //! | `serializeImagePulls` · `--serialize-image-pulls`, `maxParallelImagePulls` | one pull at a time, or at most N at once |
