@@ -476,11 +476,11 @@ pub async fn start_with(settings: &KubeletSettings, host: &HostPaths) -> anyhow:
 }
 
 /// API-server mode, pods: the API pod source (expected before orphans are cleaned up, as the
-/// kubelet's `sourcesReady`).
+/// kubelet's `sourcesReady`) and the status manager's API side (status patches, final deletes).
 fn start_api_pods(
     client: &kube::Client,
     settings: &KubeletSettings,
-    _kl: &Arc<Kubelet>,
+    kl: &Arc<Kubelet>,
     updates: &mpsc::Sender<crate::sources::PodUpdate>,
     expected: &mut Vec<&'static str>,
     tasks: &mut Vec<tokio::task::JoinHandle<()>>,
@@ -489,10 +489,19 @@ fn start_api_pods(
     tasks.push(crate::sources::api::spawn_api_source(
         client.clone(),
         settings.node_name.clone(),
-        mirrors,
+        mirrors.clone(),
         updates.clone(),
     ));
     expected.push(crate::sources::API_SOURCE);
+    tasks.push(tokio::spawn(
+        crate::status::api::StatusSync::new(
+            client.clone(),
+            kl.status.clone(),
+            kl.runtime.clone(),
+            mirrors,
+        )
+        .run(),
+    ));
 }
 
 /// The node's container manager: the cgroupfs driver under `--cgroup-root`, with node

@@ -76,7 +76,7 @@ fn running(p: &Value) -> bool {
 }
 
 #[test]
-fn a_pod_bound_to_the_node_runs_on_the_runtime() {
+fn a_pod_bound_to_the_node_runs_reports_status_and_is_deleted_gracefully() {
     if !require_runtime() {
         return;
     }
@@ -106,6 +106,38 @@ fn a_pod_bound_to_the_node_runs_on_the_runtime() {
         containers[0].state,
         proto::cri::ContainerState::ContainerRunning as i32
     );
-    // Clean up through the API as a user would (the agent's drop removes what is left).
-    cluster.kubectl(&["delete", "pod", "web", "--wait=false"]);
+    // The status reaches the API: kubectl sees it Running, with the runtime's container ID.
+    let api_pod = cluster.wait("web Running in the API", START, || {
+        cluster.get_json(&["pod", "web"]).filter(running)
+    });
+    assert_eq!(
+        api_pod["status"]["containerStatuses"][0]["containerID"],
+        pod["status"]["containerStatuses"][0]["containerID"]
+    );
+    assert!(api_pod["status"]["podIP"]
+        .as_str()
+        .is_some_and(|ip| ip.starts_with("10.88.")));
+
+    // kubectl delete waits for the pod to go: the agent stops it with its grace period, then
+    // deletes it from the API once nothing of it runs.
+    let out = cluster.kubectl(&["delete", "pod", "web", "--timeout=60s"]);
+    assert!(
+        out.success(),
+        "kubectl delete: {}\n{}",
+        out.stderr,
+        agent.log_tail()
+    );
+    assert!(
+        cluster.get_json(&["pod", "web"]).is_none(),
+        "gone from the API"
+    );
+    agent.wait("web gone from the runtime", START, || {
+        let running = cri_containers(&api_uid)
+            .iter()
+            .any(|c| c.state == proto::cri::ContainerState::ContainerRunning as i32);
+        (!running && local_pod(&agent, "web").is_none()).then_some(())
+    });
+    assert!(agent
+        .log_text()
+        .contains("Pod fully terminated and removed from etcd"));
 }
