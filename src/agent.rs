@@ -476,7 +476,7 @@ pub async fn start_with(settings: &KubeletSettings, host: &HostPaths) -> anyhow:
 }
 
 /// API-server mode, pods: the API pod source (expected before orphans are cleaned up, as the
-/// kubelet's `sourcesReady`) and the status manager's API side (status patches, final deletes).
+/// kubelet's `sourcesReady`) the status manager's API side (status patches, final deletes) and mirror pods.
 fn start_api_pods(
     client: &kube::Client,
     settings: &KubeletSettings,
@@ -498,6 +498,15 @@ fn start_api_pods(
             client.clone(),
             kl.status.clone(),
             kl.runtime.clone(),
+            mirrors.clone(),
+        )
+        .run(),
+    ));
+    tasks.push(tokio::spawn(
+        crate::mirror::MirrorManager::new(
+            client.clone(),
+            settings.node_name.clone(),
+            kl.clone(),
             mirrors,
         )
         .run(),

@@ -30,6 +30,7 @@ pub mod kubelet;
 pub mod kuberuntime;
 pub mod lifecycle;
 pub mod metrics;
+pub mod mirror;
 pub mod nodeinfo;
 pub mod objects;
 pub mod oomwatcher;

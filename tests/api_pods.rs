@@ -141,3 +141,55 @@ fn a_pod_bound_to_the_node_runs_reports_status_and_is_deleted_gracefully() {
         .log_text()
         .contains("Pod fully terminated and removed from etcd"));
 }
+
+#[test]
+fn a_static_pod_has_a_mirror_pod_recreated_when_deleted_and_removed_with_its_manifest() {
+    if !require_runtime() {
+        return;
+    }
+    let cluster = Cluster::start();
+    let agent = cluster.agent("api-mirror", &[]);
+    create_node(&cluster, &agent.node, "");
+    let node_uid = cluster.get_json(&["node", &agent.node]).unwrap()["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    agent.write_manifest("web.yaml", &busybox_pod("web", "exec sleep 3600", ""));
+    let name = agent.pod_name("web");
+    let local = agent.wait_running("web", START);
+    let hash = local["metadata"]["annotations"]["kubernetes.io/config.hash"].clone();
+    // The mirror pod: the static pod's hash, owned by the Node, with the static pod's status.
+    let mirror = cluster.wait("mirror pod Running", START, || {
+        cluster.get_json(&["pod", &name]).filter(running)
+    });
+    assert_eq!(
+        mirror["metadata"]["annotations"]["kubernetes.io/config.mirror"],
+        hash
+    );
+    assert_eq!(mirror["metadata"]["ownerReferences"][0]["kind"], "Node");
+    assert_eq!(
+        mirror["metadata"]["ownerReferences"][0]["uid"],
+        node_uid.as_str()
+    );
+    assert_eq!(
+        mirror["status"]["containerStatuses"][0]["containerID"],
+        local["status"]["containerStatuses"][0]["containerID"]
+    );
+    let first_uid = mirror["metadata"]["uid"].as_str().unwrap().to_string();
+
+    // Deleted by a user: created again (a new UID), and the static pod kept running.
+    let out = cluster.kubectl(&["delete", "pod", &name, "--wait=false"]);
+    assert!(out.success(), "{}", out.stderr);
+    cluster.wait("mirror pod recreated", START, || {
+        let p = cluster.get_json(&["pod", &name])?;
+        (p["metadata"]["uid"] != first_uid.as_str() && p["metadata"]["deletionTimestamp"].is_null())
+            .then_some(())
+    });
+    assert!(running(&local_pod(&agent, &name).unwrap()));
+
+    // The manifest goes: so does the mirror pod.
+    agent.remove_manifest("web.yaml");
+    cluster.wait("mirror pod removed", START, || {
+        cluster.get_json(&["pod", &name]).is_none().then_some(())
+    });
+}

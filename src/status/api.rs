@@ -74,8 +74,9 @@ pub struct StatusSync {
     status: StatusManager,
     runtime: RuntimeService,
     mirrors: MirrorPods,
-    /// Last status the API accepted, by local pod UID.
-    sent: HashMap<String, PodStatus>,
+    /// Last status the API accepted, by local pod UID, with the UID of the API pod it went to
+    /// (a recreated mirror pod gets it again).
+    sent: HashMap<String, (String, PodStatus)>,
     /// Pods given up on (deleted meanwhile), by local pod UID.
     dropped: HashSet<String>,
     /// Pods whose final DELETE was sent.
@@ -168,7 +169,7 @@ impl StatusSync {
             let Some(target) = self.target(&pod) else {
                 continue;
             };
-            if self.sent.get(&uid) != Some(&status) {
+            if self.sent.get(&uid) != Some(&(target.uid.clone(), status.clone())) {
                 self.publish(&uid, &target, &status).await;
             }
             if !target.mirror
@@ -185,6 +186,16 @@ impl StatusSync {
         Api::namespaced(self.client.clone(), ns)
     }
 
+    /// Stops sending a pod's status: for good for an API pod; until its mirror pod is
+    /// recreated for a static pod.
+    fn drop_target(&mut self, uid: &str, target: &Target) {
+        if target.mirror {
+            self.sent.remove(uid);
+        } else {
+            self.dropped.insert(uid.to_string());
+        }
+    }
+
     fn failed(&mut self, what: &str, target: &Target, e: &kube::Error) {
         if self.failing {
             tracing::debug!(pod = %format!("{}/{}", target.namespace, target.name), error = %e, "{what} failed; will retry");
@@ -197,7 +208,8 @@ impl StatusSync {
     async fn publish(&mut self, uid: &str, target: &Target, status: &PodStatus) {
         if !may_replace(target.api_status.as_ref(), status) {
             tracing::debug!(pod = %target.name, "not replacing the API's terminal phase");
-            self.sent.insert(uid.to_string(), status.clone());
+            self.sent
+                .insert(uid.to_string(), (target.uid.clone(), status.clone()));
             return;
         }
         let patch = status_patch(&target.uid, target.api_status.as_ref(), status);
@@ -216,11 +228,12 @@ impl StatusSync {
                 }
                 self.failing = false;
                 tracing::debug!(pod = %format!("{}/{}", target.namespace, target.name), phase = ?status.phase, "status patched");
-                self.sent.insert(uid.to_string(), status.clone());
+                self.sent
+                    .insert(uid.to_string(), (target.uid.clone(), status.clone()));
             }
             Err(kube::Error::Api(s)) if s.code == 404 => {
                 tracing::info!(pod = %format!("{}/{}", target.namespace, target.name), "pod was deleted from the API: its status is no longer sent");
-                self.dropped.insert(uid.to_string());
+                self.drop_target(uid, target);
             }
             Err(kube::Error::Api(s)) if s.code == 409 => {
                 // Fetch it again: the same pod is retried, a deleted or replaced one dropped.
@@ -245,12 +258,13 @@ impl StatusSync {
                         {
                             self.failed("pod status patch", target, &e);
                         } else {
-                            self.sent.insert(uid.to_string(), status.clone());
+                            self.sent
+                                .insert(uid.to_string(), (target.uid.clone(), status.clone()));
                         }
                     }
                     Ok(_) => {
                         tracing::info!(pod = %format!("{}/{}", target.namespace, target.name), message = %s.message, "status patch conflicted (409): the pod was deleted or replaced meanwhile; dropped");
-                        self.dropped.insert(uid.to_string());
+                        self.drop_target(uid, target);
                     }
                     Err(e) => self.failed("pod fetch after a status conflict", target, &e),
                 }
