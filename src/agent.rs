@@ -374,6 +374,17 @@ pub async fn start_with(settings: &KubeletSettings, host: &HostPaths) -> anyhow:
             "no pod source configured (--pod-manifest-path, --manifest-url, --kubeconfig): the node runs no pods"
         );
     }
+    // API-server mode: the pods bound to this node (source "api") and their status.
+    if let Some(client) = &api {
+        start_api_pods(
+            client,
+            settings,
+            &kl,
+            &updates_tx,
+            &mut expected,
+            &mut tasks,
+        );
+    }
     // The monitoring core runs whatever the ports: eviction and the stats endpoints read it.
     let monitor_config = collectors::MonitorConfig {
         cgroup_root: host.cgroup_mount.clone(),
@@ -547,6 +558,44 @@ fn start_api_node(
     );
     tasks.push(tokio::spawn(publisher.run()));
     tasks
+}
+
+/// API-server mode, pods: the API pod source (expected before orphans are cleaned up, as the
+/// kubelet's `sourcesReady`) the status manager's API side (status patches, final deletes) and mirror pods.
+fn start_api_pods(
+    client: &kube::Client,
+    settings: &KubeletSettings,
+    kl: &Arc<Kubelet>,
+    updates: &mpsc::Sender<crate::sources::PodUpdate>,
+    expected: &mut Vec<&'static str>,
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+) {
+    let mirrors = crate::sources::api::MirrorPods::default();
+    tasks.push(crate::sources::api::spawn_api_source(
+        client.clone(),
+        settings.node_name.clone(),
+        mirrors.clone(),
+        updates.clone(),
+    ));
+    expected.push(crate::sources::API_SOURCE);
+    tasks.push(tokio::spawn(
+        crate::status::api::StatusSync::new(
+            client.clone(),
+            kl.status.clone(),
+            kl.runtime.clone(),
+            mirrors.clone(),
+        )
+        .run(),
+    ));
+    tasks.push(tokio::spawn(
+        crate::mirror::MirrorManager::new(
+            client.clone(),
+            settings.node_name.clone(),
+            kl.clone(),
+            mirrors,
+        )
+        .run(),
+    ));
 }
 
 /// The node's container manager: the cgroupfs driver under `--cgroup-root`, with node

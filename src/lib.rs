@@ -32,6 +32,7 @@ pub mod kuberuntime;
 pub mod lifecycle;
 pub mod logs;
 pub mod metrics;
+pub mod mirror;
 pub mod nodeinfo;
 pub mod nodestatus;
 pub mod objects;

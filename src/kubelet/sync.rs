@@ -56,6 +56,8 @@ pub struct WorkerState {
     mount_failures: u32,
     /// A terminal pod's volumes and probes were released.
     released: bool,
+    /// The pod's deletion (deletionTimestamp) was noticed.
+    deletion_seen: bool,
 }
 
 impl Default for WorkerState {
@@ -74,6 +76,7 @@ impl WorkerState {
             synced: false,
             mount_failures: 0,
             released: false,
+            deletion_seen: false,
         }
     }
 }
@@ -166,7 +169,15 @@ pub async fn sync_pod(kl: &Kubelet, pod: &Pod, state: &mut WorkerState) -> SyncO
     let mut requeue = kl.opts.sync_frequency;
     let mut acted = false;
 
-    if is_terminal(kl, &uid) {
+    // A pod the API server is deleting (deletionTimestamp) is stopped with its deletion grace
+    // period and never restarted, as the kubelet's pod workers do once termination is
+    // requested; the status manager deletes it from the API once nothing of it runs.
+    let deleting = pod.metadata.deletion_timestamp.is_some();
+    if deleting && !state.deletion_seen {
+        state.deletion_seen = true;
+        tracing::info!(pod = %pod_ref(pod), grace = termination_grace(pod), "pod is being deleted: stopping it");
+    }
+    if is_terminal(kl, &uid) || deleting {
         // A pod that reached Succeeded or Failed (completed, evicted) never runs again.
         if rt
             .containers

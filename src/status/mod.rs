@@ -3,6 +3,7 @@
 //! and it enforces the kubelet's rules that a terminal phase never changes back and that
 //! transition times move only when a condition does.
 
+pub mod api;
 pub mod generate;
 
 use std::collections::HashMap;
@@ -85,6 +86,11 @@ impl StatusManager {
 
     pub fn status(&self, uid: &str) -> Option<PodStatus> {
         self.pods.read().get(uid).and_then(|e| e.status.clone())
+    }
+
+    /// The UIDs of every pod in the cache.
+    pub fn uids(&self) -> std::collections::HashSet<String> {
+        self.pods.read().keys().cloned().collect()
     }
 
     pub fn remove(&self, uid: &str) {
