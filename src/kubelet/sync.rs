@@ -16,7 +16,9 @@ use crate::cm::{pod_qos_class, pod_resources, QosClass};
 use crate::kuberuntime::actions::{
     compute_pod_actions, sandbox_hash, KillReason, SANDBOX_HASH_LABEL,
 };
-use crate::kuberuntime::container::{container_config, environment, ContainerContext};
+use crate::kuberuntime::container::{
+    container_config, environment_reporting, ContainerContext, INVALID_ENV_NAMES,
+};
 use crate::kuberuntime::dns;
 use crate::kuberuntime::labels::{self, PodIdentity};
 use crate::kuberuntime::sandbox::{pod_hostname, pod_log_dir, sandbox_config, SandboxContext};
@@ -590,17 +592,16 @@ async fn start_container(
     let facts = kl.facts(pod_ips.to_vec());
     // Volume mounts first: subPathExpr expands with the container's environment.
     let mut mounts = {
-        let needs_env = c
-            .volume_mounts
-            .iter()
-            .flatten()
-            .any(|m| m.sub_path_expr.as_deref().is_some_and(|e| !e.is_empty()));
-        let env = if needs_env {
-            environment(pod, c, &facts, kl.objects.as_ref())
-                .map_err(|e| fail(CREATE_CONTAINER_CONFIG_ERROR, e.to_string(), ERROR_REQUEUE))?
-        } else {
-            Vec::new()
-        };
+        // A missing Secret, ConfigMap or key fails here (CreateContainerConfigError, retried
+        // on the next sync); skipped envFrom keys are reported as the kubelet's event.
+        let mut skipped = Vec::new();
+        let env = environment_reporting(pod, c, &facts, kl.objects.as_ref(), &mut |w| {
+            skipped.push(w)
+        })
+        .map_err(|e| fail(CREATE_CONTAINER_CONFIG_ERROR, e.to_string(), ERROR_REQUEUE))?;
+        for w in skipped {
+            kl.events.warning(pod, INVALID_ENV_NAMES, &w);
+        }
         let volumes = kl.volumes.clone();
         let (p, cc) = (pod.clone(), c.clone());
         tokio::task::spawn_blocking(move || volumes.container_mounts(&p, &cc, &env))
