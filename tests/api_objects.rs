@@ -51,7 +51,10 @@ async fn eventually(what: &str, f: impl Fn() -> bool + Send + Sync + Clone + 'st
         if tokio::task::spawn_blocking(move || g()).await.unwrap() {
             return;
         }
-        assert!(tokio::time::Instant::now() < deadline, "{what}: not within 30 s");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within 30 s"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -77,10 +80,12 @@ async fn object_watches_follow_the_pods_that_reference_them() {
     // Nothing registered: no watch, and lookups find nothing.
     assert_eq!(objects.watches(), 0);
     let o = objects.clone();
-    assert!(tokio::task::spawn_blocking(move || o.config_map("default", "app"))
-        .await
-        .unwrap()
-        .is_none());
+    assert!(
+        tokio::task::spawn_blocking(move || o.config_map("default", "app"))
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     let p1 = pod(
         "p1",
@@ -101,16 +106,24 @@ async fn object_watches_follow_the_pods_that_reference_them() {
         .expect("the ConfigMap, read through its watch");
     assert_eq!(cm.data.unwrap()["greeting"], "hello");
     let o = objects.clone();
-    assert!(tokio::task::spawn_blocking(move || o.secret("default", "later"))
-        .await
-        .unwrap()
-        .is_none());
+    assert!(
+        tokio::task::spawn_blocking(move || o.secret("default", "later"))
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     // The Secret appears: the pod is woken and the lookup finds it.
     while rx.try_recv().is_ok() {}
     kubectl_ok(
         &s,
-        &["create", "secret", "generic", "later", "--from-literal=k=v1"],
+        &[
+            "create",
+            "secret",
+            "generic",
+            "later",
+            "--from-literal=k=v1",
+        ],
     );
     woken(&mut rx, "uid-1").await;
     let o = objects.clone();

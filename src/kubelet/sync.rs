@@ -143,6 +143,46 @@ fn is_terminal(kl: &Kubelet, uid: &str) -> bool {
         .is_some_and(|p| p == "Succeeded" || p == "Failed")
 }
 
+/// The keyring of the pod's `imagePullSecrets` (`getPullSecretsForPod`): Secrets that cannot
+/// be read are reported with the kubelet's `FailedToRetrieveImagePullSecret` event and the
+/// pull goes on without them; malformed ones are logged and skipped.
+fn pull_credentials(kl: &Kubelet, pod: &Pod) -> crate::images::keyring::Keyring {
+    let names: Vec<&str> = pod
+        .spec
+        .iter()
+        .flat_map(|s| s.image_pull_secrets.iter().flatten())
+        .map(|r| r.name.as_str())
+        .filter(|n| !n.is_empty())
+        .collect();
+    if names.is_empty() {
+        return Default::default();
+    }
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let mut found = Vec::new();
+    let mut failed = Vec::new();
+    for name in names {
+        match kl.objects.secret(ns, name) {
+            Some(s) => found.push(s),
+            None => failed.push(name),
+        }
+    }
+    if !failed.is_empty() {
+        kl.events.warning(
+            pod,
+            "FailedToRetrieveImagePullSecret",
+            &format!(
+                "Unable to retrieve some image pull secrets ({}); attempting to pull the image may not succeed.",
+                failed.join(", ")
+            ),
+        );
+    }
+    let (keyring, errors) = crate::images::keyring::Keyring::from_secrets(&found);
+    for e in errors {
+        tracing::warn!(pod = %pod_ref(pod), error = %e, "ignoring image pull secret");
+    }
+    keyring
+}
+
 /// One sync of a pod.
 pub async fn sync_pod(kl: &Kubelet, pod: &Pod, state: &mut WorkerState) -> SyncOutcome {
     let operation = if state.synced { "sync" } else { "create" };
@@ -579,9 +619,10 @@ async fn start_container(
         // Stepped now, as the container restarts: a reset needs 10 clean minutes from here.
         b.next(&key, finished, now);
     }
+    let creds = pull_credentials(kl, pod);
     let image_ref = kl
         .images
-        .ensure_image(&uid, c, Some(sandbox_cfg))
+        .ensure_image_with(&uid, c, Some(sandbox_cfg), &creds)
         .await
         .map_err(|e| fail(e.reason, e.message, ERROR_REQUEUE))?;
     let restart_count = rt

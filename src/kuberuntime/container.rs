@@ -589,12 +589,12 @@ mod tests {
         );
         let facts = PodRuntimeFacts::default();
         let p = pod(json!({"name": "app", "image": "i",
-            "envFrom": [{"configMapRef": {"name": "c"}}, {"prefix": "S_", "secretRef": {"name": "s"}}],
-            "env": [
-                {"name": "PW", "valueFrom": {"secretKeyRef": {"name": "s", "key": "pw"}}},
-                {"name": "GONE", "valueFrom": {"secretKeyRef": {"name": "s", "key": "nope", "optional": true}}},
-                {"name": "M", "valueFrom": {"configMapKeyRef": {"name": "c", "key": "mode"}}}
-            ]}));
+        "envFrom": [{"configMapRef": {"name": "c"}}, {"prefix": "S_", "secretRef": {"name": "s"}}],
+        "env": [
+            {"name": "PW", "valueFrom": {"secretKeyRef": {"name": "s", "key": "pw"}}},
+            {"name": "GONE", "valueFrom": {"secretKeyRef": {"name": "s", "key": "nope", "optional": true}}},
+            {"name": "M", "valueFrom": {"configMapKeyRef": {"name": "c", "key": "mode"}}}
+        ]}));
         let c = &p.spec.as_ref().unwrap().containers[0];
         let mut warnings = Vec::new();
         let env: HashMap<_, _> =

@@ -237,7 +237,12 @@ fn store<K: Watched>(slot: &Slot<K>, object: Option<K>) -> bool {
 
 /// The reflector of one object: list+watch by name, restarted with backoff on errors, ended
 /// once the object is immutable.
-async fn watch_object<K: Watched>(api: Api<K>, key: Key, slot: Arc<Slot<K>>, cache: Weak<Cache<K>>) {
+async fn watch_object<K: Watched>(
+    api: Api<K>,
+    key: Key,
+    slot: Arc<Slot<K>>,
+    cache: Weak<Cache<K>>,
+) {
     let cfg = watcher::Config::default().fields(&format!("metadata.name={}", key.1));
     let mut stream = watcher(api, cfg).default_backoff().boxed();
     let mut listed: Option<K> = None;

@@ -33,11 +33,7 @@ pub fn pod_references(pod: &Pod) -> PodReferences {
         if let Some(c) = &v.config_map {
             add(&mut r.config_maps, &c.name);
         }
-        for src in v
-            .projected
-            .iter()
-            .flat_map(|p| p.sources.iter().flatten())
-        {
+        for src in v.projected.iter().flat_map(|p| p.sources.iter().flatten()) {
             if let Some(s) = &src.secret {
                 add(&mut r.secrets, &s.name);
             }
@@ -116,8 +112,18 @@ mod tests {
         let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<HashSet<_>>();
         assert_eq!(
             r.secrets,
-            set(&["pull", "vol-secret", "proj-secret", "init-from", "env-secret", "eph"])
+            set(&[
+                "pull",
+                "vol-secret",
+                "proj-secret",
+                "init-from",
+                "env-secret",
+                "eph"
+            ])
         );
-        assert_eq!(r.config_maps, set(&["vol-cm", "proj-cm", "env-cm", "from-cm"]));
+        assert_eq!(
+            r.config_maps,
+            set(&["vol-cm", "proj-cm", "env-cm", "from-cm"])
+        );
     }
 }
