@@ -350,8 +350,21 @@ pub async fn start_with(settings: &KubeletSettings, host: &HostPaths) -> anyhow:
             updates_tx.clone(),
         ));
         expected.push(FILE_SOURCE);
-    } else {
-        tracing::warn!("no pod source configured (--pod-manifest-path): the node runs no pods");
+    } else if api.is_none() {
+        tracing::warn!(
+            "no pod source configured (--pod-manifest-path, --kubeconfig): the node runs no pods"
+        );
+    }
+    // API-server mode: the pods bound to this node (source "api") and their status (K2).
+    if let Some(client) = &api {
+        start_api_pods(
+            client,
+            settings,
+            &kl,
+            &updates_tx,
+            &mut expected,
+            &mut tasks,
+        );
     }
     // The monitoring core runs whatever the ports: eviction and the stats endpoints read it.
     let monitor_config = collectors::MonitorConfig {
@@ -467,6 +480,26 @@ pub async fn start_with(settings: &KubeletSettings, host: &HostPaths) -> anyhow:
         managers: Some(managers),
         tasks,
     })
+}
+
+/// API-server mode, pods: the API pod source (expected before orphans are cleaned up, as the
+/// kubelet's `sourcesReady`).
+fn start_api_pods(
+    client: &kube::Client,
+    settings: &KubeletSettings,
+    _kl: &Arc<Kubelet>,
+    updates: &mpsc::Sender<crate::sources::PodUpdate>,
+    expected: &mut Vec<&'static str>,
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+) {
+    let mirrors = crate::sources::api::MirrorPods::default();
+    tasks.push(crate::sources::api::spawn_api_source(
+        client.clone(),
+        settings.node_name.clone(),
+        mirrors,
+        updates.clone(),
+    ));
+    expected.push(crate::sources::API_SOURCE);
 }
 
 /// The node's container manager: the cgroupfs driver under `--cgroup-root`, with node

@@ -5,6 +5,7 @@
 //! `podconfig` turns successive sets into ADD / UPDATE / REMOVE for the sync loop, as the
 //! kubelet's `pkg/kubelet/config` does.
 
+pub mod api;
 pub mod defaults;
 pub mod file;
 pub mod validation;
