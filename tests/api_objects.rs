@@ -200,3 +200,155 @@ async fn object_watches_follow_the_pods_that_reference_them() {
     objects.unregister_pod(&p3);
     assert_eq!(objects.config_maps.referenced(), 0);
 }
+
+// ---------------------------------------------------------------------------------------------
+// End to end: kubelet-rs on the real containerd, pods from the API server (kubectl).
+// ---------------------------------------------------------------------------------------------
+
+#[path = "common/mod.rs"]
+mod common;
+
+mod e2e {
+    use std::time::Duration;
+
+    use super::common::apiserver::Cluster;
+    use super::common::*;
+    use serde_json::{json, Value};
+
+    const START: Duration = Duration::from_secs(90);
+
+    /// The agent's Node (Ready), until the agent registers its own.
+    fn create_node(cluster: &Cluster, node: &str) {
+        let status = json!({
+            "capacity": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+            "allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                "message": "kubelet is posting ready status",
+                "lastHeartbeatTime": "2026-01-01T00:00:00Z",
+                "lastTransitionTime": "2026-01-01T00:00:00Z"}],
+            "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}]
+        });
+        let node_json = json!({"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": node, "labels": {"kubernetes.io/hostname": node}}});
+        let out = cluster.kubectl_stdin(&["create", "-f", "-"], &node_json.to_string());
+        assert!(out.success(), "create node: {}", out.stderr);
+        let patch = json!({"status": status}).to_string();
+        let out = cluster.kubectl(&[
+            "patch",
+            "node",
+            node,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &patch,
+        ]);
+        assert!(out.success(), "node status: {}", out.stderr);
+    }
+
+    fn apply(cluster: &Cluster, v: Value) {
+        let out = cluster.kubectl_stdin(&["apply", "-f", "-"], &v.to_string());
+        assert!(out.success(), "kubectl apply: {}", out.stderr);
+    }
+
+    fn local_pod(agent: &Agent, name: &str) -> Option<Value> {
+        agent.pods()["items"]
+            .as_array()?
+            .iter()
+            .find(|p| p["metadata"]["name"] == name)
+            .cloned()
+    }
+
+    fn config_map(greeting: &str) -> Value {
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": "app-config", "namespace": "default"},
+               "data": {"greeting": greeting}})
+    }
+
+    /// A Secret-backed env var (the Secret does not exist yet) and a ConfigMap volume: the
+    /// container waits in CreateContainerConfigError with the kubelet's message, starts once
+    /// the Secret is created, sees the value, and the volume follows `kubectl apply` of the
+    /// ConfigMap in place.
+    #[test]
+    fn secret_env_and_config_map_volume_from_the_api() {
+        if !require_runtime() {
+            return;
+        }
+        let cluster = Cluster::start();
+        let agent = cluster.agent("api-objects", &[]);
+        create_node(&cluster, &agent.node);
+        apply(&cluster, config_map("hello"));
+        apply(
+            &cluster,
+            json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "objs", "namespace": "default"},
+                "spec": {
+                    "nodeName": agent.node,
+                    "terminationGracePeriodSeconds": 2,
+                    "automountServiceAccountToken": false,
+                    "volumes": [{"name": "cfg", "configMap": {"name": "app-config"}}],
+                    "containers": [{
+                        "name": "main", "image": BUSYBOX,
+                        "command": ["sh", "-c", "echo S=$S; exec sleep 3600"],
+                        "env": [{"name": "S", "valueFrom": {"secretKeyRef": {"name": "app-secret", "key": "pw"}}}],
+                        "volumeMounts": [{"name": "cfg", "mountPath": "/cfg"}]
+                    }]
+                }
+            }),
+        );
+        let uid = cluster.get_json(&["pod", "objs"]).unwrap()["metadata"]["uid"]
+            .as_str()
+            .unwrap()
+            .to_string();
+
+        let waiting = agent.wait(
+            "CreateContainerConfigError for the missing Secret",
+            START,
+            || {
+                let p = local_pod(&agent, "objs")?;
+                let w = p["status"]["containerStatuses"][0]["state"]["waiting"].clone();
+                (w["reason"] == "CreateContainerConfigError").then_some(w)
+            },
+        );
+        assert_eq!(waiting["message"], "secret \"app-secret\" not found");
+
+        let out = cluster.kubectl(&[
+            "create",
+            "secret",
+            "generic",
+            "app-secret",
+            "--from-literal=pw=hunter2",
+        ]);
+        assert!(out.success(), "{}", out.stderr);
+        agent.wait("the pod running once its Secret exists", START, || {
+            let p = local_pod(&agent, "objs")?;
+            p["status"]["containerStatuses"][0]["state"]["running"]
+                .is_object()
+                .then_some(())
+        });
+        let log = std::path::PathBuf::from(format!("/var/log/pods/default_objs_{uid}/main/0.log"));
+        agent.wait("the container's output", Duration::from_secs(30), || {
+            std::fs::read_to_string(&log)
+                .ok()
+                .filter(|l| l.contains("S=hunter2"))
+        });
+
+        let file = agent
+            .root
+            .join("pods")
+            .join(&uid)
+            .join("volumes/kubernetes.io~configmap/cfg/greeting");
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "hello");
+        apply(&cluster, config_map("bonjour"));
+        agent.wait(
+            "the ConfigMap volume updated in place",
+            Duration::from_secs(60),
+            || {
+                std::fs::read_to_string(&file)
+                    .ok()
+                    .filter(|s| s == "bonjour")
+            },
+        );
+        cluster.kubectl(&["delete", "pod", "objs", "--wait=false"]);
+    }
+}
