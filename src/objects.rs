@@ -28,6 +28,19 @@ pub trait ObjectSource: Send + Sync {
     fn unregister_pod(&self, _pod: &Pod) {}
     /// Who to tell when an object a registered pod uses changes.
     fn set_on_change(&self, _hook: ChangeHook) {}
+    /// A token of `pod`'s service account for a projected `serviceAccountToken` source
+    /// (TokenRequest with `audience` and `expiration_seconds`, bound to the pod).
+    fn service_account_token(
+        &self,
+        _pod: &Pod,
+        _audience: &str,
+        _expiration_seconds: Option<i64>,
+    ) -> Result<String, String> {
+        Err(
+            "needs a TokenRequest from the API server; this node runs standalone (no --kubeconfig)"
+                .into(),
+        )
+    }
 }
 
 /// A store filled by hand (tests) or by a watch (API-server mode).

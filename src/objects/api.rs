@@ -22,6 +22,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use serde::de::DeserializeOwned;
 
 use super::{ChangeHook, ObjectSource};
+use crate::tokens::TokenManager;
 
 /// How long the first lookup of an object waits for its watch's initial list.
 pub const SYNC_WAIT: Duration = Duration::from_secs(1);
@@ -286,18 +287,32 @@ async fn watch_object<K: Watched>(
 pub struct ApiObjects {
     pub secrets: Arc<Cache<Secret>>,
     pub config_maps: Arc<Cache<ConfigMap>>,
+    /// Service-account tokens for projected volumes.
+    pub tokens: Arc<TokenManager>,
     hook: Arc<RwLock<Option<ChangeHook>>>,
+    handle: tokio::runtime::Handle,
 }
+
+/// How long a volume setup waits for a TokenRequest.
+const TOKEN_WAIT: Duration = Duration::from_secs(30);
 
 impl ApiObjects {
     /// A source reading through `client`; watches run on the current tokio runtime.
     pub fn new(client: kube::Client) -> Self {
+        let tokens = Arc::new(TokenManager::new(client.clone()));
+        Self::with_tokens(client, tokens)
+    }
+
+    /// A source whose tokens come from `tokens` (a test's clock).
+    pub fn with_tokens(client: kube::Client, tokens: Arc<TokenManager>) -> Self {
         let handle = tokio::runtime::Handle::current();
         let hook = Arc::new(RwLock::new(None));
         Self {
             secrets: Cache::new(client.clone(), handle.clone(), hook.clone()),
-            config_maps: Cache::new(client, handle, hook.clone()),
+            config_maps: Cache::new(client, handle.clone(), hook.clone()),
+            tokens,
             hook,
+            handle,
         }
     }
 
@@ -329,11 +344,30 @@ impl ObjectSource for ApiObjects {
 
     fn unregister_pod(&self, pod: &Pod) {
         let uid = pod.metadata.uid.as_deref().unwrap_or("");
+        self.tokens.delete_pod(uid);
         self.secrets.register(uid, HashSet::new());
         self.config_maps.register(uid, HashSet::new());
     }
 
     fn set_on_change(&self, hook: ChangeHook) {
         *self.hook.write() = Some(hook);
+    }
+
+    /// Runs the TokenRequest on the agent's runtime and waits for it (volume setup runs on
+    /// blocking threads).
+    fn service_account_token(
+        &self,
+        pod: &Pod,
+        audience: &str,
+        expiration_seconds: Option<i64>,
+    ) -> Result<String, String> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let tokens = self.tokens.clone();
+        let (pod, audience) = (pod.clone(), audience.to_string());
+        self.handle.spawn(async move {
+            let _ = tx.send(tokens.pod_token(&pod, &audience, expiration_seconds).await);
+        });
+        rx.recv_timeout(TOKEN_WAIT)
+            .unwrap_or_else(|_| Err("failed to fetch token: timed out".into()))
     }
 }
