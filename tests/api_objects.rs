@@ -201,6 +201,100 @@ async fn object_watches_follow_the_pods_that_reference_them() {
     assert_eq!(objects.config_maps.referenced(), 0);
 }
 
+/// The claims of a JWT (its middle part).
+fn jwt_claims(token: &str) -> serde_json::Value {
+    use base64::Engine;
+    let parts: Vec<&str> = token.split('.').collect();
+    assert_eq!(parts.len(), 3, "a JWT has three parts: {token}");
+    let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(parts[1])
+        .expect("base64url claims");
+    serde_json::from_slice(&payload).expect("JSON claims")
+}
+
+/// Who the test API server says a token belongs to (TokenReview through kubectl).
+fn token_review(s: &TestApiServer, token: &str, audiences: &[&str]) -> serde_json::Value {
+    let mut review = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+                        "spec": {"token": token}});
+    if !audiences.is_empty() {
+        review["spec"]["audiences"] = json!(audiences);
+    }
+    let out = s.kubectl_with_stdin(
+        &["create", "-f", "-", "-o", "json"],
+        Some(&review.to_string()),
+    );
+    assert!(out.success(), "TokenReview: {}", out.stderr);
+    serde_json::from_str::<serde_json::Value>(&out.stdout).unwrap()["status"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_account_tokens_are_bound_cached_and_refreshed_at_80_percent() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    use std::time::SystemTime;
+
+    let s = TestApiServer::start().expect("test-apiserver starts");
+    apply(
+        &s,
+        json!({"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": "tok", "namespace": "default"},
+               "spec": {"nodeName": "node-a", "automountServiceAccountToken": false,
+                        "containers": [{"name": "c", "image": "x"}]}}),
+    );
+    let api_pod: Pod =
+        serde_json::from_str(&s.kubectl(&["get", "pod", "tok", "-o", "json"]).stdout).unwrap();
+    let client = kubelet_rs::apiclient::connect(&s.node_kubeconfig("node-a").unwrap())
+        .await
+        .expect("node client");
+    // A clock the test moves: seconds added to the real time.
+    let skew = Arc::new(AtomicU64::new(0));
+    let sk = skew.clone();
+    let tokens = Arc::new(kubelet_rs::tokens::TokenManager::with_clock(
+        client.clone(),
+        Arc::new(move || SystemTime::now() + Duration::from_secs(sk.load(Ordering::Relaxed))),
+    ));
+    let objects = Arc::new(ApiObjects::with_tokens(client, tokens.clone()));
+    let get = |o: Arc<ApiObjects>, p: Pod| async move {
+        tokio::task::spawn_blocking(move || o.service_account_token(&p, "vault", Some(3600)))
+            .await
+            .unwrap()
+            .expect("a token")
+    };
+
+    let t1 = get(objects.clone(), api_pod.clone()).await;
+    let claims = jwt_claims(&t1);
+    assert_eq!(claims["sub"], "system:serviceaccount:default:default");
+    assert_eq!(claims["aud"], json!(["vault"]));
+    assert_eq!(claims["kubernetes.io"]["pod"]["name"], "tok");
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        3600
+    );
+    let review = token_review(&s, &t1, &["vault"]);
+    assert_eq!(review["authenticated"], true, "{review}");
+    assert_eq!(
+        review["user"]["username"],
+        "system:serviceaccount:default:default"
+    );
+
+    // Cached while young.
+    assert_eq!(get(objects.clone(), api_pod.clone()).await, t1);
+    skew.store(2000, Ordering::Relaxed);
+    assert_eq!(get(objects.clone(), api_pod.clone()).await, t1);
+    // Past 80 % of its life: a new token (issued at least a second later).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    skew.store(2900, Ordering::Relaxed);
+    let t2 = get(objects.clone(), api_pod.clone()).await;
+    assert_ne!(t2, t1);
+    assert!(jwt_claims(&t2)["iat"].as_i64() > claims["iat"].as_i64());
+    assert_eq!(token_review(&s, &t2, &["vault"])["authenticated"], true);
+
+    // The pod goes: its tokens go from the cache.
+    assert_eq!(tokens.cached(), 1);
+    objects.unregister_pod(&api_pod);
+    assert_eq!(tokens.cached(), 0);
+}
+
 // ---------------------------------------------------------------------------------------------
 // End to end: kubelet-rs on the real containerd, pods from the API server (kubectl).
 // ---------------------------------------------------------------------------------------------
