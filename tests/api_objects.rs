@@ -445,4 +445,82 @@ mod e2e {
         );
         cluster.kubectl(&["delete", "pod", "objs", "--wait=false"]);
     }
+
+    /// A pod with the service-account volume the admission adds (`kube-api-access-*`:
+    /// a projected token, `kube-root-ca.crt`'s `ca.crt` and the namespace) runs, and the token
+    /// in it is one the API server issued for the pod.
+    #[test]
+    fn the_service_account_volume_holds_a_token_the_server_accepts() {
+        if !require_runtime() {
+            return;
+        }
+        let cluster = Cluster::start();
+        let agent = cluster.agent("api-satoken", &[]);
+        create_node(&cluster, &agent.node);
+        apply(
+            &cluster,
+            json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "sa", "namespace": "default"},
+                "spec": {
+                    "nodeName": agent.node,
+                    "terminationGracePeriodSeconds": 2,
+                    "containers": [{"name": "main", "image": BUSYBOX,
+                        "command": ["sh", "-c", "cat /var/run/secrets/kubernetes.io/serviceaccount/namespace; echo; exec sleep 3600"]}]
+                }
+            }),
+        );
+        let api = cluster.get_json(&["pod", "sa"]).unwrap();
+        let uid = api["metadata"]["uid"].as_str().unwrap().to_string();
+        let volume = api["spec"]["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find_map(|v| {
+                v["name"]
+                    .as_str()
+                    .filter(|n| n.starts_with("kube-api-access-"))
+            })
+            .expect("the ServiceAccount admission's volume")
+            .to_string();
+        agent.wait("the pod running with its token volume", START, || {
+            let p = local_pod(&agent, "sa")?;
+            p["status"]["containerStatuses"][0]["state"]["running"]
+                .is_object()
+                .then_some(())
+        });
+        let dir = agent
+            .root
+            .join("pods")
+            .join(&uid)
+            .join("volumes/kubernetes.io~projected")
+            .join(&volume);
+        let token = std::fs::read_to_string(dir.join("token")).expect("token file");
+        let out = cluster.kubectl_stdin(
+            &["create", "-f", "-", "-o", "json"],
+            &json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+                    "spec": {"token": token}})
+            .to_string(),
+        );
+        assert!(out.success(), "{}", out.stderr);
+        let review: Value = serde_json::from_str(&out.stdout).unwrap();
+        assert_eq!(review["status"]["authenticated"], true, "{review}");
+        assert_eq!(
+            review["status"]["user"]["username"],
+            "system:serviceaccount:default:default"
+        );
+        assert_eq!(
+            review["status"]["user"]["extra"]["authentication.kubernetes.io/pod-uid"],
+            json!([uid])
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.join("ca.crt")).unwrap(),
+            std::fs::read_to_string(cluster.api.ca_cert()).unwrap()
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.join("namespace")).unwrap(),
+            "default"
+        );
+        cluster.kubectl(&["delete", "pod", "sa", "--wait=false"]);
+    }
 }
