@@ -27,7 +27,8 @@ use crate::kuberuntime::dns::DnsSettings;
 use crate::kuberuntime::sandbox::SeccompPolicy;
 use crate::kuberuntime::RuntimeService;
 use crate::metrics::Metrics;
-use crate::objects::MemoryObjects;
+use crate::objects::api::ApiObjects;
+use crate::objects::{MemoryObjects, ObjectSource};
 use crate::pleg::Pleg;
 use crate::server;
 use crate::sources::url::spawn_url_source;
@@ -336,6 +337,12 @@ pub async fn start_with(settings: &KubeletSettings, host: &HostPaths) -> anyhow:
     }
     std::fs::create_dir_all(&settings.root_dir)
         .with_context(|| format!("cannot create --root-dir {}", settings.root_dir.display()))?;
+    // API-server mode (K3): Secrets and ConfigMaps come from the API server, one watch per
+    // object a pod on this node references; standalone, there are none.
+    let objects: Arc<dyn ObjectSource> = match &api {
+        Some(client) => Arc::new(ApiObjects::new(client.clone())),
+        None => Arc::new(MemoryObjects::default()),
+    };
     let kl = Kubelet::new(
         opts,
         runtime.clone(),
@@ -343,7 +350,7 @@ pub async fn start_with(settings: &KubeletSettings, host: &HostPaths) -> anyhow:
         cgroups,
         metrics.clone(),
         health.clone(),
-        Arc::new(MemoryObjects::default()),
+        objects,
     );
     kl.initialize().await.map_err(anyhow::Error::msg)?;
 

@@ -5,6 +5,8 @@
 //! Presence is checked with ImageStatus first: containerd's PullImage always contacts the
 //! registry, even for an image it has (DESIGN.md).
 
+pub mod keyring;
+
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Container;
@@ -121,6 +123,20 @@ impl ImageManager {
         container: &Container,
         sandbox: Option<&cri::PodSandboxConfig>,
     ) -> Result<String, ImageError> {
+        self.ensure_image_with(pod_uid, container, sandbox, &keyring::Keyring::default())
+            .await
+    }
+
+    /// [`ImageManager::ensure_image`] with the pod's pull credentials: each credential that
+    /// matches the image is tried in order until a pull succeeds (without any, one anonymous
+    /// pull), and the errors of all attempts are reported together, as the kubelet does.
+    pub async fn ensure_image_with(
+        &self,
+        pod_uid: &str,
+        container: &Container,
+        sandbox: Option<&cri::PodSandboxConfig>,
+        creds: &keyring::Keyring,
+    ) -> Result<String, ImageError> {
         let spec_image = container.image.as_deref().unwrap_or("");
         let image = with_default_tag(spec_image)?;
         let policy = pull_policy(container);
@@ -165,7 +181,34 @@ impl ImageManager {
             None => None,
         };
         tracing::info!(image = %image, pod_uid, "pulling image");
-        match self.runtime.pull_image(&image, sandbox.cloned()).await {
+        let auths = creds.lookup(&image);
+        let mut result = Err(Vec::new());
+        if auths.is_empty() {
+            result = self
+                .runtime
+                .pull_image(&image, sandbox.cloned(), None)
+                .await
+                .map_err(|e| vec![e.message()]);
+        } else {
+            for auth in auths {
+                match self
+                    .runtime
+                    .pull_image(&image, sandbox.cloned(), Some(auth))
+                    .await
+                {
+                    Ok(r) => {
+                        result = Ok(r);
+                        break;
+                    }
+                    Err(e) => {
+                        if let Err(errs) = &mut result {
+                            errs.push(e.message());
+                        }
+                    }
+                }
+            }
+        }
+        match result {
             Ok(r) => {
                 let took = pull_started.elapsed();
                 self.backoff.lock().reset(&key);
@@ -192,7 +235,7 @@ impl ImageManager {
                 }
                 Err(ImageError {
                     reason: ERR_IMAGE_PULL,
-                    message: format!("Failed to pull image \"{spec_image}\": {}", e.message()),
+                    message: format!("Failed to pull image \"{spec_image}\": {}", aggregate(&e)),
                 })
             }
         }
@@ -207,12 +250,24 @@ impl ImageManager {
         if let Some(img) = self.runtime.image_status(image).await.map_err(err)? {
             return Ok(img.id);
         }
-        self.runtime.pull_image(image, None).await.map_err(err)
+        self.runtime
+            .pull_image(image, None, None)
+            .await
+            .map_err(err)
     }
 
     /// Drops stale backoff entries.
     pub fn gc(&self) {
         self.backoff.lock().gc(Instant::now());
+    }
+}
+
+/// Several errors as Go's `utilerrors.NewAggregate` prints them: one as itself, more as
+/// `[a, b]`.
+fn aggregate(errs: &[String]) -> String {
+    match errs {
+        [one] => one.clone(),
+        many => format!("[{}]", many.join(", ")),
     }
 }
 

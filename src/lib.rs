@@ -46,4 +46,5 @@ pub mod rtthread;
 pub mod server;
 pub mod sources;
 pub mod status;
+pub mod tokens;
 pub mod volumemanager;

@@ -1,17 +1,46 @@
 //! Where ConfigMaps and Secrets come from: the API server in API-server mode, nothing in
 //! standalone mode, an in-memory store in tests. Env vars (`configMapKeyRef`, `secretKeyRef`,
 //! `envFrom`) and the configMap/secret volume plugins read through [`ObjectSource`].
+//!
+//! In API-server mode [`api::ApiObjects`] keeps one watch per object that a registered pod
+//! references ([`ObjectSource::register_pod`], called by the sync loop when a pod is added or
+//! updated, [`ObjectSource::unregister_pod`] when it is removed).
+
+pub mod api;
+pub mod refs;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use parking_lot::RwLock;
+
+/// Called with the UID of each pod that uses an object that changed.
+pub type ChangeHook = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// The narrow lookup the pod workers and volume plugins need.
 pub trait ObjectSource: Send + Sync {
     fn config_map(&self, namespace: &str, name: &str) -> Option<ConfigMap>;
     fn secret(&self, namespace: &str, name: &str) -> Option<Secret>;
+    /// The pod (as it is now) is on the node: the objects it references must be kept current.
+    fn register_pod(&self, _pod: &Pod) {}
+    /// The pod left the node: its references are released.
+    fn unregister_pod(&self, _pod: &Pod) {}
+    /// Who to tell when an object a registered pod uses changes.
+    fn set_on_change(&self, _hook: ChangeHook) {}
+    /// A token of `pod`'s service account for a projected `serviceAccountToken` source
+    /// (TokenRequest with `audience` and `expiration_seconds`, bound to the pod).
+    fn service_account_token(
+        &self,
+        _pod: &Pod,
+        _audience: &str,
+        _expiration_seconds: Option<i64>,
+    ) -> Result<String, String> {
+        Err(
+            "needs a TokenRequest from the API server; this node runs standalone (no --kubeconfig)"
+                .into(),
+        )
+    }
 }
 
 /// A store filled by hand (tests) or by a watch (API-server mode).

@@ -160,6 +160,16 @@ impl Kubelet {
             objects.clone(),
             events.clone(),
         ));
+        // An object a pod uses changed: its volumes are rewritten and the pod synced (a
+        // container waiting for a missing Secret or key starts).
+        let wake = commands.clone();
+        let refresh = Arc::downgrade(&volumes);
+        objects.set_on_change(Arc::new(move |uid: &str| {
+            if let Some(v) = refresh.upgrade() {
+                v.resync_soon();
+            }
+            let _ = wake.send(Command::SyncPod(uid.to_string()));
+        }));
         let crash_backoff = Backoff::new(opts.crash_loop_backoff.0, opts.crash_loop_backoff.1);
         Arc::new(Self {
             opts,
@@ -441,6 +451,7 @@ fn handle_change(
         PodChange::Add(pod) => {
             let uid = uid_of(&pod);
             tracing::info!(pod = %pod_ref(&pod), "pod added");
+            kl.objects.register_pod(&pod);
             if workers.is_terminating(&uid) {
                 readd.insert(uid, pod);
             } else if workers.exists(&uid) {
@@ -453,6 +464,7 @@ fn handle_change(
         PodChange::Update(pod) => {
             let uid = uid_of(&pod);
             tracing::info!(pod = %pod_ref(&pod), "pod updated");
+            kl.objects.register_pod(&pod);
             if workers.is_terminating(&uid) {
                 readd.insert(uid, pod);
             } else if workers.exists(&uid) {
@@ -465,6 +477,7 @@ fn handle_change(
         PodChange::Remove(pod) => {
             let uid = uid_of(&pod);
             tracing::info!(pod = %pod_ref(&pod), "pod removed");
+            kl.objects.unregister_pod(&pod);
             readd.remove(&uid);
             if workers.exists(&uid) {
                 workers.send(&uid, WorkKind::Terminate);

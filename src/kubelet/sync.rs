@@ -16,7 +16,9 @@ use crate::cm::{pod_qos_class, pod_resources, QosClass};
 use crate::kuberuntime::actions::{
     compute_pod_actions, sandbox_hash, KillReason, SANDBOX_HASH_LABEL,
 };
-use crate::kuberuntime::container::{container_config, environment, ContainerContext};
+use crate::kuberuntime::container::{
+    container_config, environment_reporting, ContainerContext, INVALID_ENV_NAMES,
+};
 use crate::kuberuntime::dns;
 use crate::kuberuntime::labels::{self, PodIdentity};
 use crate::kuberuntime::sandbox::{pod_hostname, pod_log_dir, sandbox_config, SandboxContext};
@@ -142,6 +144,46 @@ fn is_terminal(kl: &Kubelet, uid: &str) -> bool {
         .status(uid)
         .and_then(|s| s.phase)
         .is_some_and(|p| p == "Succeeded" || p == "Failed")
+}
+
+/// The keyring of the pod's `imagePullSecrets` (`getPullSecretsForPod`): Secrets that cannot
+/// be read are reported with the kubelet's `FailedToRetrieveImagePullSecret` event and the
+/// pull goes on without them; malformed ones are logged and skipped.
+fn pull_credentials(kl: &Kubelet, pod: &Pod) -> crate::images::keyring::Keyring {
+    let names: Vec<&str> = pod
+        .spec
+        .iter()
+        .flat_map(|s| s.image_pull_secrets.iter().flatten())
+        .map(|r| r.name.as_str())
+        .filter(|n| !n.is_empty())
+        .collect();
+    if names.is_empty() {
+        return Default::default();
+    }
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let mut found = Vec::new();
+    let mut failed = Vec::new();
+    for name in names {
+        match kl.objects.secret(ns, name) {
+            Some(s) => found.push(s),
+            None => failed.push(name),
+        }
+    }
+    if !failed.is_empty() {
+        kl.events.warning(
+            pod,
+            "FailedToRetrieveImagePullSecret",
+            &format!(
+                "Unable to retrieve some image pull secrets ({}); attempting to pull the image may not succeed.",
+                failed.join(", ")
+            ),
+        );
+    }
+    let (keyring, errors) = crate::images::keyring::Keyring::from_secrets(&found);
+    for e in errors {
+        tracing::warn!(pod = %pod_ref(pod), error = %e, "ignoring image pull secret");
+    }
+    keyring
 }
 
 /// One sync of a pod.
@@ -588,9 +630,10 @@ async fn start_container(
         // Stepped now, as the container restarts: a reset needs 10 clean minutes from here.
         b.next(&key, finished, now);
     }
+    let creds = pull_credentials(kl, pod);
     let image_ref = kl
         .images
-        .ensure_image(&uid, c, Some(sandbox_cfg))
+        .ensure_image_with(&uid, c, Some(sandbox_cfg), &creds)
         .await
         .map_err(|e| fail(e.reason, e.message, ERROR_REQUEUE))?;
     let restart_count = rt
@@ -601,17 +644,16 @@ async fn start_container(
     let facts = kl.facts(pod_ips.to_vec());
     // Volume mounts first: subPathExpr expands with the container's environment.
     let mut mounts = {
-        let needs_env = c
-            .volume_mounts
-            .iter()
-            .flatten()
-            .any(|m| m.sub_path_expr.as_deref().is_some_and(|e| !e.is_empty()));
-        let env = if needs_env {
-            environment(pod, c, &facts, kl.objects.as_ref())
-                .map_err(|e| fail(CREATE_CONTAINER_CONFIG_ERROR, e.to_string(), ERROR_REQUEUE))?
-        } else {
-            Vec::new()
-        };
+        // A missing Secret, ConfigMap or key fails here (CreateContainerConfigError, retried
+        // on the next sync); skipped envFrom keys are reported as the kubelet's event.
+        let mut skipped = Vec::new();
+        let env = environment_reporting(pod, c, &facts, kl.objects.as_ref(), &mut |w| {
+            skipped.push(w)
+        })
+        .map_err(|e| fail(CREATE_CONTAINER_CONFIG_ERROR, e.to_string(), ERROR_REQUEUE))?;
+        for w in skipped {
+            kl.events.warning(pod, INVALID_ENV_NAMES, &w);
+        }
         let volumes = kl.volumes.clone();
         let (p, cc) = (pod.clone(), c.clone());
         tokio::task::spawn_blocking(move || volumes.container_mounts(&p, &cc, &env))

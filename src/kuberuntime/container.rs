@@ -125,6 +125,30 @@ pub fn environment(
     facts: &PodRuntimeFacts,
     objects: &dyn ObjectSource,
 ) -> Result<Vec<(String, String)>, ContainerConfigError> {
+    environment_reporting(pod, container, facts, objects, &mut |_| {})
+}
+
+/// The kubelet's event reason for `envFrom` keys that are not variable names.
+pub const INVALID_ENV_NAMES: &str = "InvalidEnvironmentVariableNames";
+
+/// Whether `name` is an environment variable name (`IsEnvVarName`: `[-._a-zA-Z][-._a-zA-Z0-9]*`).
+pub fn is_env_var_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || matches!(c, '-' | '.' | '_'))
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+}
+
+/// [`environment`], handing `warn` the message of each `envFrom` source whose keys were
+/// skipped as invalid names (the kubelet's `InvalidEnvironmentVariableNames` event).
+pub fn environment_reporting(
+    pod: &Pod,
+    container: &Container,
+    facts: &PodRuntimeFacts,
+    objects: &dyn ObjectSource,
+    warn: &mut dyn FnMut(String),
+) -> Result<Vec<(String, String)>, ContainerConfigError> {
     let ns = pod
         .metadata
         .namespace
@@ -145,8 +169,18 @@ pub fn environment(
             let optional = r.optional.unwrap_or(false);
             match objects.config_map(&ns, &r.name) {
                 Some(cm) => {
+                    let mut invalid = Vec::new();
                     for (k, v) in cm.data.unwrap_or_default() {
-                        set(format!("{prefix}{k}"), v, &mut order, &mut vars);
+                        let k = format!("{prefix}{k}");
+                        if is_env_var_name(&k) {
+                            set(k, v, &mut order, &mut vars);
+                        } else {
+                            invalid.push(k);
+                        }
+                    }
+                    if !invalid.is_empty() {
+                        invalid.sort();
+                        warn(format!("Keys [{}] from the EnvFrom configMap {ns}/{} were skipped since they are considered invalid environment variable names.", invalid.join(", "), r.name));
                     }
                 }
                 None if optional => {}
@@ -162,16 +196,24 @@ pub fn environment(
             let optional = r.optional.unwrap_or(false);
             match objects.secret(&ns, &r.name) {
                 Some(s) => {
-                    for (k, v) in s.data.unwrap_or_default() {
-                        set(
-                            format!("{prefix}{k}"),
-                            String::from_utf8_lossy(&v.0).into_owned(),
-                            &mut order,
-                            &mut vars,
-                        );
+                    let mut invalid = Vec::new();
+                    let all = s
+                        .data
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+                        .chain(s.string_data.unwrap_or_default());
+                    for (k, v) in all {
+                        let k = format!("{prefix}{k}");
+                        if is_env_var_name(&k) {
+                            set(k, v, &mut order, &mut vars);
+                        } else {
+                            invalid.push(k);
+                        }
                     }
-                    for (k, v) in s.string_data.unwrap_or_default() {
-                        set(format!("{prefix}{k}"), v, &mut order, &mut vars);
+                    if !invalid.is_empty() {
+                        invalid.sort();
+                        warn(format!("Keys [{}] from the EnvFrom secret {ns}/{} were skipped since they are considered invalid environment variable names.", invalid.join(", "), r.name));
                     }
                 }
                 None if optional => {}
@@ -223,7 +265,7 @@ pub fn environment(
                         None if optional => continue,
                         None => {
                             return Err(ContainerConfigError::MissingKey {
-                                kind: "configmap",
+                                kind: "ConfigMap",
                                 namespace: ns,
                                 name: k.name.clone(),
                                 key: k.key.clone(),
@@ -246,7 +288,7 @@ pub fn environment(
                         None if optional => continue,
                         None => {
                             return Err(ContainerConfigError::MissingKey {
-                                kind: "secret",
+                                kind: "Secret",
                                 namespace: ns,
                                 name: k.name.clone(),
                                 key: k.key.clone(),
@@ -524,6 +566,69 @@ mod tests {
         assert_eq!(
             cfg.annotations[labels::CONTAINER_RESTART_COUNT_ANNOTATION],
             "2"
+        );
+    }
+
+    #[test]
+    fn secret_and_config_map_env_with_the_kubelets_messages() {
+        use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+        let objects = MemoryObjects::default();
+        objects.put_secret(
+            serde_json::from_value::<Secret>(json!({
+                "metadata": {"name": "s", "namespace": "ns"},
+                "data": {"pw": "aHVudGVyMg==", "1bad": "eA==", "ok.key": "eQ=="}
+            }))
+            .unwrap(),
+        );
+        objects.put_config_map(
+            serde_json::from_value::<ConfigMap>(json!({
+                "metadata": {"name": "c", "namespace": "ns"},
+                "data": {"mode": "fast", "has space": "x", "2nd": "y"}
+            }))
+            .unwrap(),
+        );
+        let facts = PodRuntimeFacts::default();
+        let p = pod(json!({"name": "app", "image": "i",
+        "envFrom": [{"configMapRef": {"name": "c"}}, {"prefix": "S_", "secretRef": {"name": "s"}}],
+        "env": [
+            {"name": "PW", "valueFrom": {"secretKeyRef": {"name": "s", "key": "pw"}}},
+            {"name": "GONE", "valueFrom": {"secretKeyRef": {"name": "s", "key": "nope", "optional": true}}},
+            {"name": "M", "valueFrom": {"configMapKeyRef": {"name": "c", "key": "mode"}}}
+        ]}));
+        let c = &p.spec.as_ref().unwrap().containers[0];
+        let mut warnings = Vec::new();
+        let env: HashMap<_, _> =
+            environment_reporting(&p, c, &facts, &objects, &mut |w| warnings.push(w))
+                .unwrap()
+                .into_iter()
+                .collect();
+        assert_eq!(env["PW"], "hunter2");
+        assert_eq!(env["M"], "fast");
+        assert_eq!(env["mode"], "fast");
+        assert_eq!(env["S_1bad"], "x", "a prefix can make a key valid");
+        assert_eq!(env["S_ok.key"], "y");
+        assert!(!env.contains_key("GONE"));
+        assert_eq!(
+            warnings,
+            vec!["Keys [2nd, has space] from the EnvFrom configMap ns/c were skipped since they are considered invalid environment variable names."]
+        );
+        let missing_key = pod(json!({"name": "app", "image": "i", "env": [
+            {"name": "X", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]}));
+        let c = &missing_key.spec.as_ref().unwrap().containers[0];
+        assert_eq!(
+            environment(&missing_key, c, &facts, &objects)
+                .unwrap_err()
+                .to_string(),
+            "couldn't find key k in Secret ns/s"
+        );
+        let missing = pod(json!({"name": "app", "image": "i", "envFrom": [
+            {"secretRef": {"name": "absent"}}]}));
+        let c = &missing.spec.as_ref().unwrap().containers[0];
+        assert_eq!(
+            environment(&missing, c, &facts, &objects)
+                .unwrap_err()
+                .to_string(),
+            "secret \"absent\" not found"
         );
     }
 

@@ -670,6 +670,7 @@ impl RuntimeService {
         &self,
         image: &str,
         sandbox: Option<cri::PodSandboxConfig>,
+        auth: Option<cri::AuthConfig>,
     ) -> Result<String, RuntimeError> {
         let mut c = self.img.clone();
         self.call(
@@ -681,7 +682,7 @@ impl RuntimeService {
                     image: image.into(),
                     ..Default::default()
                 }),
-                auth: None,
+                auth,
                 sandbox_config: sandbox,
             }),
         )

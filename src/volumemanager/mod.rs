@@ -405,6 +405,8 @@ pub struct VolumeManager {
     pods: parking_lot::Mutex<HashMap<String, Arc<PodEntry>>>,
     /// Per pod: `(plugin, state) → volumes`, for `volume_manager_total_volumes`.
     counts: parking_lot::Mutex<HashMap<String, crate::metrics::VolumeCounts>>,
+    /// Set when an object changed: [`VolumeManager::run`] refreshes before its next tick.
+    soon: tokio::sync::Notify,
 }
 
 const DESIRED: &str = "desired_state_of_world";
@@ -430,7 +432,14 @@ impl VolumeManager {
             events,
             pods: parking_lot::Mutex::new(HashMap::new()),
             counts: parking_lot::Mutex::new(HashMap::new()),
+            soon: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Asks [`VolumeManager::run`] to refresh object-backed volumes now (a watched object
+    /// changed) rather than at its next tick.
+    pub fn resync_soon(&self) {
+        self.soon.notify_one();
     }
 
     /// Records the volumes `pod` wants and those set up for it, and publishes the node's
@@ -797,7 +806,10 @@ impl VolumeManager {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = self.soon.notified() => {}
+            }
             self.resync().await;
         }
     }

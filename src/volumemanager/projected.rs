@@ -1,12 +1,12 @@
 //! `projected` volumes (`pkg/volume/projected`): several sources (configMap, secret,
 //! downwardAPI, serviceAccountToken) combined into one directory on a tmpfs with the atomic
-//! writer. A `serviceAccountToken` needs a TokenRequest from the API server: in standalone mode
-//! it fails the volume with a message saying so. `clusterTrustBundle` and `podCertificate`
+//! writer. A `serviceAccountToken` is a TokenRequest through the object source (API-server
+//! mode, `crate::tokens`); in standalone mode it fails the volume with a message saying so. `clusterTrustBundle` and `podCertificate`
 //! sources are not supported by this node.
 
 use k8s_openapi::api::core::v1::ProjectedVolumeSource;
 
-use super::atomic_writer::Payload;
+use super::atomic_writer::{FileProjection, Payload};
 use super::{configmap, downwardapi, secret, SetupContext, SetupError};
 
 pub const PLUGIN_DIR: &str = "kubernetes.io~projected";
@@ -45,12 +45,29 @@ pub fn payload(ctx: &SetupContext<'_>, src: &ProjectedVolumeSource) -> Result<Pa
                 ctx.fs_group(),
             )?
         } else if let Some(t) = &s.service_account_token {
-            return Err(SetupError::Invalid {
-                what: format!(
-                    "projected source {i}: serviceAccountToken {:?} needs a TokenRequest from the API server; this node runs standalone (no --kubeconfig)",
-                    t.path
-                ),
-            });
+            let token = ctx
+                .objects
+                .service_account_token(
+                    ctx.pod,
+                    t.audience.as_deref().unwrap_or(""),
+                    t.expiration_seconds,
+                )
+                .map_err(|e| SetupError::Invalid {
+                    what: format!(
+                        "projected source {i}: serviceAccountToken {:?}: {e}",
+                        t.path
+                    ),
+                })?;
+            let mut p = Payload::new();
+            p.insert(
+                t.path.clone(),
+                FileProjection {
+                    data: token.into_bytes(),
+                    mode: mode as u32 & 0o7777,
+                    fs_group: ctx.fs_group(),
+                },
+            );
+            p
         } else {
             return Err(SetupError::Invalid {
                 what: format!("projected source {i}: source type not supported on this node"),
