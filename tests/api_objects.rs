@@ -312,31 +312,9 @@ mod e2e {
     const START: Duration = Duration::from_secs(90);
 
     /// The agent's Node (Ready), until the agent registers its own.
+    /// Waits for the agent to register its Node and turn it Ready.
     fn create_node(cluster: &Cluster, node: &str) {
-        let status = json!({
-            "capacity": {"cpu": "4", "memory": "8Gi", "pods": "110"},
-            "allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"},
-            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
-                "message": "kubelet is posting ready status",
-                "lastHeartbeatTime": "2026-01-01T00:00:00Z",
-                "lastTransitionTime": "2026-01-01T00:00:00Z"}],
-            "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}]
-        });
-        let node_json = json!({"apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": node, "labels": {"kubernetes.io/hostname": node}}});
-        let out = cluster.kubectl_stdin(&["create", "-f", "-"], &node_json.to_string());
-        assert!(out.success(), "create node: {}", out.stderr);
-        let patch = json!({"status": status}).to_string();
-        let out = cluster.kubectl(&[
-            "patch",
-            "node",
-            node,
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            &patch,
-        ]);
-        assert!(out.success(), "node status: {}", out.stderr);
+        cluster.wait_node_ready(node);
     }
 
     fn apply(cluster: &Cluster, v: Value) {

@@ -15,29 +15,10 @@ use serde_json::Value;
 
 const START: Duration = Duration::from_secs(90);
 
-/// Creates the agent's Node object (Ready, 4 CPUs, 8 GiB) with `labels` (`,"k":"v"` pairs).
-fn create_node(cluster: &Cluster, node: &str, labels: &str) {
-    let json = format!(
-        r#"{{"apiVersion":"v1","kind":"Node","metadata":{{"name":"{node}","labels":{{"kubernetes.io/hostname":"{node}"{labels}}}}},
- "status":{{"capacity":{{"cpu":"4","memory":"8Gi","pods":"110"}},"allocatable":{{"cpu":"4","memory":"8Gi","pods":"110"}},
-  "conditions":[{{"type":"Ready","status":"True","reason":"KubeletReady","message":"kubelet is posting ready status","lastHeartbeatTime":"2026-01-01T00:00:00Z","lastTransitionTime":"2026-01-01T00:00:00Z"}}],
-  "addresses":[{{"type":"InternalIP","address":"127.0.0.1"}},{{"type":"Hostname","address":"{node}"}}]}}}}"#
-    );
-    let out = cluster.kubectl_stdin(&["create", "-f", "-"], &json);
-    assert!(out.success(), "create node: {}", out.stderr);
-    // kubectl create drops status: set it through the status subresource.
-    let status: Value = serde_json::from_str(&json).unwrap();
-    let patch = serde_json::json!({"status": status["status"]}).to_string();
-    let out = cluster.kubectl(&[
-        "patch",
-        "node",
-        node,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        &patch,
-    ]);
-    assert!(out.success(), "node status: {}", out.stderr);
+/// Waits for the agent to register its Node and turn it Ready (the scheduler binds to Ready
+/// nodes); the agent's `--node-labels` carry any labels a test needs.
+fn create_node(cluster: &Cluster, node: &str, _labels: &str) {
+    cluster.wait_node_ready(node);
 }
 
 /// A busybox pod manifest (JSON) in namespace default, bound to `node` when given.

@@ -75,6 +75,22 @@ impl Cluster {
         serde_json::from_str(&out.stdout).ok()
     }
 
+    /// Waits until the agent of `node` has registered its Node and reports it Ready; returns it.
+    pub fn wait_node_ready(&self, node: &str) -> Value {
+        self.wait(
+            &format!("node {node} registered and Ready"),
+            Duration::from_secs(90),
+            || {
+                let n = self.get_json(&["node", node])?;
+                let ready = n["status"]["conditions"]
+                    .as_array()?
+                    .iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True");
+                ready.then_some(n)
+            },
+        )
+    }
+
     /// Polls `check` every 200 ms until it returns Some; panics after `timeout` naming `what`,
     /// with the server's log tail.
     pub fn wait<T>(
