@@ -208,6 +208,24 @@ fn node_registers_turns_ready_and_keeps_status_lease_and_events() {
     );
     let out = cluster.kubectl(&["get", "events", "-A"]);
     assert!(out.stdout.contains("Starting kubelet."), "{}", out.stdout);
+
+    // A pod's repeated event is one Event whose count goes up (the correlator's PATCH): each
+    // restart of this crashing pod warns again that there is no cluster DNS.
+    agent.write_manifest("crash.yaml", &busybox_pod("crash", "sleep 1; exit 1", ""));
+    let pod = agent.pod_name("crash");
+    let started = cluster.wait("a repeated MissingClusterDNS event", READY, || {
+        let sel = format!("involvedObject.name={pod},reason=MissingClusterDNS");
+        let items = cluster.get_json(&["events", "-n", "default", "--field-selector", &sel])?;
+        let items = items["items"].as_array()?.clone();
+        (items.first()?["count"].as_i64()? >= 2).then_some(items)
+    });
+    assert_eq!(
+        started.len(),
+        1,
+        "one object for one repeated event: {started:?}"
+    );
+    assert_eq!(started[0]["involvedObject"]["kind"], "Pod");
+    assert_eq!(started[0]["type"], "Warning");
 }
 
 #[test]
