@@ -60,6 +60,7 @@ fn node_registers_turns_ready_and_keeps_status_lease_and_events() {
         &[
             "--node-labels=example.com/role=test,node.kubernetes.io/pool=a",
             "--register-with-taints=example.com/dedicated=test:NoSchedule",
+            "--node-ip=127.0.0.1",
             &config_flag,
         ],
     );
@@ -117,7 +118,12 @@ fn node_registers_turns_ready_and_keeps_status_lease_and_events() {
             > 0
     );
     let addrs = st["addresses"].as_array().unwrap();
-    assert!(addrs.iter().any(|a| a["type"] == "InternalIP"));
+    assert!(
+        addrs
+            .iter()
+            .any(|a| a["type"] == "InternalIP" && a["address"] == "127.0.0.1"),
+        "--node-ip: {addrs:?}"
+    );
     assert!(addrs
         .iter()
         .any(|a| a["type"] == "Hostname" && a["address"] == node.as_str()));
