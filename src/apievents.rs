@@ -11,7 +11,7 @@
 //! - limits the writes to `eventRecordQPS`/`eventBurst`.
 //!
 //! It never blocks the agent: the queue is bounded (1000, the broadcaster's), a write that gets
-//! no answer is retried up to 12 times (client-go's `maxTriesPerEvent`) and then dropped, and
+//! no answer is retried every 10 s up to 12 times (client-go's `maxTriesPerEvent`) and then dropped, and
 //! every dropped event is counted ([`Publisher::dropped`]).
 
 use std::collections::{HashMap, VecDeque};
@@ -35,6 +35,8 @@ pub const MAX_TRIES: u32 = 12;
 pub const SPAM_BURST: u32 = 25;
 /// The spam filter's refill: one event every 5 minutes (`defaultSpamQPS` = 1/300).
 pub const SPAM_QPS: f64 = 1.0 / 300.0;
+/// The wait after a write that got no answer (client-go's `sleepDuration`).
+pub const RETRY: Duration = Duration::from_secs(10);
 /// How often the recorder is read.
 pub const POLL: Duration = Duration::from_millis(500);
 
@@ -236,6 +238,8 @@ impl Publisher {
                         } else {
                             self.queue.push_front((seq, action, tries + 1));
                         }
+                        // As client-go: about 10 s between attempts while the server is away.
+                        tokio::time::sleep(RETRY).await;
                         break;
                     }
                 }

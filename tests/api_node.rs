@@ -60,6 +60,7 @@ fn node_registers_turns_ready_and_keeps_status_lease_and_events() {
         &[
             "--node-labels=example.com/role=test,node.kubernetes.io/pool=a",
             "--register-with-taints=example.com/dedicated=test:NoSchedule",
+            "--node-ip=127.0.0.1",
             &config_flag,
         ],
     );
@@ -117,7 +118,12 @@ fn node_registers_turns_ready_and_keeps_status_lease_and_events() {
             > 0
     );
     let addrs = st["addresses"].as_array().unwrap();
-    assert!(addrs.iter().any(|a| a["type"] == "InternalIP"));
+    assert!(
+        addrs
+            .iter()
+            .any(|a| a["type"] == "InternalIP" && a["address"] == "127.0.0.1"),
+        "--node-ip: {addrs:?}"
+    );
     assert!(addrs
         .iter()
         .any(|a| a["type"] == "Hostname" && a["address"] == node.as_str()));
@@ -208,6 +214,24 @@ fn node_registers_turns_ready_and_keeps_status_lease_and_events() {
     );
     let out = cluster.kubectl(&["get", "events", "-A"]);
     assert!(out.stdout.contains("Starting kubelet."), "{}", out.stdout);
+
+    // A pod's repeated event is one Event whose count goes up (the correlator's PATCH): each
+    // restart of this crashing pod warns again that there is no cluster DNS.
+    agent.write_manifest("crash.yaml", &busybox_pod("crash", "sleep 1; exit 1", ""));
+    let pod = agent.pod_name("crash");
+    let started = cluster.wait("a repeated MissingClusterDNS event", READY, || {
+        let sel = format!("involvedObject.name={pod},reason=MissingClusterDNS");
+        let items = cluster.get_json(&["events", "-n", "default", "--field-selector", &sel])?;
+        let items = items["items"].as_array()?.clone();
+        (items.first()?["count"].as_i64()? >= 2).then_some(items)
+    });
+    assert_eq!(
+        started.len(),
+        1,
+        "one object for one repeated event: {started:?}"
+    );
+    assert_eq!(started[0]["involvedObject"]["kind"], "Pod");
+    assert_eq!(started[0]["type"], "Warning");
 }
 
 #[test]

@@ -87,13 +87,20 @@ impl LeaseLoop {
         r.ok().flatten().as_ref().and_then(owner_ref)
     }
 
-    /// One renewal: get (create when missing), then update with up to 5 tries on conflicts.
-    async fn renew(&self) -> Result<(), String> {
+    /// One renewal: an update of the Lease the server last returned (as the kubelet's
+    /// controller, which keeps `latestLease`), or get (create when missing) then update, with
+    /// up to 5 tries on conflicts.
+    async fn renew(&self, latest: &mut Option<Lease>) -> Result<(), String> {
         let leases: Api<Lease> = Api::namespaced(self.client.clone(), NAMESPACE);
         for _ in 0..MAX_UPDATE_RETRIES {
-            let got = leases.get_opt(&self.node).await;
-            self.reach.observe(&got);
-            let current = got.map_err(|e| format!("failed to get node lease: {e}"))?;
+            let current = match latest.take() {
+                Some(l) => Some(l),
+                None => {
+                    let got = leases.get_opt(&self.node).await;
+                    self.reach.observe(&got);
+                    got.map_err(|e| format!("failed to get node lease: {e}"))?
+                }
+            };
             let needs_owner = current.as_ref().is_none_or(|l| {
                 l.metadata
                     .owner_references
@@ -122,8 +129,12 @@ impl LeaseLoop {
             };
             self.reach.observe(&r);
             match r {
-                Ok(_) => return Ok(()),
-                Err(kube::Error::Api(s)) if s.code == 409 => continue,
+                Ok(l) => {
+                    *latest = Some(l);
+                    return Ok(());
+                }
+                // A conflict, or a Lease deleted behind our back: read it again.
+                Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => continue,
                 Err(e) => return Err(format!("failed to update lease: {e}")),
             }
         }
@@ -136,8 +147,9 @@ impl LeaseLoop {
     pub async fn run(self) {
         let interval = renew_interval(self.duration_seconds);
         let mut failures = 0u32;
+        let mut latest = None;
         loop {
-            match self.renew().await {
+            match self.renew(&mut latest).await {
                 Ok(()) => {
                     failures = 0;
                     tokio::time::sleep(interval).await;
