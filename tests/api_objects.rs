@@ -48,7 +48,7 @@ async fn eventually(what: &str, f: impl Fn() -> bool + Send + Sync + Clone + 'st
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let g = f.clone();
-        if tokio::task::spawn_blocking(move || g()).await.unwrap() {
+        if tokio::task::spawn_blocking(g).await.unwrap() {
             return;
         }
         assert!(
