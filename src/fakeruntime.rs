@@ -625,6 +625,21 @@ impl FakeRuntime {
     }
 
     /// Adds an image as if pulled; returns its ID.
+    /// Makes PullImage of references starting with `prefix` fail (401) unless the request
+    /// carries exactly these credentials.
+    pub fn require_registry_auth(&self, prefix: &str, username: &str, password: &str) {
+        self.shared.state.lock().registry_auth.push((
+            prefix.to_string(),
+            username.to_string(),
+            password.to_string(),
+        ));
+    }
+
+    /// The (username, password) each PullImage carried, in order (empty when none).
+    pub fn pull_auths(&self) -> Vec<(String, String)> {
+        self.shared.state.lock().pull_auths.clone()
+    }
+
     pub fn preload_image(&self, reference: &str) -> String {
         self.preload_image_with_size(reference, DEFAULT_IMAGE_SIZE)
     }

@@ -314,3 +314,90 @@ mod tests {
         assert_eq!(pull_policy(&c("busybox", Some("Never"))), "Never");
     }
 }
+
+#[cfg(test)]
+mod pull_secret_tests {
+    use super::keyring::{Keyring, DOCKER_CONFIG_JSON, DOCKER_CONFIG_JSON_KEY};
+    use super::*;
+    use base64::Engine;
+    use k8s_openapi::api::core::v1::Secret;
+    use serde_json::json;
+
+    fn pull_secret(name: &str, registry: &str, user: &str, pass: &str) -> Secret {
+        let cfg = json!({"auths": {registry: {"username": user, "password": pass}}});
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "ns"},
+            "type": DOCKER_CONFIG_JSON,
+            "data": {DOCKER_CONFIG_JSON_KEY:
+                base64::engine::general_purpose::STANDARD.encode(cfg.to_string())}
+        }))
+        .unwrap()
+    }
+
+    fn container(image: &str) -> Container {
+        serde_json::from_value(json!({"name": "c", "image": image})).unwrap()
+    }
+
+    /// Against a registry that wants credentials (the fake CRI's 401): each matching
+    /// credential is tried in order until one works; with none right, every attempt's error
+    /// is reported.
+    #[tokio::test]
+    async fn pull_credentials_are_tried_in_order_until_one_works() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("fake.sock");
+        let (fake, _task) = crate::fakeruntime::serve(&sock).await.unwrap();
+        fake.require_registry_auth("reg.example:5000/", "right", "pw");
+        let channel = proto::cri::connect(&sock).await.unwrap();
+        let rt = RuntimeService::new(
+            channel,
+            std::time::Duration::from_secs(10),
+            crate::metrics::Metrics::new("n"),
+            "n",
+        );
+        let images = ImageManager::new(rt, false);
+        let (keyring, errs) = Keyring::from_secrets(&[
+            pull_secret("a", "reg.example:5000", "wrong", "x"),
+            pull_secret("b", "other.example", "unrelated", "y"),
+            pull_secret("c", "https://reg.example:5000/v2/", "right", "pw"),
+        ]);
+        assert!(errs.is_empty());
+        images
+            .ensure_image_with("u1", &container("reg.example:5000/app:1"), None, &keyring)
+            .await
+            .expect("pulled with the second matching credential");
+        assert_eq!(
+            fake.pull_auths(),
+            [("wrong".into(), "x".into()), ("right".into(), "pw".into())]
+        );
+
+        // No right credential: one error naming both attempts.
+        let (only_wrong, _) =
+            Keyring::from_secrets(&[pull_secret("a", "reg.example:5000", "wrong", "x")]);
+        let e = images
+            .ensure_image_with(
+                "u2",
+                &container("reg.example:5000/app:2"),
+                None,
+                &only_wrong,
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(e.reason, ERR_IMAGE_PULL);
+        assert!(e.message.contains("401 Unauthorized"), "{}", e.message);
+        // Without credentials at all: an anonymous pull, refused the same way.
+        let e = images
+            .ensure_image_with(
+                "u3",
+                &container("reg.example:5000/app:3"),
+                None,
+                &Keyring::default(),
+            )
+            .await
+            .unwrap_err();
+        assert!(e.message.contains("401 Unauthorized"), "{}", e.message);
+        assert_eq!(
+            fake.pull_auths().last().unwrap(),
+            &(String::new(), String::new())
+        );
+    }
+}

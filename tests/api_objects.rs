@@ -48,7 +48,7 @@ async fn eventually(what: &str, f: impl Fn() -> bool + Send + Sync + Clone + 'st
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let g = f.clone();
-        if tokio::task::spawn_blocking(move || g()).await.unwrap() {
+        if tokio::task::spawn_blocking(g).await.unwrap() {
             return;
         }
         assert!(
@@ -421,7 +421,30 @@ mod e2e {
                     .filter(|s| s == "bonjour")
             },
         );
-        cluster.kubectl(&["delete", "pod", "objs", "--wait=false"]);
+        // The pod goes (forced, so it leaves the API at once): the watches of its Secret and
+        // ConfigMap are stopped.
+        let out = cluster.kubectl(&[
+            "delete",
+            "pod",
+            "objs",
+            "--grace-period=0",
+            "--force",
+            "--wait=false",
+        ]);
+        assert!(out.success(), "{}", out.stderr);
+        for name in ["name=app-secret", "name=app-config"] {
+            agent.wait(
+                &format!("the watch of {name} stopped"),
+                Duration::from_secs(60),
+                || {
+                    agent
+                        .log_text()
+                        .lines()
+                        .any(|l| l.contains("watch stopped") && l.contains(name))
+                        .then_some(())
+                },
+            );
+        }
     }
 
     /// A pod with the service-account volume the admission adds (`kube-api-access-*`:

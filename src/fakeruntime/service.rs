@@ -780,12 +780,31 @@ impl ImageService for FakeService {
         &self,
         r: Request<cri::PullImageRequest>,
     ) -> RpcResult<cri::PullImageResponse> {
-        let spec = r.into_inner().image;
+        let req = r.into_inner();
+        let spec = req.image;
         self.gate(Op::PullImage, |_| image_call(Op::PullImage, spec.as_ref()))
             .await?;
         let reference = spec.map(|i| i.image).unwrap_or_default();
         if reference.is_empty() {
             return Err(Status::invalid_argument("image spec must include an image"));
+        }
+        {
+            let mut s = self.state();
+            let given = req
+                .auth
+                .map(|a| (a.username, a.password))
+                .unwrap_or_default();
+            s.pull_auths.push(given.clone());
+            let wanted = s
+                .registry_auth
+                .iter()
+                .find(|(prefix, _, _)| reference.starts_with(prefix.as_str()))
+                .map(|(_, u, p)| (u.clone(), p.clone()));
+            if wanted.is_some_and(|w| w != given) {
+                return Err(Status::unknown(format!(
+                    "failed to pull and unpack image \"{reference}\": failed to resolve reference \"{reference}\": pull access denied, repository does not exist or may require authorization: authorization failed: 401 Unauthorized"
+                )));
+            }
         }
         let id = self.state().add_image(&reference, DEFAULT_IMAGE_SIZE);
         Ok(Response::new(cri::PullImageResponse { image_ref: id }))

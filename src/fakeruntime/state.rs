@@ -85,6 +85,10 @@ pub(super) struct State {
     pub(super) down: bool,
     pub(super) network_ready: bool,
     pub(super) exec: Option<ExecHandler>,
+    /// Registries (image reference prefixes) that want these credentials on PullImage.
+    pub(super) registry_auth: Vec<(String, String, String)>,
+    /// The credentials (username, password) of every PullImage, empty when none came.
+    pub(super) pull_auths: Vec<(String, String)>,
 }
 
 /// splitmix64: a bijection on u64 with well-spread output, so distinct counters give distinct
@@ -186,6 +190,8 @@ impl State {
             down: false,
             network_ready: true,
             exec: None,
+            registry_auth: Vec::new(),
+            pull_auths: Vec::new(),
         }
     }
 

@@ -13,6 +13,9 @@ pub struct PodReferences {
     pub config_maps: HashSet<String>,
 }
 
+/// A container's `env` and `envFrom`.
+type EnvOf<'a> = (Option<&'a Vec<EnvVar>>, Option<&'a Vec<EnvFromSource>>);
+
 pub fn pod_references(pod: &Pod) -> PodReferences {
     let mut r = PodReferences::default();
     let Some(spec) = &pod.spec else {
@@ -42,7 +45,7 @@ pub fn pod_references(pod: &Pod) -> PodReferences {
             }
         }
     }
-    let env_sets: Vec<(Option<&Vec<EnvVar>>, Option<&Vec<EnvFromSource>>)> = spec
+    let env_sets: Vec<EnvOf<'_>> = spec
         .containers
         .iter()
         .chain(spec.init_containers.iter().flatten())

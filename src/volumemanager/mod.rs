@@ -738,10 +738,13 @@ impl VolumeManager {
 
     /// Rewrites every refreshable volume whose source changed (configMap, secret,
     /// downwardAPI, projected). Failures keep the old contents and are logged.
-    pub async fn resync(&self) {
+    /// Returns how many pods were skipped because their worker held them (setting up).
+    pub async fn resync(&self) -> usize {
         let entries: Vec<Arc<PodEntry>> = self.pods.lock().values().cloned().collect();
+        let mut busy = 0;
         for entry in entries {
             let Ok(st) = entry.state.try_lock() else {
+                busy += 1;
                 continue;
             };
             let refreshable: Vec<Volume> = st
@@ -798,6 +801,7 @@ impl VolumeManager {
                 tracing::warn!(pod = %pod_name(&pod), volume = %volume, error = %e, "cannot refresh volume; keeping its contents");
             }
         }
+        busy
     }
 
     /// Refreshes volumes every `resync_period` until the task is dropped.
@@ -806,11 +810,15 @@ impl VolumeManager {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
         loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = self.soon.notified() => {}
+            let soon = tokio::select! {
+                _ = tick.tick() => false,
+                _ = self.soon.notified() => true,
+            };
+            // A change must not wait a whole period because a pod was busy: look again shortly.
+            if self.resync().await > 0 && soon {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                self.soon.notify_one();
             }
-            self.resync().await;
         }
     }
 }
