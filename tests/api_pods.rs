@@ -193,3 +193,92 @@ fn a_static_pod_has_a_mirror_pod_recreated_when_deleted_and_removed_with_its_man
         cluster.get_json(&["pod", &name]).is_none().then_some(())
     });
 }
+
+#[test]
+fn pods_that_do_not_fit_fail_admission_with_the_kubelets_reasons() {
+    if !require_runtime() {
+        return;
+    }
+    let cluster = Cluster::start();
+    let agent = cluster.agent("api-admit", &[]);
+    create_node(&cluster, &agent.node, "");
+    let with = |name: &str, patch: Value| {
+        let mut v: Value =
+            serde_json::from_str(&api_pod(name, Some(&agent.node), "exec sleep 3600")).unwrap();
+        json_merge(&mut v, patch);
+        let out = cluster.kubectl_stdin(&["apply", "-f", "-"], &v.to_string());
+        assert!(out.success(), "{name}: {}", out.stderr);
+    };
+    let resources = |cpu: &str, mem: &str| {
+        serde_json::json!({"spec": {"containers": [{"name": "main", "image": BUSYBOX,
+            "command": ["sh", "-c", "exec sleep 3600"],
+            "resources": {"requests": {"cpu": cpu, "memory": mem}}}]}})
+    };
+    with("big-cpu", resources("100000", "1Mi"));
+    with("big-mem", resources("10m", "100Ti"));
+    with(
+        "elsewhere",
+        serde_json::json!({"spec": {"nodeSelector": {"kubernetes.io/hostname": "another-node"}}}),
+    );
+    with("fits", resources("10m", "16Mi"));
+    let failed = |name: &str| {
+        cluster.wait(&format!("{name} Failed"), START, || {
+            cluster
+                .get_json(&["pod", name])
+                .filter(|p| p["status"]["phase"] == "Failed")
+        })
+    };
+    let p = failed("big-cpu");
+    assert_eq!(p["status"]["reason"], "OutOfcpu");
+    let msg = p["status"]["message"].as_str().unwrap();
+    assert!(
+        msg.starts_with("Node didn't have enough resource: cpu, requested: 100000000, used: "),
+        "{msg}"
+    );
+    assert_eq!(failed("big-mem")["status"]["reason"], "OutOfmemory");
+    let p = failed("elsewhere");
+    assert_eq!(p["status"]["reason"], "NodeAffinity");
+    assert_eq!(
+        p["status"]["message"],
+        "Predicate NodeAffinity failed: node(s) didn't match Node selector"
+    );
+    // Nothing else is disturbed: the pod that fits runs, the refused ones never reached the
+    // runtime, and each refusal was an event.
+    cluster.wait("fits Running", START, || {
+        cluster.get_json(&["pod", "fits"]).filter(running)
+    });
+    for name in ["big-cpu", "big-mem", "elsewhere"] {
+        let uid = cluster.get_json(&["pod", name]).unwrap()["metadata"]["uid"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(cri_sandboxes(&uid).is_empty(), "{name} reached the runtime");
+    }
+    let log = agent.log_text();
+    for reason in ["OutOfcpu", "OutOfmemory", "NodeAffinity"] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains("event:") && l.contains(&format!("reason=\"{reason}\""))),
+            "no {reason} event in the log"
+        );
+    }
+    for name in ["big-cpu", "big-mem", "elsewhere", "fits"] {
+        cluster.kubectl(&["delete", "pod", name, "--wait=false"]);
+    }
+}
+
+/// RFC 7386 merge of `patch` into `v`.
+fn json_merge(v: &mut Value, patch: Value) {
+    match (v, patch) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, pv) in b {
+                if pv.is_null() {
+                    a.remove(&k);
+                } else {
+                    json_merge(a.entry(k).or_insert(Value::Null), pv);
+                }
+            }
+        }
+        (v, p) => *v = p,
+    }
+}
