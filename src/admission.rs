@@ -359,7 +359,8 @@ mod tests {
             "Node didn't have enough resource: cpu, requested: 3000, used: 0, capacity: 2000"
         );
         let other = requests("1500m", "768Mi");
-        let (reason, msg) = admit(&requests("100m", "512Mi"), &[other.clone()], &n).unwrap_err();
+        let (reason, msg) =
+            admit(&requests("100m", "512Mi"), std::slice::from_ref(&other), &n).unwrap_err();
         assert_eq!(reason, "OutOfmemory");
         assert!(
             msg.contains("used: 805306368, capacity: 1073741824"),

@@ -282,3 +282,87 @@ fn json_merge(v: &mut Value, patch: Value) {
         (v, p) => *v = p,
     }
 }
+
+#[test]
+fn kubectl_run_without_a_node_is_scheduled_here_and_runs() {
+    if !require_runtime() {
+        return;
+    }
+    let cluster = Cluster::start();
+    let agent = cluster.agent("api-sched", &[]);
+    create_node(&cluster, &agent.node, "");
+    let out = cluster.kubectl(&[
+        "run",
+        "sched",
+        &format!("--image={BUSYBOX}"),
+        "--restart=Never",
+        "--overrides={\"spec\":{\"automountServiceAccountToken\":false,\"terminationGracePeriodSeconds\":2}}",
+        "--",
+        "sleep",
+        "3600",
+    ]);
+    assert!(out.success(), "kubectl run: {}", out.stderr);
+    let p = cluster.wait("sched Running", START, || {
+        cluster.get_json(&["pod", "sched"]).filter(running)
+    });
+    assert_eq!(p["spec"]["nodeName"], agent.node.as_str());
+    assert!(local_pod(&agent, "sched").is_some_and(|p| running(&p)));
+    let out = cluster.kubectl(&["delete", "pod", "sched", "--timeout=60s"]);
+    assert!(out.success(), "{}", out.stderr);
+}
+
+#[test]
+fn an_api_server_outage_leaves_pods_running_and_status_catches_up() {
+    if !require_runtime() {
+        return;
+    }
+    let mut cluster = Cluster::start();
+    let agent = cluster.agent("api-outage", &[]);
+    create_node(&cluster, &agent.node, "");
+    let mut steady: Value =
+        serde_json::from_str(&api_pod("steady", Some(&agent.node), "exec sleep 3600")).unwrap();
+    steady["spec"]["restartPolicy"] = "Always".into();
+    let mut finisher: Value =
+        serde_json::from_str(&api_pod("finisher", Some(&agent.node), "sleep 12; exit 0")).unwrap();
+    finisher["spec"]["restartPolicy"] = "Never".into();
+    for p in [&steady, &finisher] {
+        let out = cluster.kubectl_stdin(&["apply", "-f", "-"], &p.to_string());
+        assert!(out.success(), "{}", out.stderr);
+    }
+    for name in ["steady", "finisher"] {
+        cluster.wait(&format!("{name} Running"), START, || {
+            cluster.get_json(&["pod", name]).filter(running)
+        });
+    }
+    // The API server goes away (its state saved); the node carries on without it.
+    cluster.api.stop().expect("stop test-apiserver");
+    let done = agent.wait("finisher Succeeded locally", START, || {
+        local_pod(&agent, "finisher").filter(|p| p["status"]["phase"] == "Succeeded")
+    });
+    assert!(local_pod(&agent, "steady").is_some_and(|p| running(&p)));
+    // Back again: a new watch history (the agent's resourceVersion is gone: 410, relist) and
+    // the status the API missed arrives.
+    cluster.api.start_again().expect("restart test-apiserver");
+    let p = cluster.wait("finisher Succeeded in the API", START, || {
+        cluster
+            .get_json(&["pod", "finisher"])
+            .filter(|p| p["status"]["phase"] == "Succeeded")
+    });
+    assert_eq!(
+        p["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"],
+        done["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"]
+    );
+    assert!(local_pod(&agent, "steady").is_some_and(|p| running(&p)));
+    let log = agent.log_text();
+    assert!(
+        log.contains("API pod source: list/watch of this node's pods failed; retrying"),
+        "the outage is logged"
+    );
+    assert!(
+        log.contains("pod status updates reach the API server again"),
+        "the recovery is logged"
+    );
+    // Still managed through the API after the outage.
+    let out = cluster.kubectl(&["delete", "pod", "steady", "--timeout=60s"]);
+    assert!(out.success(), "{}\n{}", out.stderr, agent.log_tail());
+}
