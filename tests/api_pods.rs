@@ -359,6 +359,10 @@ fn an_api_server_outage_leaves_pods_running_and_status_catches_up() {
         "the outage is logged"
     );
     assert!(
+        log.contains("(410 Gone); relisting"),
+        "the expired resourceVersion is logged"
+    );
+    assert!(
         log.contains("pod status updates reach the API server again"),
         "the recovery is logged"
     );

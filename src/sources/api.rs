@@ -216,6 +216,10 @@ async fn run(
             }
             // The watcher relists after a 410 and rewatches after any other failure, with
             // a backoff; the pods keep running meanwhile.
+            Err(watcher::Error::WatchError(s)) if s.code == 410 => tracing::info!(
+                message = %s.message,
+                "API pod source: the watch's resourceVersion is too old (410 Gone); relisting"
+            ),
             Err(e) => {
                 tracing::warn!(error = %e, "API pod source: list/watch of this node's pods failed; retrying")
             }
