@@ -361,7 +361,13 @@ fn an_api_server_outage_leaves_pods_running_and_status_catches_up() {
         outage_lines, 1,
         "the outage is one warning (retries are debug)"
     );
-    assert!(log.contains("API pod source: watching this node's pods again"));
+    // The watch's recovery is logged with the first event after it (the status just patched).
+    agent.wait("the watch's recovery logged", START, || {
+        agent
+            .log_text()
+            .contains("API pod source: watching this node's pods again")
+            .then_some(())
+    });
     assert!(
         log.contains("pod status updates reach the API server again"),
         "the recovery is logged"
