@@ -594,6 +594,14 @@ fn start_api_pods(
         )
         .run(),
     ));
+    // Admission: the scheduler's fits on the node, with the API's Node for labels and taints.
+    let node_cache = crate::admission::NodeCache::default();
+    tasks.push(tokio::spawn(crate::admission::run_node_watch(
+        client.clone(),
+        settings.node_name.clone(),
+        node_cache.clone(),
+    )));
+    crate::admission::register(kl, admission_node(settings, kl), node_cache);
     tasks.push(tokio::spawn(
         crate::mirror::MirrorManager::new(
             client.clone(),
@@ -603,6 +611,34 @@ fn start_api_pods(
         )
         .run(),
     ));
+}
+
+/// The node as admission sees it before the API has a Node: the labels the kubelet registers
+/// and allocatable as the Node reports it (less the hard eviction memory threshold).
+fn admission_node(settings: &KubeletSettings, kl: &Kubelet) -> crate::admission::NodeView {
+    let config = kl.cgroups.node_config();
+    let mut allocatable = config.allocatable();
+    if let (Some(m), Some(e)) = (allocatable.memory, config.hard_eviction.memory) {
+        allocatable.memory = Some(m.saturating_sub(e).max(0));
+    }
+    let mut labels = settings.node_labels.clone();
+    labels.insert("kubernetes.io/hostname".into(), settings.node_name.clone());
+    labels.insert("kubernetes.io/os".into(), std::env::consts::OS.into());
+    labels.insert("beta.kubernetes.io/os".into(), std::env::consts::OS.into());
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        a => a,
+    };
+    labels.insert("kubernetes.io/arch".into(), arch.into());
+    labels.insert("beta.kubernetes.io/arch".into(), arch.into());
+    crate::admission::NodeView {
+        name: settings.node_name.clone(),
+        labels,
+        taints: Vec::new(),
+        allocatable,
+        max_pods: kl.opts.max_pods as i64,
+    }
 }
 
 /// The node's container manager: the cgroupfs driver under `--cgroup-root`, with node

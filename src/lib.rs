@@ -12,6 +12,7 @@
 //! conditions, admission), `gc` (image and container GC), `oomwatcher` (OOM events) and
 //! `events` (the event recorder and `/events`).
 
+pub mod admission;
 pub mod agent;
 pub mod apiclient;
 pub mod apievents;

@@ -174,3 +174,186 @@ fn a_static_pod_has_a_mirror_pod_recreated_when_deleted_and_removed_with_its_man
         cluster.get_json(&["pod", &name]).is_none().then_some(())
     });
 }
+
+#[test]
+fn pods_that_do_not_fit_fail_admission_with_the_kubelets_reasons() {
+    if !require_runtime() {
+        return;
+    }
+    let cluster = Cluster::start();
+    let agent = cluster.agent("api-admit", &[]);
+    create_node(&cluster, &agent.node, "");
+    let with = |name: &str, patch: Value| {
+        let mut v: Value =
+            serde_json::from_str(&api_pod(name, Some(&agent.node), "exec sleep 3600")).unwrap();
+        json_merge(&mut v, patch);
+        let out = cluster.kubectl_stdin(&["apply", "-f", "-"], &v.to_string());
+        assert!(out.success(), "{name}: {}", out.stderr);
+    };
+    let resources = |cpu: &str, mem: &str| {
+        serde_json::json!({"spec": {"containers": [{"name": "main", "image": BUSYBOX,
+            "command": ["sh", "-c", "exec sleep 3600"],
+            "resources": {"requests": {"cpu": cpu, "memory": mem}}}]}})
+    };
+    with("big-cpu", resources("100000", "1Mi"));
+    with("big-mem", resources("10m", "100Ti"));
+    with(
+        "elsewhere",
+        serde_json::json!({"spec": {"nodeSelector": {"kubernetes.io/hostname": "another-node"}}}),
+    );
+    with("fits", resources("10m", "16Mi"));
+    let failed = |name: &str| {
+        cluster.wait(&format!("{name} Failed"), START, || {
+            cluster
+                .get_json(&["pod", name])
+                .filter(|p| p["status"]["phase"] == "Failed")
+        })
+    };
+    let p = failed("big-cpu");
+    assert_eq!(p["status"]["reason"], "OutOfcpu");
+    let msg = p["status"]["message"].as_str().unwrap();
+    assert!(
+        msg.starts_with("Node didn't have enough resource: cpu, requested: 100000000, used: "),
+        "{msg}"
+    );
+    assert_eq!(failed("big-mem")["status"]["reason"], "OutOfmemory");
+    let p = failed("elsewhere");
+    assert_eq!(p["status"]["reason"], "NodeAffinity");
+    assert_eq!(
+        p["status"]["message"],
+        "Predicate NodeAffinity failed: node(s) didn't match Node selector"
+    );
+    // Nothing else is disturbed: the pod that fits runs, the refused ones never reached the
+    // runtime, and each refusal was an event.
+    cluster.wait("fits Running", START, || {
+        cluster.get_json(&["pod", "fits"]).filter(running)
+    });
+    for name in ["big-cpu", "big-mem", "elsewhere"] {
+        let uid = cluster.get_json(&["pod", name]).unwrap()["metadata"]["uid"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(cri_sandboxes(&uid).is_empty(), "{name} reached the runtime");
+    }
+    let log = agent.log_text();
+    for reason in ["OutOfcpu", "OutOfmemory", "NodeAffinity"] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains("event:") && l.contains(&format!("reason=\"{reason}\""))),
+            "no {reason} event in the log"
+        );
+    }
+    for name in ["big-cpu", "big-mem", "elsewhere", "fits"] {
+        cluster.kubectl(&["delete", "pod", name, "--wait=false"]);
+    }
+}
+
+/// RFC 7386 merge of `patch` into `v`.
+fn json_merge(v: &mut Value, patch: Value) {
+    match (v, patch) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, pv) in b {
+                if pv.is_null() {
+                    a.remove(&k);
+                } else {
+                    json_merge(a.entry(k).or_insert(Value::Null), pv);
+                }
+            }
+        }
+        (v, p) => *v = p,
+    }
+}
+
+#[test]
+fn kubectl_run_without_a_node_is_scheduled_here_and_runs() {
+    if !require_runtime() {
+        return;
+    }
+    let cluster = Cluster::start();
+    let agent = cluster.agent("api-sched", &[]);
+    create_node(&cluster, &agent.node, "");
+    let out = cluster.kubectl(&[
+        "run",
+        "sched",
+        &format!("--image={BUSYBOX}"),
+        "--restart=Never",
+        "--overrides={\"spec\":{\"automountServiceAccountToken\":false,\"terminationGracePeriodSeconds\":2}}",
+        "--",
+        "sleep",
+        "3600",
+    ]);
+    assert!(out.success(), "kubectl run: {}", out.stderr);
+    let p = cluster.wait("sched Running", START, || {
+        cluster.get_json(&["pod", "sched"]).filter(running)
+    });
+    assert_eq!(p["spec"]["nodeName"], agent.node.as_str());
+    assert!(local_pod(&agent, "sched").is_some_and(|p| running(&p)));
+    let out = cluster.kubectl(&["delete", "pod", "sched", "--timeout=60s"]);
+    assert!(out.success(), "{}", out.stderr);
+}
+
+#[test]
+fn an_api_server_outage_leaves_pods_running_and_status_catches_up() {
+    if !require_runtime() {
+        return;
+    }
+    let mut cluster = Cluster::start();
+    let agent = cluster.agent("api-outage", &[]);
+    create_node(&cluster, &agent.node, "");
+    let mut steady: Value =
+        serde_json::from_str(&api_pod("steady", Some(&agent.node), "exec sleep 3600")).unwrap();
+    steady["spec"]["restartPolicy"] = "Always".into();
+    let mut finisher: Value =
+        serde_json::from_str(&api_pod("finisher", Some(&agent.node), "sleep 12; exit 0")).unwrap();
+    finisher["spec"]["restartPolicy"] = "Never".into();
+    for p in [&steady, &finisher] {
+        let out = cluster.kubectl_stdin(&["apply", "-f", "-"], &p.to_string());
+        assert!(out.success(), "{}", out.stderr);
+    }
+    for name in ["steady", "finisher"] {
+        cluster.wait(&format!("{name} Running"), START, || {
+            cluster.get_json(&["pod", name]).filter(running)
+        });
+    }
+    // The API server goes away (its state saved); the node carries on without it.
+    cluster.api.stop().expect("stop test-apiserver");
+    let done = agent.wait("finisher Succeeded locally", START, || {
+        local_pod(&agent, "finisher").filter(|p| p["status"]["phase"] == "Succeeded")
+    });
+    assert!(local_pod(&agent, "steady").is_some_and(|p| running(&p)));
+    // Back again: the watch resumes and the status the API missed arrives.
+    cluster.api.start_again().expect("restart test-apiserver");
+    let p = cluster.wait("finisher Succeeded in the API", START, || {
+        cluster
+            .get_json(&["pod", "finisher"])
+            .filter(|p| p["status"]["phase"] == "Succeeded")
+    });
+    assert_eq!(
+        p["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"],
+        done["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"]
+    );
+    assert!(local_pod(&agent, "steady").is_some_and(|p| running(&p)));
+    let log = agent.log_text();
+    let outage_lines = log
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("API pod source: list/watch"))
+        .count();
+    assert_eq!(
+        outage_lines, 1,
+        "the outage is one warning (retries are debug)"
+    );
+    // The watch's recovery is logged with the first event after it (the status just patched).
+    agent.wait("the watch's recovery logged", START, || {
+        agent
+            .log_text()
+            .contains("API pod source: watching this node's pods again")
+            .then_some(())
+    });
+    assert!(
+        log.contains("pod status updates reach the API server again"),
+        "the recovery is logged"
+    );
+    // Still managed through the API after the outage.
+    let out = cluster.kubectl(&["delete", "pod", "steady", "--timeout=60s"]);
+    assert!(out.success(), "{}\n{}", out.stderr, agent.log_tail());
+}

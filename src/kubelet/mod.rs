@@ -379,6 +379,20 @@ pub async fn run_sync_loop(kl: Arc<Kubelet>, mut inputs: SyncLoopInputs) {
 
 fn start_pod(kl: &Arc<Kubelet>, workers: &mut PodWorkers, pod: Arc<Pod>) {
     let uid = uid_of(&pod);
+    // A pod the API already has as Succeeded or Failed (before a restart, say) never runs
+    // again and is not admitted again: its worker takes over the terminal status.
+    if let Some(st) = pod
+        .status
+        .as_ref()
+        .filter(|s| matches!(s.phase.as_deref(), Some("Succeeded" | "Failed")))
+    {
+        if kl.status.status(&uid).is_none() {
+            kl.status.set_pod(&uid, pod.clone());
+            kl.status.set_status(&uid, st.clone());
+        }
+        workers.start(pod);
+        return;
+    }
     let active = workers.active_count();
     if active >= kl.opts.max_pods {
         let name = pod.metadata.name.clone().unwrap_or_default();
@@ -402,6 +416,8 @@ fn start_pod(kl: &Arc<Kubelet>, workers: &mut PodWorkers, pod: Arc<Pod>) {
     for h in handlers {
         if let Err((reason, message)) = h(&pod) {
             tracing::warn!(pod = %pod_ref(&pod), %reason, "rejecting pod: {message}");
+            // As the kubelet's rejectPod: a warning event with the reason and message.
+            kl.events.warning(&pod, &reason, &message);
             kl.status.set_pod(&uid, pod);
             kl.status.set_status(
                 &uid,

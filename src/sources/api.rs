@@ -199,6 +199,8 @@ async fn run(
     let stream = watcher::watcher(api, config).default_backoff();
     let mut stream = std::pin::pin!(stream);
     let mut lister = Lister::default();
+    // The first failure of an outage is a warning; its retries are debug lines.
+    let mut failing = false;
     loop {
         let event = tokio::select! {
             biased;
@@ -208,6 +210,9 @@ async fn run(
         let Some(event) = event else { return };
         match event {
             Ok(event) => {
+                if std::mem::take(&mut failing) {
+                    tracing::info!("API pod source: watching this node's pods again");
+                }
                 if let Some(update) = lister.on_event(event, &mirrors) {
                     if tx.send(update).await.is_err() {
                         return;
@@ -216,8 +221,16 @@ async fn run(
             }
             // The watcher relists after a 410 and rewatches after any other failure, with
             // a backoff; the pods keep running meanwhile.
+            Err(watcher::Error::WatchError(s)) if s.code == 410 => tracing::info!(
+                message = %s.message,
+                "API pod source: the watch's resourceVersion is too old (410 Gone); relisting"
+            ),
+            Err(e) if failing => {
+                tracing::debug!(error = %e, "API pod source: list/watch of this node's pods failed again; retrying")
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "API pod source: list/watch of this node's pods failed; retrying")
+                failing = true;
+                tracing::warn!(error = %e, "API pod source: list/watch of this node's pods failed; retrying with a backoff")
             }
         }
     }

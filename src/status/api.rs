@@ -346,6 +346,82 @@ mod tests {
         assert!(p["status"].as_object().unwrap().contains_key("message"));
     }
 
+    /// A fake API server: each PATCH of pods/status answers the next of `patches` (a status
+    /// code), each GET the pod with UID `server_uid`.
+    fn fake_api(patches: Vec<u16>, server_uid: &'static str) -> kube::Client {
+        use axum::http::{Request, Response};
+        let patches = std::sync::Arc::new(parking_lot::Mutex::new(patches));
+        let svc = tower::service_fn(move |req: Request<kube::client::Body>| {
+            let patches = patches.clone();
+            async move {
+                let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"name": "web", "namespace": "default", "uid": server_uid}});
+                let (code, body) = if req.method() == "PATCH" {
+                    let code = patches.lock().remove(0);
+                    let body = if code == 200 {
+                        pod
+                    } else {
+                        serde_json::json!({"kind": "Status", "apiVersion": "v1",
+                            "status": "Failure",
+                            "reason": if code == 404 { "NotFound" } else { "Conflict" }, "code": code,
+                            "message": "Operation cannot be fulfilled on pods \"web\": the object has been modified"})
+                    };
+                    (code, body)
+                } else {
+                    (200, pod)
+                };
+                Ok::<_, std::convert::Infallible>(
+                    Response::builder()
+                        .status(code)
+                        .header("content-type", "application/json")
+                        .body(kube::client::Body::from(body.to_string().into_bytes()))
+                        .unwrap(),
+                )
+            }
+        });
+        kube::Client::new(svc, "default")
+    }
+
+    fn sync(client: kube::Client) -> StatusSync {
+        let channel = proto::cri::lazy_channel(std::path::Path::new("/nonexistent.sock"));
+        let runtime = RuntimeService::new(
+            channel,
+            Duration::from_secs(1),
+            crate::metrics::Metrics::new("n1"),
+            "n1",
+        );
+        StatusSync::new(client, StatusManager::new(), runtime, MirrorPods::default())
+    }
+
+    fn target(uid: &str) -> Target {
+        Target {
+            namespace: "default".into(),
+            name: "web".into(),
+            uid: uid.into(),
+            api_status: None,
+            mirror: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_conflict_refetches_the_pod_then_retries_or_drops_it() {
+        // The same pod: the patch is retried and lands.
+        let mut s = sync(fake_api(vec![409, 200], "u1"));
+        let st = status("Running", None);
+        s.publish("u1", &target("u1"), &st).await;
+        assert_eq!(s.sent.get("u1"), Some(&("u1".to_string(), st.clone())));
+        assert!(!s.dropped.contains("u1"));
+        // Deleted and created again under the same name: dropped, never retried.
+        let mut s = sync(fake_api(vec![409], "u2"));
+        s.publish("u1", &target("u1"), &st).await;
+        assert!(s.dropped.contains("u1"));
+        assert!(!s.sent.contains_key("u1"));
+        // Gone: dropped.
+        let mut s = sync(fake_api(vec![404], "u1"));
+        s.publish("u1", &target("u1"), &st).await;
+        assert!(s.dropped.contains("u1"));
+    }
+
     #[test]
     fn a_terminal_phase_is_never_replaced_by_a_running_one() {
         let failed = status("Failed", None);
