@@ -4,7 +4,10 @@
 //! - A pod's status is patched (`PATCH pods/<name>/status`, strategic merge, with the pod's UID
 //!   in the patch as a precondition, as `statusutil.PatchPodStatus`) when it differs from the
 //!   last one the API accepted; every [`RESYNC_PERIOD`] all pods are checked again, so a status
-//!   the API missed while it was down catches up.
+//!   the API missed while it was down catches up (a failed patch is not recorded as accepted).
+//!   Unlike the kubelet, the resync does not compare with the API's current copy of the pod
+//!   (the pod source does not pass status-only changes on), so a status someone else overwrote
+//!   is corrected at the pod's next status change, not at the next resync.
 //! - A terminal phase in the API is never replaced by a non-terminal one.
 //! - 409: the pod is fetched again; a pod deleted (or replaced under the same name) meanwhile
 //!   is dropped, otherwise the patch is retried. 404: the pod is gone; dropped.
@@ -113,10 +116,10 @@ impl StatusSync {
         loop {
             tokio::select! {
                 r = changed.changed() => if r.is_err() { return },
-                _ = tick.tick() => {
-                    // A resync compares with the API again.
-                    self.sent.clear();
-                }
+                // A resync retries what did not reach the API (a failed patch is not recorded
+                // as sent); a status the API already has is not sent again, so a node whose
+                // pods do not change makes no status requests.
+                _ = tick.tick() => {}
                 _ = mirrors.changed() => {}
             }
             self.sync_all().await;
