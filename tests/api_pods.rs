@@ -61,7 +61,7 @@ fn a_pod_bound_to_the_node_runs_reports_status_and_is_deleted_gracefully() {
     if !require_runtime() {
         return;
     }
-    let cluster = Cluster::start();
+    let mut cluster = Cluster::start();
     let agent = cluster.agent("api-run", &[]);
     create_node(&cluster, &agent.node, "");
     let out = cluster.kubectl_stdin(
@@ -98,6 +98,14 @@ fn a_pod_bound_to_the_node_runs_reports_status_and_is_deleted_gracefully() {
     assert!(api_pod["status"]["podIP"]
         .as_str()
         .is_some_and(|ip| ip.starts_with("10.88.")));
+
+    // Nothing changes: across more than one 10 s resync the agent sends no status patch.
+    std::thread::sleep(Duration::from_secs(2));
+    let before = cluster.node_requests(&agent.node, "patch", "pods");
+    assert!(before >= 1, "the Running status was patched");
+    std::thread::sleep(Duration::from_secs(12));
+    let after = cluster.node_requests(&agent.node, "patch", "pods");
+    assert_eq!(before, after, "status patches while nothing changed");
 
     // kubectl delete waits for the pod to go: the agent stops it with its grace period, then
     // deletes it from the API once nothing of it runs.

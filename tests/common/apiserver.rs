@@ -75,6 +75,24 @@ impl Cluster {
         serde_json::from_str(&out.stdout).ok()
     }
 
+    /// Requests user `system:node:<node>` made with `verb` on `resource` (subresources
+    /// included), from the test API server's `/metrics`.
+    pub fn node_requests(&mut self, node: &str, verb: &str, resource: &str) -> u64 {
+        let (code, body) = self.api.get("/metrics").expect("GET /metrics");
+        assert_eq!(code, 200, "{body}");
+        let want = [
+            format!("user=\"system:node:{node}\""),
+            format!("verb=\"{verb}\""),
+            format!("resource=\"{resource}\""),
+        ];
+        body.lines()
+            .filter_map(|l| l.strip_prefix("testkit_apiserver_requests_total{"))
+            .filter_map(|l| l.split_once("} "))
+            .filter(|(labels, _)| want.iter().all(|w| labels.split(',').any(|kv| kv == w)))
+            .map(|(_, n)| n.trim().parse::<u64>().unwrap_or(0))
+            .sum()
+    }
+
     /// Waits until the agent of `node` has registered its Node and reports it Ready; returns it.
     pub fn wait_node_ready(&self, node: &str) -> Value {
         self.wait(
