@@ -90,7 +90,10 @@ pub fn admit(pod: &Pod, others: &[Pod], node: &NodeView) -> Result<(), Refusal> 
             .filter(|t| t.effect == "NoExecute")
             .any(|t| !tolerations.iter().any(|tol| tolerates(tol, t)));
         if untolerated {
-            return predicate("TaintToleration", "node(s) had untolerated taint");
+            return predicate(
+                "TaintToleration",
+                "node(s) had taints that the pod didn't tolerate",
+            );
         }
     }
     Ok(())
@@ -406,7 +409,7 @@ mod tests {
         assert_eq!(r, "TaintToleration");
         assert_eq!(
             m,
-            "Predicate TaintToleration failed: node(s) had untolerated taint"
+            "Predicate TaintToleration failed: node(s) had taints that the pod didn't tolerate"
         );
         let tolerant = pod(
             json!({"tolerations": [{"key": "dedicated", "operator": "Equal",

@@ -463,10 +463,14 @@ pub async fn start_with(settings: &KubeletSettings, host: &HostPaths) -> anyhow:
     )?;
     let conditions = managers.eviction.conditions.clone();
     // API-server mode, node side: registration, node status, the Lease and events to the API.
-    if let Some(client) = &api {
+    if let (Some(client), Some(path)) = (&api, &settings.kubeconfig) {
+        let heartbeat =
+            crate::apiclient::connect_heartbeat(path, settings.node_status_update_frequency)
+                .await?;
         tasks.extend(start_api_node(
             settings,
             client.clone(),
+            heartbeat,
             &kl,
             &conditions,
             &recorder,
@@ -534,6 +538,7 @@ pub async fn start_with(settings: &KubeletSettings, host: &HostPaths) -> anyhow:
 fn start_api_node(
     settings: &KubeletSettings,
     client: kube::Client,
+    heartbeat: kube::Client,
     kl: &Arc<Kubelet>,
     conditions: &Arc<NodeConditions>,
     recorder: &Arc<EventRecorder>,
@@ -542,7 +547,8 @@ fn start_api_node(
     let reach = crate::apiclient::reachability::Reachability::default();
     let inputs = crate::nodestatus::inputs(settings, kl.cgroups.node_config(), &host.proc_root);
     let node = crate::nodestatus::NodeApi {
-        client: client.clone(),
+        // Registration, status and the Lease go through the heartbeat client.
+        client: heartbeat,
         inputs: Arc::new(inputs),
         register: settings.register_node,
         update_frequency: settings.node_status_update_frequency,
@@ -623,13 +629,11 @@ fn admission_node(settings: &KubeletSettings, kl: &Kubelet) -> crate::admission:
     }
     let mut labels = settings.node_labels.clone();
     labels.insert("kubernetes.io/hostname".into(), settings.node_name.clone());
-    labels.insert("kubernetes.io/os".into(), std::env::consts::OS.into());
-    labels.insert("beta.kubernetes.io/os".into(), std::env::consts::OS.into());
-    let arch = match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        a => a,
-    };
+    let os = crate::nodestatus::status::go_os();
+    labels.insert("kubernetes.io/os".into(), os.into());
+    labels.insert("beta.kubernetes.io/os".into(), os.into());
+    // The same GOARCH spelling the Node registers with.
+    let arch = crate::nodestatus::status::go_arch();
     labels.insert("kubernetes.io/arch".into(), arch.into());
     labels.insert("beta.kubernetes.io/arch".into(), arch.into());
     crate::admission::NodeView {

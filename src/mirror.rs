@@ -230,8 +230,10 @@ impl MirrorManager {
             Err(kube::Error::Api(s)) if s.code == 409 => {}
             Err(e) => {
                 if let kube::Error::Api(s) = &e {
-                    if s.code == 404 && s.message.contains("nodes") {
-                        // The Node was deleted and registered again: look its UID up anew.
+                    if matches!(s.code, 403 | 404 | 422) {
+                        // The Node may have been deleted and registered again under a new UID
+                        // (NodeRestriction answers 403 to a stale owner reference): look it up
+                        // anew before the next try.
                         self.node_uid = None;
                     }
                 }

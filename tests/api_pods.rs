@@ -221,7 +221,9 @@ fn pods_that_do_not_fit_fail_admission_with_the_kubelets_reasons() {
     assert_eq!(p["status"]["reason"], "OutOfcpu");
     let msg = p["status"]["message"].as_str().unwrap();
     assert!(
-        msg.starts_with("Node didn't have enough resource: cpu, requested: 100000000, used: "),
+        msg.starts_with(
+            "Pod was rejected: Node didn't have enough resource: cpu, requested: 100000000, used: "
+        ),
         "{msg}"
     );
     assert_eq!(failed("big-mem")["status"]["reason"], "OutOfmemory");
@@ -229,7 +231,7 @@ fn pods_that_do_not_fit_fail_admission_with_the_kubelets_reasons() {
     assert_eq!(p["status"]["reason"], "NodeAffinity");
     assert_eq!(
         p["status"]["message"],
-        "Predicate NodeAffinity failed: node(s) didn't match Node selector"
+        "Pod was rejected: Predicate NodeAffinity failed: node(s) didn't match Node selector"
     );
     // Nothing else is disturbed: the pod that fits runs, the refused ones never reached the
     // runtime, and each refusal was an event.

@@ -44,6 +44,24 @@ pub async fn connect_with(
     qps: u32,
     burst: u32,
 ) -> Result<kube::Client, ApiClientError> {
+    build(path, Some((qps, burst)), None).await
+}
+
+/// The heartbeat client for node status and the Lease, as the kubelet's: no client-side rate
+/// limit (other traffic never delays a heartbeat) and every request bounded by `timeout`
+/// (`nodeStatusUpdateFrequency`), so one hung connection cannot outlive the Lease.
+pub async fn connect_heartbeat(
+    path: &Path,
+    timeout: std::time::Duration,
+) -> Result<kube::Client, ApiClientError> {
+    build(path, None, Some(timeout)).await
+}
+
+async fn build(
+    path: &Path,
+    limit: Option<(u32, u32)>,
+    timeout: Option<std::time::Duration>,
+) -> Result<kube::Client, ApiClientError> {
     let kubeconfig =
         kube::config::Kubeconfig::read_from(path).map_err(|e| ApiClientError::Read {
             path: path.to_path_buf(),
@@ -58,14 +76,23 @@ pub async fn connect_with(
         path: path.to_path_buf(),
         reason: root_cause(&e),
     })?;
+    let mut config = config;
+    if let Some(t) = timeout {
+        config.connect_timeout = Some(t);
+        config.read_timeout = Some(t);
+        config.write_timeout = Some(t);
+    }
     let builder =
         kube::client::ClientBuilder::try_from(config).map_err(|e| ApiClientError::Client {
             path: path.to_path_buf(),
             reason: root_cause(&e),
         })?;
-    Ok(builder
-        .with_layer(&ratelimit::RateLimitLayer::new(qps, burst))
-        .build())
+    Ok(match limit {
+        Some((qps, burst)) => builder
+            .with_layer(&ratelimit::RateLimitLayer::new(qps, burst))
+            .build(),
+        None => builder.build(),
+    })
 }
 
 #[cfg(test)]

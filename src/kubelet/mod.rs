@@ -377,6 +377,25 @@ pub async fn run_sync_loop(kl: Arc<Kubelet>, mut inputs: SyncLoopInputs) {
     tracing::info!("pod sources closed; sync loop stopping");
 }
 
+/// The kubelet's `rejectPod`: a warning event with the reason and message, and the pod Failed
+/// with that reason, the message prefixed "Pod was rejected: " and its QoS class kept.
+fn reject_pod(kl: &Arc<Kubelet>, pod: Arc<Pod>, uid: &str, reason: String, message: String) {
+    tracing::warn!(pod = %pod_ref(&pod), %reason, "rejecting pod: {message}");
+    kl.events.warning(&pod, &reason, &message);
+    let qos = crate::cm::qos::pod_qos_class(&pod).as_str().to_string();
+    kl.status.set_pod(uid, pod);
+    kl.status.set_status(
+        uid,
+        PodStatus {
+            phase: Some("Failed".into()),
+            reason: Some(reason),
+            message: Some(format!("Pod was rejected: {message}")),
+            qos_class: Some(qos),
+            ..Default::default()
+        },
+    );
+}
+
 fn start_pod(kl: &Arc<Kubelet>, workers: &mut PodWorkers, pod: Arc<Pod>) {
     let uid = uid_of(&pod);
     // A pod the API already has as Succeeded or Failed (before a restart, say) never runs
@@ -395,39 +414,17 @@ fn start_pod(kl: &Arc<Kubelet>, workers: &mut PodWorkers, pod: Arc<Pod>) {
     }
     let active = workers.active_count();
     if active >= kl.opts.max_pods {
-        let name = pod.metadata.name.clone().unwrap_or_default();
-        tracing::warn!(pod = %name, "rejecting pod: node has reached max pods ({})", kl.opts.max_pods);
-        kl.status.set_pod(&uid, pod);
-        kl.status.set_status(
-            &uid,
-            PodStatus {
-                phase: Some("Failed".into()),
-                reason: Some("OutOfpods".into()),
-                message: Some(format!(
-                    "Node didn't have enough resource: pods, requested: 1, used: {active}, capacity: {}",
-                    kl.opts.max_pods
-                )),
-                ..Default::default()
-            },
+        let message = format!(
+            "Node didn't have enough resource: pods, requested: 1, used: {active}, capacity: {}",
+            kl.opts.max_pods
         );
+        reject_pod(kl, pod, &uid, "OutOfpods".into(), message);
         return;
     }
     let handlers = kl.admit_handlers.lock().clone();
     for h in handlers {
         if let Err((reason, message)) = h(&pod) {
-            tracing::warn!(pod = %pod_ref(&pod), %reason, "rejecting pod: {message}");
-            // As the kubelet's rejectPod: a warning event with the reason and message.
-            kl.events.warning(&pod, &reason, &message);
-            kl.status.set_pod(&uid, pod);
-            kl.status.set_status(
-                &uid,
-                PodStatus {
-                    phase: Some("Failed".into()),
-                    reason: Some(reason),
-                    message: Some(message),
-                    ..Default::default()
-                },
-            );
+            reject_pod(kl, pod, &uid, reason, message);
             return;
         }
     }

@@ -193,12 +193,12 @@ pub fn prepare_rotation(
         .map(|r| (r.timestamp.clone(), r.seq))
         .collect();
     rotated.retain(|r| {
-        let stale =
-            !compressing && !r.compressed && compressed.contains(&(r.timestamp.clone(), r.seq));
-        if stale {
+        let both = !r.compressed && compressed.contains(&(r.timestamp.clone(), r.seq));
+        if both && !compressing {
             let _ = std::fs::remove_file(&r.path);
         }
-        !stale
+        // A file caught between its compressed copy's rename and its own removal counts once.
+        !both
     });
     let size = match std::fs::metadata(log) {
         Ok(m) => m.len(),
@@ -243,8 +243,12 @@ pub fn compress_rotated(log: &Path) -> io::Result<usize> {
     let newest = rotated.len().saturating_sub(1);
     let mut n = 0;
     for r in rotated.iter().take(newest).filter(|r| !r.compressed) {
-        compress(&r.path)?;
-        n += 1;
+        match compress(&r.path) {
+            Ok(()) => n += 1,
+            // Removed meanwhile as the oldest file by a rotation: nothing to compress.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
     }
     Ok(n)
 }

@@ -330,7 +330,7 @@ impl NodeApi {
                         continue;
                     }
                 }
-                tokio::time::sleep(self.update_frequency).await;
+                // As the kubelet: the first status round follows registration at once.
                 continue;
             }
             let got = nodes.get_opt(&self.inputs.name).await;

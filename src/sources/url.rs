@@ -5,10 +5,10 @@
 //! same defaulting and validation as a manifest file, and the whole set goes to `podconfig` as
 //! one SET.
 //!
-//! As in the kubelet: a body that did not change sends nothing; an empty body sends an empty
-//! set (the source has spoken, with no pods) and is reported; an unreachable URL, a status other
-//! than 200 or a document that is not a valid pod or pod list keeps the last good set and logs
-//! why — the first three failures in a row at warning level, later ones at debug, and the
+//! As in the kubelet: a body that did not change sends nothing (a bad one is reported once); an
+//! empty body sends an empty set (the source has spoken, with no pods) and is reported; an
+//! unreachable URL, a status other than 200 or a document that is not a valid pod or pod list
+//! keeps the last good set and logs why — the first three failures in a row at warning level, later ones at debug, and the
 //! recovery once.
 
 use std::path::PathBuf;
@@ -146,16 +146,7 @@ impl UrlSource {
     /// Reads the URL now and then every period until `tx` closes.
     pub async fn run(self, tx: mpsc::Sender<PodUpdate>) {
         tracing::info!("reading static pods from the manifest URL {}", self.url);
-        let client = match client() {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(
-                    "--manifest-url {}: cannot build the HTTP client: {e}",
-                    self.url
-                );
-                return;
-            }
-        };
+        let client = client(&self.url);
         let mut last: Option<Bytes> = None;
         let mut failures = 0u32;
         let mut ticker = tokio::time::interval(self.period);
@@ -163,7 +154,8 @@ impl UrlSource {
         loop {
             ticker.tick().await;
             match self.read_once(&client, &mut last).await {
-                Ok(None) => {}
+                // Unchanged: whatever was said of this body stands.
+                Ok(None) => continue,
                 Ok(Some(pods)) => {
                     let update = PodUpdate {
                         source: HTTP_SOURCE,
@@ -216,7 +208,7 @@ impl UrlSource {
         last: &mut Option<Bytes>,
     ) -> Result<Option<Vec<Pod>>, (UrlError, bool)> {
         let body = self.fetch(client).await.map_err(|e| (e, false))?;
-        if body.iter().all(u8::is_ascii_whitespace) {
+        if body.is_empty() {
             *last = Some(body);
             return Err((
                 UrlError::Empty {
@@ -228,9 +220,12 @@ impl UrlSource {
         if last.as_ref() == Some(&body) {
             return Ok(None);
         }
+        // Remembered before decoding, as the kubelet does: an unchanged bad document is
+        // reported once, not at every period.
+        *last = Some(body.clone());
         let node = self.node_name.clone();
         let url = self.url.clone();
-        let data = body.clone();
+        let data = body;
         // Decoding a large list is CPU work: keep it off the runtime's workers.
         let decoded = tokio::task::spawn_blocking(move || decode_url_document(&data, &url, &node))
             .await
@@ -243,15 +238,7 @@ impl UrlSource {
                     false,
                 )
             })?;
-        // Remember the body even when it is bad, so an unchanged bad document is not decoded
-        // (and reported) again and again: it is reported until it changes, through `last`.
-        match decoded {
-            Ok(pods) => {
-                *last = Some(body);
-                Ok(Some(pods))
-            }
-            Err(e) => Err((e, false)),
-        }
+        decoded.map(Some).map_err(|e| (e, false))
     }
 
     async fn fetch(&self, client: &HttpsClient) -> Result<Bytes, UrlError> {
@@ -301,13 +288,27 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// An HTTP and HTTPS client; HTTPS checks the server against the system's CA certificates.
-fn client() -> std::io::Result<HttpsClient> {
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_native_roots()?
-        .https_or_http()
-        .enable_http1()
-        .build();
-    Ok(Client::builder(TokioExecutor::new()).build(https))
+/// Without any (a minimal image), HTTPS fails on each read naming the certificate problem and
+/// plain HTTP still works.
+fn client(url: &str) -> HttpsClient {
+    let builder = match hyper_rustls::HttpsConnectorBuilder::new().with_native_roots() {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!(
+                "--manifest-url {url}: no system CA certificates ({e}): https:// cannot be verified"
+            );
+            let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default protocol versions")
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config)
+        }
+    };
+    let https = builder.https_or_http().enable_http1().build();
+    Client::builder(TokioExecutor::new()).build(https)
 }
 
 #[cfg(test)]

@@ -437,7 +437,7 @@ fn schedule(srv: &Arc<Server>, g: &mut Inner, candidates: Option<&[Obj]>) {
                 .filter(|t| matches!(t["effect"].as_str(), Some("NoSchedule" | "NoExecute")))
                 .any(|t| !tolerates(&pod, t))
             {
-                Some("node(s) had untolerated taint")
+                Some("node(s) had taints that the pod didn't tolerate")
             } else if n.used_pods + 1000.0 > n.pods {
                 Some("Too many pods")
             } else if n.used_cpu + cpu > n.cpu + 1e-6 {
