@@ -4,7 +4,9 @@
 //!
 //! In API-server mode [`api::ApiObjects`] keeps one watch per object that a registered pod
 //! references ([`ObjectSource::register_pod`], called by the sync loop when a pod is added or
-//! updated, [`ObjectSource::unregister_pod`] when it is removed).
+//! updated, [`ObjectSource::unregister_pod`] when it is removed). The pod sync awaits
+//! [`ObjectSource::wait_synced`] before its lookups, so that a new object's first read does not
+//! block a runtime worker thread.
 
 pub mod api;
 pub mod refs;
@@ -12,6 +14,7 @@ pub mod refs;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use futures_util::future::BoxFuture;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use parking_lot::RwLock;
 
@@ -26,6 +29,13 @@ pub trait ObjectSource: Send + Sync {
     fn register_pod(&self, _pod: &Pod) {}
     /// The pod left the node: its references are released.
     fn unregister_pod(&self, _pod: &Pod) {}
+    /// Waits, without blocking a thread, until every object the registered `pod` references
+    /// has been read once or could not be read in time; the lookups that follow then answer
+    /// from what is cached at once. Async callers await this before [`Self::config_map`] and
+    /// [`Self::secret`]. Sources that never wait (the in-memory one) are ready at once.
+    fn wait_synced<'a>(&'a self, _pod: &'a Pod) -> BoxFuture<'a, ()> {
+        Box::pin(std::future::ready(()))
+    }
     /// Who to tell when an object a registered pod uses changes.
     fn set_on_change(&self, _hook: ChangeHook) {}
     /// A token of `pod`'s service account for a projected `serviceAccountToken` source

@@ -17,7 +17,7 @@ use crate::kuberuntime::actions::{
     compute_pod_actions, sandbox_hash, KillReason, SANDBOX_HASH_LABEL,
 };
 use crate::kuberuntime::container::{
-    container_config, environment_reporting, ContainerContext, INVALID_ENV_NAMES,
+    container_config_with_env, environment_reporting, ContainerContext, INVALID_ENV_NAMES,
 };
 use crate::kuberuntime::dns;
 use crate::kuberuntime::labels::{self, PodIdentity};
@@ -240,6 +240,7 @@ pub async fn sync_pod(kl: &Kubelet, pod: &Pod, state: &mut WorkerState) -> SyncO
                 tracing::warn!(pod = %pod_ref(pod), error = %e, "cannot tear down volumes of a finished pod");
             } else {
                 state.released = true;
+                kl.status.set_reclaimed(&uid);
             }
         }
     } else {
@@ -284,6 +285,10 @@ pub async fn sync_pod(kl: &Kubelet, pod: &Pod, state: &mut WorkerState) -> SyncO
         // pod whose volumes fail stays ContainerCreating and is retried with a backoff. Every
         // sync hands the volume manager the pod as it is now (downwardAPI files follow it).
         let facts = kl.facts(rt.ips());
+        // The Secrets and ConfigMaps the pod references (volumes, env, pull secrets) are
+        // waited for here, asynchronously, so that the lookups below answer from the cache
+        // without blocking a worker thread.
+        kl.objects.wait_synced(pod).await;
         let mounted = kl.volumes.mount_pod(pod, &facts).await;
         if wants_start {
             match mounted {
@@ -642,8 +647,9 @@ async fn start_container(
         .unwrap_or(0);
     let pods_root = kl.pods_root();
     let facts = kl.facts(pod_ips.to_vec());
-    // Volume mounts first: subPathExpr expands with the container's environment.
-    let mut mounts = {
+    // Volume mounts first: subPathExpr expands with the container's environment (computed
+    // once, for the mounts and the config).
+    let (mut mounts, env) = {
         // A missing Secret, ConfigMap or key fails here (CreateContainerConfigError, retried
         // on the next sync); skipped envFrom keys are reported as the kubelet's event.
         let mut skipped = Vec::new();
@@ -656,10 +662,14 @@ async fn start_container(
         }
         let volumes = kl.volumes.clone();
         let (p, cc) = (pod.clone(), c.clone());
-        tokio::task::spawn_blocking(move || volumes.container_mounts(&p, &cc, &env))
-            .await
-            .map_err(|e| fail(CREATE_CONTAINER_CONFIG_ERROR, e.to_string(), ERROR_REQUEUE))?
-            .map_err(|e| fail(CREATE_CONTAINER_CONFIG_ERROR, e.to_string(), ERROR_REQUEUE))?
+        tokio::task::spawn_blocking(move || {
+            volumes
+                .container_mounts(&p, &cc, &env)
+                .map(|mounts| (mounts, env))
+        })
+        .await
+        .map_err(|e| fail(CREATE_CONTAINER_CONFIG_ERROR, e.to_string(), ERROR_REQUEUE))?
+        .map_err(|e| fail(CREATE_CONTAINER_CONFIG_ERROR, e.to_string(), ERROR_REQUEUE))?
     };
     let mounts_etc_hosts = mounts.iter().any(|m| m.container_path == "/etc/hosts");
     let hostname = pod_hostname(pod);
@@ -698,8 +708,7 @@ async fn start_container(
         cfs: kl.opts.cfs,
         seccomp: &kl.opts.seccomp,
     };
-    let cfg = container_config(pod, c, &ctx, kl.opts.node_memory)
-        .map_err(|e| fail(CREATE_CONTAINER_CONFIG_ERROR, e.to_string(), ERROR_REQUEUE))?;
+    let cfg = container_config_with_env(pod, c, &ctx, kl.opts.node_memory, env);
     let id = kl
         .runtime
         .create_container(sandbox_id, cfg, sandbox_cfg.clone())

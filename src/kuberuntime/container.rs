@@ -434,6 +434,18 @@ pub fn container_config(
     memory_capacity: i64,
 ) -> Result<cri::ContainerConfig, ContainerConfigError> {
     let env = environment(pod, c, ctx.facts, ctx.objects)?;
+    Ok(container_config_with_env(pod, c, ctx, memory_capacity, env))
+}
+
+/// [`container_config`] with the container's [`environment`] already computed (the pod sync
+/// computes it once for the mounts' `subPathExpr` and the config).
+pub fn container_config_with_env(
+    pod: &Pod,
+    c: &Container,
+    ctx: &ContainerContext<'_>,
+    memory_capacity: i64,
+    env: Vec<(String, String)>,
+) -> cri::ContainerConfig {
     let vars: HashMap<String, String> = env.iter().cloned().collect();
     let command = c
         .command
@@ -442,7 +454,7 @@ pub fn container_config(
         .map(|s| expand(s, &vars))
         .collect();
     let args = c.args.iter().flatten().map(|s| expand(s, &vars)).collect();
-    Ok(cri::ContainerConfig {
+    cri::ContainerConfig {
         metadata: Some(cri::ContainerMetadata {
             name: c.name.clone(),
             attempt: ctx.restart_count.max(0) as u32,
@@ -473,7 +485,7 @@ pub fn container_config(
         }),
         windows: None,
         cdi_devices: Vec::new(),
-    })
+    }
 }
 
 /// Sorted map helper for tests and debugging output.
@@ -567,6 +579,11 @@ mod tests {
             cfg.annotations[labels::CONTAINER_RESTART_COUNT_ANNOTATION],
             "2"
         );
+        // With the environment computed beforehand, nothing is looked up again.
+        let env = environment(&p, c, &facts, &objects).unwrap();
+        objects.remove_config_map("ns", "cfg");
+        assert!(container_config(&p, c, &ctx, 1 << 30).is_err());
+        assert_eq!(container_config_with_env(&p, c, &ctx, 1 << 30, env), cfg);
     }
 
     #[test]

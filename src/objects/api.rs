@@ -3,8 +3,11 @@
 //! `(namespace, name)` (a list+watch with `fieldSelector=metadata.name=<name>`, what the Node
 //! authorizer lets a kubelet do), started when the first pod that references the object is
 //! registered and stopped when the last one goes. An object marked `immutable` is not watched
-//! after it was read once. Lookups are answered from the cache; the first one of a new object
-//! waits up to [`SYNC_WAIT`] for the watch's initial list, as the kubelet's `Get` does.
+//! after it was read once. Lookups are answered from the cache; a new object is waited for up
+//! to [`SYNC_WAIT`] after its watch started, for the watch's initial list, as the kubelet's
+//! `Get` does. The pod sync does that waiting asynchronously ([`ObjectSource::wait_synced`])
+//! before its lookups, so a lookup on a runtime worker never blocks; only a lookup that did not
+//! wait first (a blocking thread's) blocks, and never past that deadline.
 //!
 //! When a watched object changes (or first appears), the pods that use it are handed to the
 //! change hook, which the kubelet wires to a volume refresh and a pod sync.
@@ -12,19 +15,21 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt::Debug;
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::Api;
 use parking_lot::{Condvar, Mutex, RwLock};
 use serde::de::DeserializeOwned;
+use tokio::sync::watch;
 
 use super::{ChangeHook, ObjectSource};
 use crate::tokens::TokenManager;
 
-/// How long the first lookup of an object waits for its watch's initial list.
+/// How long after its watch started a new object is waited for (its watch's initial list).
 pub const SYNC_WAIT: Duration = Duration::from_secs(1);
 
 /// What the cache needs of a Secret or ConfigMap.
@@ -61,7 +66,12 @@ type Key = (String, String);
 /// One object's cached state, shared by its watch task and the readers.
 struct Slot<K> {
     state: Mutex<SlotState<K>>,
+    /// Signalled at each store, for blocking readers.
     synced: Condvar,
+    /// True once the first list completed, for async readers.
+    synced_tx: watch::Sender<bool>,
+    /// When readers stop waiting for the first list: [`SYNC_WAIT`] after the watch started.
+    deadline: Instant,
 }
 
 struct SlotState<K> {
@@ -81,6 +91,8 @@ impl<K> Slot<K> {
                 error: None,
             }),
             synced: Condvar::new(),
+            synced_tx: watch::Sender::new(false),
+            deadline: Instant::now() + SYNC_WAIT,
         }
     }
 }
@@ -184,8 +196,26 @@ impl<K: Watched> Cache<K> {
         }
     }
 
-    /// The object now, waiting up to [`SYNC_WAIT`] for a new watch's first list. `None`
-    /// when it does not exist, is not referenced by any registered pod, or could not be read.
+    /// Waits until each of `keys` (those registered) has had its first list, or until
+    /// [`SYNC_WAIT`] after its watch started; never blocks a thread.
+    pub async fn wait_synced(&self, keys: &HashSet<Key>) {
+        let waits: Vec<(watch::Receiver<bool>, Instant)> = {
+            let entries = self.entries.lock();
+            keys.iter()
+                .filter_map(|k| entries.get(k))
+                .map(|e| (e.slot.synced_tx.subscribe(), e.slot.deadline))
+                .collect()
+        };
+        for (mut rx, deadline) in waits {
+            let deadline = tokio::time::Instant::from_std(deadline);
+            let _ = tokio::time::timeout_at(deadline, rx.wait_for(|synced| *synced)).await;
+        }
+    }
+
+    /// The object now. `None` when it does not exist, is not referenced by any registered pod,
+    /// or could not be read. Answers at once after [`Self::wait_synced`] (or once the watch is
+    /// [`SYNC_WAIT`] old); otherwise blocks until the watch's first list or that deadline, so
+    /// async code awaits [`Self::wait_synced`] first.
     pub fn get(&self, namespace: &str, name: &str) -> Option<K> {
         let key = (namespace.to_string(), name.to_string());
         let slot = match self.entries.lock().get(&key) {
@@ -196,8 +226,10 @@ impl<K: Watched> Cache<K> {
             }
         };
         let mut st = slot.state.lock();
-        if !st.synced {
-            let _ = slot.synced.wait_for(&mut st, SYNC_WAIT);
+        while !st.synced && Instant::now() < slot.deadline {
+            if slot.synced.wait_until(&mut st, slot.deadline).timed_out() {
+                break;
+            }
         }
         if !st.synced {
             tracing::warn!(kind = K::KIND, %namespace, %name, error = st.error.as_deref().unwrap_or("timed out"), "failed to sync {} cache", K::KIND);
@@ -233,6 +265,7 @@ fn store<K: Watched>(slot: &Slot<K>, object: Option<K>) -> bool {
     st.synced = true;
     st.error = None;
     slot.synced.notify_all();
+    slot.synced_tx.send_replace(true);
     changed
 }
 
@@ -322,6 +355,16 @@ impl ApiObjects {
     }
 }
 
+/// The `(namespace, name)` keys of the Secrets and of the ConfigMaps `pod` references.
+fn pod_keys(pod: &Pod) -> (HashSet<Key>, HashSet<Key>) {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let refs = super::refs::pod_references(pod);
+    let keys = |names: HashSet<String>| -> HashSet<Key> {
+        names.into_iter().map(|n| (ns.to_string(), n)).collect()
+    };
+    (keys(refs.secrets), keys(refs.config_maps))
+}
+
 impl ObjectSource for ApiObjects {
     fn config_map(&self, namespace: &str, name: &str) -> Option<ConfigMap> {
         self.config_maps.get(namespace, name)
@@ -333,13 +376,17 @@ impl ObjectSource for ApiObjects {
 
     fn register_pod(&self, pod: &Pod) {
         let uid = pod.metadata.uid.as_deref().unwrap_or("");
-        let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
-        let refs = super::refs::pod_references(pod);
-        let keys = |names: HashSet<String>| -> HashSet<Key> {
-            names.into_iter().map(|n| (ns.to_string(), n)).collect()
-        };
-        self.secrets.register(uid, keys(refs.secrets));
-        self.config_maps.register(uid, keys(refs.config_maps));
+        let (secrets, config_maps) = pod_keys(pod);
+        self.secrets.register(uid, secrets);
+        self.config_maps.register(uid, config_maps);
+    }
+
+    fn wait_synced<'a>(&'a self, pod: &'a Pod) -> BoxFuture<'a, ()> {
+        let (secrets, config_maps) = pod_keys(pod);
+        Box::pin(async move {
+            self.secrets.wait_synced(&secrets).await;
+            self.config_maps.wait_synced(&config_maps).await;
+        })
     }
 
     fn unregister_pod(&self, pod: &Pod) {
@@ -369,5 +416,122 @@ impl ObjectSource for ApiObjects {
         });
         rx.recv_timeout(TOKEN_WAIT)
             .unwrap_or_else(|_| Err("failed to fetch token: timed out".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A client whose API server never answers: watches never list.
+    fn silent_client() -> kube::Client {
+        let svc = tower::service_fn(|_req: http::Request<kube::client::Body>| async {
+            std::future::pending::<
+                Result<http::Response<kube::client::Body>, std::convert::Infallible>,
+            >()
+            .await
+        });
+        kube::Client::new(svc, "default")
+    }
+
+    fn pod(uid: &str, spec: serde_json::Value) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": uid, "namespace": "default", "uid": uid},
+            "spec": spec,
+        }))
+        .unwrap()
+    }
+
+    fn slot<K: Watched>(cache: &Cache<K>, name: &str) -> Arc<Slot<K>> {
+        cache.entries.lock()[&("default".to_string(), name.to_string())]
+            .slot
+            .clone()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn lookups_are_waited_for_asynchronously_and_never_past_the_deadline() {
+        let objects = ApiObjects::new(silent_client());
+        let p = pod(
+            "u1",
+            json!({"volumes": [{"name": "v", "configMap": {"name": "app"}}],
+            "containers": [{"name": "c", "image": "x", "env": [
+                {"name": "S", "valueFrom": {"secretKeyRef": {"name": "never", "key": "k"}}}
+            ]}]}),
+        );
+        let start = Instant::now();
+        objects.register_pod(&p);
+
+        // The ConfigMap's first list arrives: its waiters are woken at once.
+        let cm_slot = slot(&objects.config_maps, "app");
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let cm: ConfigMap = serde_json::from_value(json!({
+                "metadata": {"name": "app", "namespace": "default", "resourceVersion": "1"},
+                "data": {"k": "v"}
+            }))
+            .unwrap();
+            store(&cm_slot, Some(cm));
+        });
+        let (_, config_maps) = pod_keys(&p);
+        objects.config_maps.wait_synced(&config_maps).await;
+        assert!(start.elapsed() < Duration::from_millis(900));
+        assert!(objects.config_map("default", "app").is_some());
+
+        // The Secret's watch never lists: the wait ends SYNC_WAIT after it started...
+        objects.wait_synced(&p).await;
+        let waited = start.elapsed();
+        assert!(
+            waited >= SYNC_WAIT - Duration::from_millis(50),
+            "{waited:?}"
+        );
+        assert!(waited < SYNC_WAIT * 3, "{waited:?}");
+        // ...and lookups after it answer from the cache at once (a worker thread is never
+        // blocked).
+        let t = Instant::now();
+        assert!(objects.secret("default", "never").is_none());
+        assert!(objects.config_map("default", "app").is_some());
+        assert!(
+            t.elapsed() < Duration::from_millis(100),
+            "{:?}",
+            t.elapsed()
+        );
+        assert!(objects.secret("default", "unregistered").is_none());
+
+        // A lookup that did not wait first (a blocking thread's) waits for the first list.
+        let p2 = pod(
+            "u2",
+            json!({"containers": [{"name": "c", "image": "x",
+                    "envFrom": [{"secretRef": {"name": "late"}}]}]}),
+        );
+        objects.register_pod(&p2);
+        let late = slot(&objects.secrets, "late");
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let s: Secret = serde_json::from_value(json!({
+                "metadata": {"name": "late", "namespace": "default", "resourceVersion": "1"}
+            }))
+            .unwrap();
+            store(&late, Some(s));
+        });
+        let secrets = objects.secrets.clone();
+        let t = Instant::now();
+        let got = tokio::task::spawn_blocking(move || secrets.get("default", "late"))
+            .await
+            .unwrap();
+        assert!(got.is_some());
+        assert!(
+            t.elapsed() < Duration::from_millis(900),
+            "{:?}",
+            t.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn the_in_memory_source_is_ready_at_once() {
+        let objects = crate::objects::MemoryObjects::default();
+        objects
+            .wait_synced(&pod("u", json!({"containers": []})))
+            .await;
     }
 }

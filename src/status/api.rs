@@ -11,8 +11,9 @@
 //! - A terminal phase in the API is never replaced by a non-terminal one.
 //! - 409: the pod is fetched again; a pod deleted (or replaced under the same name) meanwhile
 //!   is dropped, otherwise the patch is retried. 404: the pod is gone; dropped.
-//! - A pod being deleted (deletionTimestamp) whose containers and sandboxes no longer run is
-//!   deleted for good with grace period 0 and a UID precondition (`canBeDeleted`).
+//! - A pod being deleted (deletionTimestamp) whose containers and sandboxes no longer run, whose
+//!   volumes are torn down and whose latest status the API has, is deleted for good with grace
+//!   period 0 and a UID precondition (`canBeDeleted`).
 //! - Static pods publish their status on their mirror pod (see `crate::mirror`).
 
 use std::collections::{HashMap, HashSet};
@@ -175,10 +176,13 @@ impl StatusSync {
             if self.sent.get(&uid) != Some(&(target.uid.clone(), status.clone())) {
                 self.publish(&uid, &target, &status).await;
             }
+            // The final delete, as the kubelet's canBeDeleted: the pod's resources are
+            // reclaimed (nothing runs, volumes torn down) and the API has its latest status.
             if !target.mirror
                 && pod.metadata.deletion_timestamp.is_some()
                 && !self.deleted.contains(&uid)
-                && self.sent.contains_key(&uid)
+                && self.status.reclaimed(&uid)
+                && self.sent.get(&uid) == Some(&(target.uid.clone(), status.clone()))
             {
                 self.delete_if_stopped(&uid, &pod, &target).await;
             }

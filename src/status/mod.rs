@@ -18,6 +18,9 @@ use tokio::sync::watch;
 pub struct PodEntry {
     pub pod: Arc<Pod>,
     pub status: Option<PodStatus>,
+    /// Nothing of the pod runs and its volumes are torn down (the kubelet's
+    /// `PodResourcesAreReclaimed`): the API side may delete it for good.
+    pub reclaimed: bool,
 }
 
 /// Shared, cheap to clone.
@@ -51,7 +54,11 @@ impl StatusManager {
         let mut m = self.pods.write();
         m.entry(uid.to_string())
             .and_modify(|e| e.pod = pod.clone())
-            .or_insert(PodEntry { pod, status: None });
+            .or_insert(PodEntry {
+                pod,
+                status: None,
+                reclaimed: false,
+            });
         drop(m);
         self.bump();
     }
@@ -82,6 +89,25 @@ impl StatusManager {
     /// The desired pod, if known.
     pub fn pod(&self, uid: &str) -> Option<Arc<Pod>> {
         self.pods.read().get(uid).map(|e| e.pod.clone())
+    }
+
+    /// Marks a finished pod's resources reclaimed (nothing runs, volumes torn down).
+    pub fn set_reclaimed(&self, uid: &str) {
+        let changed = match self.pods.write().get_mut(uid) {
+            Some(e) if !e.reclaimed => {
+                e.reclaimed = true;
+                true
+            }
+            _ => false,
+        };
+        if changed {
+            self.bump();
+        }
+    }
+
+    /// Whether [`Self::set_reclaimed`] was called for the pod.
+    pub fn reclaimed(&self, uid: &str) -> bool {
+        self.pods.read().get(uid).is_some_and(|e| e.reclaimed)
     }
 
     pub fn status(&self, uid: &str) -> Option<PodStatus> {
