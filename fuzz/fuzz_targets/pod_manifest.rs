@@ -22,9 +22,10 @@ fn check(pod: &Pod) {
         ann.get("kubernetes.io/config.hash"),
         pod.metadata.uid.as_ref()
     );
+    // The pod name takes the node name lowercased; `nodeName` keeps it as given.
     assert_eq!(
         pod.spec.as_ref().and_then(|s| s.node_name.as_deref()),
-        Some("node-a")
+        Some("Node-A")
     );
     let again: Pod = serde_json::from_slice(&serde_json::to_vec(pod).unwrap()).unwrap();
     validate_pod(&again).expect("an accepted pod validates after a round trip");
