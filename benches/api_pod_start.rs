@@ -7,6 +7,9 @@
 //!
 //! Run with `cargo bench --bench api_pod_start` (root, `scripts/runtime up` first).
 
+#[path = "support/cgroups.rs"]
+mod cgroups;
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -317,32 +320,6 @@ fn main() {
     std::thread::sleep(Duration::from_secs(5));
     let _ = agent.kill();
     let _ = agent.wait();
-    remove_cgroups(&node);
-    remove_cgroups("kubelet-rs-bench-apiraw");
-}
-
-/// Removes a cgroup tree in every hierarchy (children first).
-fn remove_cgroups(root: &str) {
-    fn rm(dir: &Path) {
-        if let Ok(es) = std::fs::read_dir(dir) {
-            for e in es.flatten() {
-                if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                    rm(&e.path());
-                }
-            }
-            for _ in 0..50 {
-                if std::fs::remove_dir(dir).is_ok() || !dir.exists() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-    }
-    for ctl in std::fs::read_dir("/sys/fs/cgroup")
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        rm(&ctl.path().join(root));
-    }
+    cgroups::remove_cgroups(&node);
+    cgroups::remove_cgroups("kubelet-rs-bench-apiraw");
 }

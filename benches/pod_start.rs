@@ -7,6 +7,9 @@
 //! (manifest write / RunPodSandbox) until `ListContainers` shows the container RUNNING, polled
 //! every 2 ms.
 
+#[path = "support/cgroups.rs"]
+mod cgroups;
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -217,32 +220,7 @@ impl Drop for AgentProc {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        remove_cgroups(&format!("/{}", self.node));
-    }
-}
-
-fn remove_cgroups(root: &str) {
-    fn rm(dir: &Path) {
-        if let Ok(es) = std::fs::read_dir(dir) {
-            for e in es.flatten() {
-                if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                    rm(&e.path());
-                }
-            }
-            for _ in 0..50 {
-                if std::fs::remove_dir(dir).is_ok() || !dir.exists() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-    }
-    for ctl in std::fs::read_dir("/sys/fs/cgroup")
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        rm(&ctl.path().join(root.trim_start_matches('/')));
+        cgroups::remove_cgroups(&format!("/{}", self.node));
     }
 }
 
@@ -414,7 +392,7 @@ fn main() {
         &["run_podsandbox", "create_container", "start_container"],
     );
     drop(agent);
-    remove_cgroups("/kubelet-rs-bench-raw");
+    cgroups::remove_cgroups("/kubelet-rs-bench-raw");
     let raw_ops = std::mem::take(&mut *RAW_OPS.lock().unwrap());
     let (rm, rp, ra) = stats(&mut raw);
     let (am, ap, aa) = stats(&mut via_agent);

@@ -165,64 +165,68 @@ pub fn environment_reporting(
         };
     for from in container.env_from.iter().flatten() {
         let prefix = from.prefix.clone().unwrap_or_default();
+        // Each source's entries (None: the object is missing), in the kubelet's order: the
+        // configMap's, then the secret's; with the kind as the not-found error and as the
+        // skipped-keys event spell it.
+        type Source<'a> = (
+            &'static str,
+            &'static str,
+            &'a str,
+            bool,
+            Option<Vec<(String, String)>>,
+        );
+        let mut sources: Vec<Source> = Vec::new();
         if let Some(r) = &from.config_map_ref {
-            let optional = r.optional.unwrap_or(false);
-            match objects.config_map(&ns, &r.name) {
-                Some(cm) => {
-                    let mut invalid = Vec::new();
-                    for (k, v) in cm.data.unwrap_or_default() {
-                        let k = format!("{prefix}{k}");
-                        if is_env_var_name(&k) {
-                            set(k, v, &mut order, &mut vars);
-                        } else {
-                            invalid.push(k);
-                        }
-                    }
-                    if !invalid.is_empty() {
-                        invalid.sort();
-                        warn(format!("Keys [{}] from the EnvFrom configMap {ns}/{} were skipped since they are considered invalid environment variable names.", invalid.join(", "), r.name));
-                    }
-                }
-                None if optional => {}
-                None => {
-                    return Err(ContainerConfigError::MissingObject {
-                        kind: "configmap",
-                        name: r.name.clone(),
-                    })
-                }
-            }
+            let entries = objects
+                .config_map(&ns, &r.name)
+                .map(|cm| cm.data.unwrap_or_default().into_iter().collect());
+            sources.push((
+                "configmap",
+                "configMap",
+                &r.name,
+                r.optional.unwrap_or(false),
+                entries,
+            ));
         }
         if let Some(r) = &from.secret_ref {
-            let optional = r.optional.unwrap_or(false);
-            match objects.secret(&ns, &r.name) {
-                Some(s) => {
-                    let mut invalid = Vec::new();
-                    let all = s
-                        .data
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
-                        .chain(s.string_data.unwrap_or_default());
-                    for (k, v) in all {
-                        let k = format!("{prefix}{k}");
-                        if is_env_var_name(&k) {
-                            set(k, v, &mut order, &mut vars);
-                        } else {
-                            invalid.push(k);
-                        }
-                    }
-                    if !invalid.is_empty() {
-                        invalid.sort();
-                        warn(format!("Keys [{}] from the EnvFrom secret {ns}/{} were skipped since they are considered invalid environment variable names.", invalid.join(", "), r.name));
-                    }
+            let entries = objects.secret(&ns, &r.name).map(|s| {
+                s.data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+                    .chain(s.string_data.unwrap_or_default())
+                    .collect()
+            });
+            sources.push((
+                "secret",
+                "secret",
+                &r.name,
+                r.optional.unwrap_or(false),
+                entries,
+            ));
+        }
+        for (kind, event_kind, name, optional, entries) in sources {
+            let Some(entries) = entries else {
+                if optional {
+                    continue;
                 }
-                None if optional => {}
-                None => {
-                    return Err(ContainerConfigError::MissingObject {
-                        kind: "secret",
-                        name: r.name.clone(),
-                    })
+                return Err(ContainerConfigError::MissingObject {
+                    kind,
+                    name: name.to_string(),
+                });
+            };
+            let mut invalid = Vec::new();
+            for (k, v) in entries {
+                let k = format!("{prefix}{k}");
+                if is_env_var_name(&k) {
+                    set(k, v, &mut order, &mut vars);
+                } else {
+                    invalid.push(k);
                 }
+            }
+            if !invalid.is_empty() {
+                invalid.sort();
+                warn(format!("Keys [{}] from the EnvFrom {event_kind} {ns}/{name} were skipped since they are considered invalid environment variable names.", invalid.join(", ")));
             }
         }
     }
