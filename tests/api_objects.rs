@@ -312,22 +312,9 @@ mod e2e {
     const START: Duration = Duration::from_secs(90);
 
     /// The agent's Node (Ready), until the agent registers its own.
-    /// Waits for the agent to register its Node and turn it Ready.
-    fn create_node(cluster: &Cluster, node: &str) {
-        cluster.wait_node_ready(node);
-    }
-
     fn apply(cluster: &Cluster, v: Value) {
         let out = cluster.kubectl_stdin(&["apply", "-f", "-"], &v.to_string());
         assert!(out.success(), "kubectl apply: {}", out.stderr);
-    }
-
-    fn local_pod(agent: &Agent, name: &str) -> Option<Value> {
-        agent.pods()["items"]
-            .as_array()?
-            .iter()
-            .find(|p| p["metadata"]["name"] == name)
-            .cloned()
     }
 
     fn config_map(greeting: &str) -> Value {
@@ -347,7 +334,7 @@ mod e2e {
         }
         let cluster = Cluster::start();
         let agent = cluster.agent("api-objects", &[]);
-        create_node(&cluster, &agent.node);
+        cluster.wait_node_ready(&agent.node);
         apply(&cluster, config_map("hello"));
         apply(
             &cluster,
@@ -377,7 +364,7 @@ mod e2e {
             "CreateContainerConfigError for the missing Secret",
             START,
             || {
-                let p = local_pod(&agent, "objs")?;
+                let p = agent.pod_named("objs")?;
                 let w = p["status"]["containerStatuses"][0]["state"]["waiting"].clone();
                 (w["reason"] == "CreateContainerConfigError").then_some(w)
             },
@@ -393,7 +380,7 @@ mod e2e {
         ]);
         assert!(out.success(), "{}", out.stderr);
         agent.wait("the pod running once its Secret exists", START, || {
-            let p = local_pod(&agent, "objs")?;
+            let p = agent.pod_named("objs")?;
             p["status"]["containerStatuses"][0]["state"]["running"]
                 .is_object()
                 .then_some(())
@@ -457,7 +444,7 @@ mod e2e {
         }
         let cluster = Cluster::start();
         let agent = cluster.agent("api-satoken", &[]);
-        create_node(&cluster, &agent.node);
+        cluster.wait_node_ready(&agent.node);
         apply(
             &cluster,
             json!({
@@ -485,7 +472,7 @@ mod e2e {
             .expect("the ServiceAccount admission's volume")
             .to_string();
         agent.wait("the pod running with its token volume", START, || {
-            let p = local_pod(&agent, "sa")?;
+            let p = agent.pod_named("sa")?;
             p["status"]["containerStatuses"][0]["state"]["running"]
                 .is_object()
                 .then_some(())

@@ -15,12 +15,6 @@ use serde_json::Value;
 
 const START: Duration = Duration::from_secs(90);
 
-/// Waits for the agent to register its Node and turn it Ready (the scheduler binds to Ready
-/// nodes); the agent's `--node-labels` carry any labels a test needs.
-fn create_node(cluster: &Cluster, node: &str, _labels: &str) {
-    cluster.wait_node_ready(node);
-}
-
 /// A busybox pod manifest (JSON) in namespace default, bound to `node` when given.
 fn api_pod(name: &str, node: Option<&str>, command: &str) -> String {
     let mut v = serde_json::json!({
@@ -40,15 +34,6 @@ fn api_pod(name: &str, node: Option<&str>, command: &str) -> String {
     v.to_string()
 }
 
-/// The pod from the agent's read-only `/pods`, by name (API pods keep their names).
-fn local_pod(agent: &Agent, name: &str) -> Option<Value> {
-    agent.pods()["items"]
-        .as_array()?
-        .iter()
-        .find(|p| p["metadata"]["name"] == name)
-        .cloned()
-}
-
 fn running(p: &Value) -> bool {
     p["status"]["phase"] == "Running"
         && p["status"]["containerStatuses"]
@@ -63,7 +48,7 @@ fn a_pod_bound_to_the_node_runs_reports_status_and_is_deleted_gracefully() {
     }
     let mut cluster = Cluster::start();
     let agent = cluster.agent("api-run", &[]);
-    create_node(&cluster, &agent.node, "");
+    cluster.wait_node_ready(&agent.node);
     let out = cluster.kubectl_stdin(
         &["apply", "-f", "-"],
         &api_pod("web", Some(&agent.node), "exec sleep 3600"),
@@ -74,7 +59,7 @@ fn a_pod_bound_to_the_node_runs_reports_status_and_is_deleted_gracefully() {
         .unwrap()
         .to_string();
     let pod = agent.wait("API pod web running", START, || {
-        local_pod(&agent, "web").filter(running)
+        agent.pod_named("web").filter(running)
     });
     assert_eq!(pod["metadata"]["uid"], api_uid.as_str());
     assert_eq!(
@@ -124,7 +109,7 @@ fn a_pod_bound_to_the_node_runs_reports_status_and_is_deleted_gracefully() {
         let running = cri_containers(&api_uid)
             .iter()
             .any(|c| c.state == proto::cri::ContainerState::ContainerRunning as i32);
-        (!running && local_pod(&agent, "web").is_none()).then_some(())
+        (!running && agent.pod_named("web").is_none()).then_some(())
     });
     assert!(agent
         .log_text()
@@ -138,7 +123,7 @@ fn a_static_pod_has_a_mirror_pod_recreated_when_deleted_and_removed_with_its_man
     }
     let cluster = Cluster::start();
     let agent = cluster.agent("api-mirror", &[]);
-    create_node(&cluster, &agent.node, "");
+    cluster.wait_node_ready(&agent.node);
     let node_uid = cluster.get_json(&["node", &agent.node]).unwrap()["metadata"]["uid"]
         .as_str()
         .unwrap()
@@ -174,7 +159,7 @@ fn a_static_pod_has_a_mirror_pod_recreated_when_deleted_and_removed_with_its_man
         (p["metadata"]["uid"] != first_uid.as_str() && p["metadata"]["deletionTimestamp"].is_null())
             .then_some(())
     });
-    assert!(running(&local_pod(&agent, &name).unwrap()));
+    assert!(running(&agent.pod_named(&name).unwrap()));
 
     // The manifest goes: so does the mirror pod.
     agent.remove_manifest("web.yaml");
@@ -190,7 +175,7 @@ fn pods_that_do_not_fit_fail_admission_with_the_kubelets_reasons() {
     }
     let cluster = Cluster::start();
     let agent = cluster.agent("api-admit", &[]);
-    create_node(&cluster, &agent.node, "");
+    cluster.wait_node_ready(&agent.node);
     let with = |name: &str, patch: Value| {
         let mut v: Value =
             serde_json::from_str(&api_pod(name, Some(&agent.node), "exec sleep 3600")).unwrap();
@@ -281,7 +266,7 @@ fn kubectl_run_without_a_node_is_scheduled_here_and_runs() {
     }
     let cluster = Cluster::start();
     let agent = cluster.agent("api-sched", &[]);
-    create_node(&cluster, &agent.node, "");
+    cluster.wait_node_ready(&agent.node);
     let out = cluster.kubectl(&[
         "run",
         "sched",
@@ -297,7 +282,7 @@ fn kubectl_run_without_a_node_is_scheduled_here_and_runs() {
         cluster.get_json(&["pod", "sched"]).filter(running)
     });
     assert_eq!(p["spec"]["nodeName"], agent.node.as_str());
-    assert!(local_pod(&agent, "sched").is_some_and(|p| running(&p)));
+    assert!(agent.pod_named("sched").is_some_and(|p| running(&p)));
     let out = cluster.kubectl(&["delete", "pod", "sched", "--timeout=60s"]);
     assert!(out.success(), "{}", out.stderr);
 }
@@ -309,7 +294,7 @@ fn an_api_server_outage_leaves_pods_running_and_status_catches_up() {
     }
     let mut cluster = Cluster::start();
     let agent = cluster.agent("api-outage", &[]);
-    create_node(&cluster, &agent.node, "");
+    cluster.wait_node_ready(&agent.node);
     let mut steady: Value =
         serde_json::from_str(&api_pod("steady", Some(&agent.node), "exec sleep 3600")).unwrap();
     steady["spec"]["restartPolicy"] = "Always".into();
@@ -328,9 +313,11 @@ fn an_api_server_outage_leaves_pods_running_and_status_catches_up() {
     // The API server goes away (its state saved); the node carries on without it.
     cluster.api.stop().expect("stop test-apiserver");
     let done = agent.wait("finisher Succeeded locally", START, || {
-        local_pod(&agent, "finisher").filter(|p| p["status"]["phase"] == "Succeeded")
+        agent
+            .pod_named("finisher")
+            .filter(|p| p["status"]["phase"] == "Succeeded")
     });
-    assert!(local_pod(&agent, "steady").is_some_and(|p| running(&p)));
+    assert!(agent.pod_named("steady").is_some_and(|p| running(&p)));
     // Back again: the watch resumes and the status the API missed arrives.
     cluster.api.start_again().expect("restart test-apiserver");
     let p = cluster.wait("finisher Succeeded in the API", START, || {
@@ -342,7 +329,7 @@ fn an_api_server_outage_leaves_pods_running_and_status_catches_up() {
         p["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"],
         done["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"]
     );
-    assert!(local_pod(&agent, "steady").is_some_and(|p| running(&p)));
+    assert!(agent.pod_named("steady").is_some_and(|p| running(&p)));
     let log = agent.log_text();
     let outage_lines = log
         .lines()

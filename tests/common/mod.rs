@@ -309,13 +309,18 @@ impl Agent {
         serde_json::from_str(&body).expect("PodList JSON")
     }
 
+    /// The static pod `name` (its name gets the node suffix) from `/pods`.
     pub fn pod(&self, name: &str) -> Option<Value> {
-        let full = self.pod_name(name);
+        self.pod_named(&self.pod_name(name))
+    }
+
+    /// A pod from `/pods` by its exact name (API pods keep their names).
+    pub fn pod_named(&self, name: &str) -> Option<Value> {
         self.pods()["items"]
             .as_array()
             .unwrap()
             .iter()
-            .find(|p| p["metadata"]["name"] == full.as_str())
+            .find(|p| p["metadata"]["name"] == name)
             .cloned()
     }
 
