@@ -322,4 +322,16 @@ fn main() {
     let _ = agent.wait();
     cgroups::remove_cgroups(&node);
     cgroups::remove_cgroups("kubelet-rs-bench-apiraw");
+    // The raw pods' log directories (`default_apiraw-<i>_bench-apiraw-<pid>-<i>`): the runtime
+    // leaves them behind, as it does for the kubelet.
+    let ours = format!("_bench-apiraw-{}-", std::process::id());
+    for e in std::fs::read_dir("/var/log/pods")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if e.file_name().to_string_lossy().contains(&ours) {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
