@@ -498,16 +498,18 @@ pub async fn start_with(settings: &KubeletSettings, host: &HostPaths) -> anyhow:
         let routes = secure_routes(settings, &state, &health)
             .merge(crate::events::router(recorder.clone()))
             .merge(crate::eviction::router(conditions.clone()));
-        Some(start_secure_server(
-            settings,
-            addr,
-            routes,
-            api.clone(),
-            &metrics,
-            &kl.opts.host_ips,
-            &mut tasks,
+        Some(
+            start_secure_server(
+                settings,
+                addr,
+                routes,
+                api.clone(),
+                &metrics,
+                &kl.opts.host_ips,
+                &mut tasks,
+            )
+            .await?,
         )
-        .await?)
     } else {
         None
     };

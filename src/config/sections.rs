@@ -16,9 +16,9 @@ use super::{
     flag_pairs, format_go_duration, in_range, invalid, key, nonzero, one_of, opt_path, pairs_from,
     parse_ip, positive_period, quantity_map, unix_endpoint, Authentication, Authorization,
     AuthorizationMode, CgroupDriver, ConfigError, Key, KubeletConfiguration, Origin, Resolver,
-    DEFAULT_CADVISOR_PORT, DEFAULT_CONTAINER_RUNTIME_ENDPOINT, DEFAULT_HEALTHZ_PORT,
+    TlsMinVersion, DEFAULT_CADVISOR_PORT, DEFAULT_CONTAINER_RUNTIME_ENDPOINT, DEFAULT_HEALTHZ_PORT,
     DEFAULT_MAX_PODS, DEFAULT_POD_INFRA_CONTAINER_IMAGE, DEFAULT_POD_LOGS_DIR, DEFAULT_PORT,
-    DEFAULT_ROOT_DIR, MINUTE, SECOND, TlsMinVersion,
+    DEFAULT_ROOT_DIR, MINUTE, SECOND,
 };
 use crate::resource::{parse_quantity, Quantity};
 use crate::sources::validation::{is_dns1123_subdomain, is_qualified_name, is_valid_label_value};
@@ -533,11 +533,8 @@ pub(super) fn servers(r: &Resolver<'_>) -> Result<Servers, ConfigError> {
         |c| c.enable_system_log_handler,
         || true,
     );
-    let streaming_connection_idle_timeout = nonzero(
-        r.cfg()
-            .and_then(|c| c.streaming_connection_idle_timeout),
-    )
-    .unwrap_or(240 * MINUTE);
+    let streaming_connection_idle_timeout =
+        nonzero(r.cfg().and_then(|c| c.streaming_connection_idle_timeout)).unwrap_or(240 * MINUTE);
     Ok(Servers {
         tls_min_version,
         server_tls_bootstrap,
@@ -586,7 +583,10 @@ pub(super) fn auth(r: &Resolver<'_>) -> Result<(Authentication, Authorization), 
         || None,
     );
     let (webhook_enabled, _) = r.pick(
-        key("authentication.webhook.enabled", "authentication-token-webhook"),
+        key(
+            "authentication.webhook.enabled",
+            "authentication-token-webhook",
+        ),
         flags.authentication_token_webhook,
         |_| webhook.and_then(|w| w.enabled),
         || true,

@@ -521,7 +521,11 @@ mod tests {
         assert!(s.warnings[0].starts_with("kubelet-rs serves the kubelet API with rustls"));
         assert!(s.warnings[0].contains("field tlsCipherSuites in /k.yaml"));
         assert!(!s.warnings[0].contains("tlsCertFile"), "{:?}", s.warnings);
-        assert!(!s.warnings[0].contains("authentication"), "{:?}", s.warnings);
+        assert!(
+            !s.warnings[0].contains("authentication"),
+            "{:?}",
+            s.warnings
+        );
         assert!(!s.enable_debugging_handlers);
         // Log rotation is implemented: its settings do not warn.
         assert!(s.warnings[1].contains("field shutdownGracePeriod in /k.yaml"));

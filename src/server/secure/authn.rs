@@ -139,7 +139,11 @@ impl TokenWebhook {
         let answer = match cached {
             Some(answer) => answer,
             None => {
-                let answer = self.reviewer.review(token).await.map_err(AuthnError::Token)?;
+                let answer = self
+                    .reviewer
+                    .review(token)
+                    .await
+                    .map_err(AuthnError::Token)?;
                 let mut cache = self.cache.lock();
                 if cache.len() >= TOKEN_CACHE_MAX {
                     let ttl = self.ttl;
@@ -250,10 +254,7 @@ mod tests {
     struct Reviewer(AtomicUsize);
 
     impl TokenReviewer for Reviewer {
-        fn review<'a>(
-            &'a self,
-            token: &'a str,
-        ) -> BoxFuture<'a, Result<Option<UserInfo>, String>> {
+        fn review<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Option<UserInfo>, String>> {
             self.0.fetch_add(1, Ordering::SeqCst);
             Box::pin(std::future::ready(match token {
                 "good" => Ok(Some(UserInfo {
@@ -279,7 +280,10 @@ mod tests {
         let reviewer = Arc::new(Reviewer(AtomicUsize::new(0)));
         let a = Authenticator {
             x509: None,
-            webhook: Some(TokenWebhook::new(reviewer.clone(), Duration::from_secs(120))),
+            webhook: Some(TokenWebhook::new(
+                reviewer.clone(),
+                Duration::from_secs(120),
+            )),
             webhook_enabled: true,
             anonymous: true,
         };
@@ -343,8 +347,10 @@ mod tests {
         let client = |issuer: &rcgen::Issuer<'_, KeyPair>| {
             let key = KeyPair::generate().unwrap();
             let mut p = CertificateParams::default();
-            p.distinguished_name.push(DnType::CommonName, "system:node:n1");
-            p.distinguished_name.push(DnType::OrganizationName, "system:nodes");
+            p.distinguished_name
+                .push(DnType::CommonName, "system:node:n1");
+            p.distinguished_name
+                .push(DnType::OrganizationName, "system:nodes");
             let cert = p.signed_by(&key, issuer).unwrap();
             vec![cert.der().clone()]
         };

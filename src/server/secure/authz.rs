@@ -128,8 +128,7 @@ impl AccessReviewer for ApiAccessReviewer {
                     user: Some(attrs.user.clone()),
                     groups: Some(attrs.groups.clone()),
                     uid: (!attrs.uid.is_empty()).then(|| attrs.uid.clone()),
-                    extra: (!attrs.extra.is_empty())
-                        .then(|| attrs.extra.iter().cloned().collect()),
+                    extra: (!attrs.extra.is_empty()).then(|| attrs.extra.iter().cloned().collect()),
                     resource_attributes: Some(ResourceAttributes {
                         verb: Some(attrs.verb.into()),
                         version: Some("v1".into()),
@@ -314,7 +313,10 @@ mod tests {
         );
         let attrs = |u: &str, p: &str| request_attributes(&user(u), &http::Method::GET, p, "n1");
         for _ in 0..3 {
-            assert_eq!(authz.authorize(attrs("admin", "/pods")).await, Decision::Allow);
+            assert_eq!(
+                authz.authorize(attrs("admin", "/pods")).await,
+                Decision::Allow
+            );
         }
         assert_eq!(policy.0.load(Ordering::SeqCst), 1);
         // nodes/pods denied, nodes/proxy allowed: allowed, as the kubelet's fallback does.
@@ -324,19 +326,29 @@ mod tests {
         );
         match authz.authorize(attrs("eve", "/stats/summary")).await {
             Decision::Deny(a) => {
-                assert_eq!((a.user.as_str(), a.verb, a.subresource), ("eve", "get", "stats"))
+                assert_eq!(
+                    (a.user.as_str(), a.verb, a.subresource),
+                    ("eve", "get", "stats")
+                )
             }
             d => panic!("{d:?}"),
         }
         let before = policy.0.load(Ordering::SeqCst);
         authz.authorize(attrs("eve", "/stats/summary")).await;
-        assert_eq!(policy.0.load(Ordering::SeqCst), before, "denials cached too");
+        assert_eq!(
+            policy.0.load(Ordering::SeqCst),
+            before,
+            "denials cached too"
+        );
         assert!(matches!(
             authz.authorize(attrs("broken", "/metrics")).await,
             Decision::Error(_, _)
         ));
         let always = Authorizer::AlwaysAllow;
-        assert_eq!(always.authorize(attrs("eve", "/exec/a/b/c")).await, Decision::Allow);
+        assert_eq!(
+            always.authorize(attrs("eve", "/exec/a/b/c")).await,
+            Decision::Allow
+        );
         let nobody = Authorizer::webhook(None, Duration::ZERO, Duration::ZERO);
         assert!(matches!(
             nobody.authorize(attrs("admin", "/pods")).await,

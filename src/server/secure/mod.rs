@@ -154,10 +154,7 @@ pub fn routes(api: Arc<ApiState>, health: Health, opts: SecureOptions, debug: Ro
         );
     if opts.enable_debugging_handlers {
         r = r
-            .route(
-                "/runningpods/",
-                get(running_pods).with_state(api.clone()),
-            )
+            .route("/runningpods/", get(running_pods).with_state(api.clone()))
             .merge(debug);
         if opts.enable_system_log_handler {
             r = r.merge(syslogs::routes(opts.system_log_dir));
@@ -167,7 +164,10 @@ pub fn routes(api: Arc<ApiState>, health: Health, opts: SecureOptions, debug: Ro
             r = r
                 .route(p, axum::routing::any(debugging_disabled))
                 .route(&format!("{p}/"), axum::routing::any(debugging_disabled))
-                .route(&format!("{p}/{{*rest}}"), axum::routing::any(debugging_disabled));
+                .route(
+                    &format!("{p}/{{*rest}}"),
+                    axum::routing::any(debugging_disabled),
+                );
         }
     }
     r
@@ -296,14 +296,16 @@ pub async fn serve(
                 .peer_certificates()
                 .map(|c| c.iter().map(|c| c.clone().into_owned()).collect());
             let conn = Connection { peer, certs };
-            let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(conn.clone());
-                let app = app.clone();
-                async move {
-                    use tower::ServiceExt;
-                    app.oneshot(req.map(axum::body::Body::new)).await
-                }
-            });
+            let svc = hyper::service::service_fn(
+                move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(conn.clone());
+                    let app = app.clone();
+                    async move {
+                        use tower::ServiceExt;
+                        app.oneshot(req.map(axum::body::Body::new)).await
+                    }
+                },
+            );
             let served = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(limits.header_timeout)

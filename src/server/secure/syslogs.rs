@@ -115,7 +115,10 @@ async fn serve(State(root): State<Arc<PathBuf>>, uri: Uri) -> Response {
             let stream = tokio_util::io::ReaderStream::new(f);
             (
                 [
-                    (header::CONTENT_TYPE, "text/plain; charset=utf-8".to_string()),
+                    (
+                        header::CONTENT_TYPE,
+                        "text/plain; charset=utf-8".to_string(),
+                    ),
                     (header::CONTENT_LENGTH, meta.len().to_string()),
                 ],
                 axum::body::Body::from_stream(stream),
@@ -166,11 +169,7 @@ async fn listing(dir: PathBuf) -> Response {
         body.push_str(&format!("<a href=\"{href}\">{shown}</a>\n"));
     }
     body.push_str("</pre>\n");
-    (
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        body,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
 }
 
 #[cfg(test)]
@@ -184,7 +183,9 @@ mod tests {
             .unwrap();
         let resp = app.clone().oneshot(req).await.unwrap();
         let code = resp.status();
-        let body = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
         (code, String::from_utf8_lossy(&body).into())
     }
 
@@ -202,7 +203,10 @@ mod tests {
         assert_eq!(code, StatusCode::OK);
         assert!(body.contains("<a href=\"syslog\">syslog</a>"), "{body}");
         assert!(body.contains("<a href=\"sub/\">sub/</a>"), "{body}");
-        assert_eq!(get(&app, "/logs/syslog").await, (StatusCode::OK, "line one\n".into()));
+        assert_eq!(
+            get(&app, "/logs/syslog").await,
+            (StatusCode::OK, "line one\n".into())
+        );
         assert_eq!(get(&app, "/logs/inside").await.0, StatusCode::OK);
         assert_eq!(get(&app, "/logs/escape").await.0, StatusCode::NOT_FOUND);
         for bad in [
@@ -214,7 +218,10 @@ mod tests {
             assert_eq!(get(&app, bad).await.0, StatusCode::BAD_REQUEST, "{bad}");
         }
         assert_eq!(get(&app, "/logs/nothing").await.0, StatusCode::NOT_FOUND);
-        assert_eq!(get(&app, "/logs/sub").await.0, StatusCode::MOVED_PERMANENTLY);
+        assert_eq!(
+            get(&app, "/logs/sub").await.0,
+            StatusCode::MOVED_PERMANENTLY
+        );
         assert_eq!(get(&app, "/logs/%zz").await.0, StatusCode::BAD_REQUEST);
     }
 }

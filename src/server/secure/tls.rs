@@ -192,7 +192,10 @@ pub fn generate(node: &str, ips: &[std::net::IpAddr]) -> Result<(String, String)
     params.not_before = not_before;
     params.not_after = not_after;
     let cert = params.signed_by(&key, &issuer).map_err(e)?;
-    Ok((format!("{}{}", cert.pem(), ca_cert.pem()), key.serialize_pem()))
+    Ok((
+        format!("{}{}", cert.pem(), ca_cert.pem()),
+        key.serialize_pem(),
+    ))
 }
 
 fn time_of(unix: i64) -> time::OffsetDateTime {
@@ -279,10 +282,11 @@ pub fn server_config(
         TlsMinVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
         TlsMinVersion::Tls13 => &[&rustls::version::TLS13],
     };
-    let builder =
-        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_protocol_versions(versions)
-            .map_err(|e| TlsError::Config(e.to_string()))?;
+    let builder = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(versions)
+    .map_err(|e| TlsError::Config(e.to_string()))?;
     let builder = match client_ca {
         Some(v) => builder.with_client_cert_verifier(Arc::new(RequestClientCert(v))),
         None => builder.with_no_client_auth(),
@@ -324,7 +328,10 @@ mod tests {
             .err()
             .unwrap()
             .to_string();
-        assert!(err.contains("c.pem") && err.contains("CERTIFICATE"), "{err}");
+        assert!(
+            err.contains("c.pem") && err.contains("CERTIFICATE"),
+            "{err}"
+        );
         let (pem, _) = generate("n", &[]).unwrap();
         fs::write(&cert, pem).unwrap();
         let err = load(&cert, &dir.path().join("missing.key"))
