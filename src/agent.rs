@@ -589,18 +589,40 @@ async fn start_secure_server(
     tasks: &mut Vec<tokio::task::JoinHandle<()>>,
 ) -> anyhow::Result<SocketAddr> {
     use server::secure::{authn, authz, tls};
-    let cert = match (&settings.tls_cert_file, &settings.tls_private_key_file) {
-        (Some(c), Some(k)) => tls::load(c, k)?,
+    let ips: Vec<std::net::IpAddr> = host_ips.iter().filter_map(|ip| ip.parse().ok()).collect();
+    let cert = match (
+        &settings.tls_cert_file,
+        &settings.tls_private_key_file,
+        &api,
+    ) {
+        (Some(c), Some(k), _) => tls::CertSource::Static(tls::load(c, k)?),
+        (_, _, Some(client)) if settings.server_tls_bootstrap => {
+            use server::secure::serving;
+            let slot = Arc::new(serving::ServingCertSlot::default());
+            match serving::load_current(&settings.cert_dir) {
+                Some(key) => slot.set(key),
+                None => tasks.push(tokio::spawn(serving::bootstrap(
+                    client.clone(),
+                    settings.cert_dir.clone(),
+                    settings.node_name.clone(),
+                    ips.clone(),
+                    slot.clone(),
+                ))),
+            }
+            tls::CertSource::Dynamic(slot)
+        }
         _ => {
             if settings.server_tls_bootstrap {
                 tracing::warn!(
-                    "serverTLSBootstrap is not implemented by kubelet-rs yet: the kubelet API \
-                     serves a self-signed certificate"
+                    "serverTLSBootstrap needs --kubeconfig: the kubelet API serves a \
+                     self-signed certificate"
                 );
             }
-            let ips: Vec<std::net::IpAddr> =
-                host_ips.iter().filter_map(|ip| ip.parse().ok()).collect();
-            tls::self_signed(&settings.cert_dir, &settings.node_name, &ips)?
+            tls::CertSource::Static(tls::self_signed(
+                &settings.cert_dir,
+                &settings.node_name,
+                &ips,
+            )?)
         }
     };
     let client_ca = match &settings.authentication.client_ca_file {
