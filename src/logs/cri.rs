@@ -435,22 +435,15 @@ struct Pending {
     buf: Vec<u8>,
 }
 
-/// The first record a reader saw is in no known log format: the kubelet gives up on the file
-/// (`failed to get parse function`).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unsupported log format: {line:?}")]
-pub struct UnsupportedFormat {
-    pub line: String,
-}
-
 /// Turns records into log messages: joins partial records per stream, skips malformed records
 /// (counting them and keeping the first error for the reader to report, as the kubelet logs
-/// each), and writes through a [`LogWriter`].
+/// each), and writes through a [`LogWriter`]. Unlike the kubelet, a malformed first record is
+/// skipped too: the kubelet picks the file's format from the first line it reads and gives up
+/// when that line is in none, so a `tailLines` that starts on a damaged record loses the whole
+/// answer; only the CRI format is read here.
 #[derive(Debug, Default)]
 pub struct Decoder {
     pending: [Pending; 2],
-    /// A record parsed: later malformed records are skipped, not fatal.
-    format_known: bool,
     /// Malformed records skipped so far.
     pub skipped: u64,
     /// The first malformed record's error and (the start of) the line.
@@ -470,29 +463,18 @@ impl Decoder {
     }
 
     /// Feeds one line of the file (with its `\n`, or without one for an incomplete last line).
-    pub fn feed(
-        &mut self,
-        line: &[u8],
-        w: &mut LogWriter,
-        out: &mut Vec<u8>,
-    ) -> Result<Flow, UnsupportedFormat> {
+    pub fn feed(&mut self, line: &[u8], w: &mut LogWriter, out: &mut Vec<u8>) -> Flow {
         let rec = match parse_line(line) {
             Ok(r) => r,
             Err(e) => {
-                if !self.format_known {
-                    return Err(UnsupportedFormat {
-                        line: String::from_utf8_lossy(&line[..line.len().min(256)]).into_owned(),
-                    });
-                }
                 self.skipped += 1;
                 if self.first_error.is_none() {
                     let l = String::from_utf8_lossy(&line[..line.len().min(256)]).into_owned();
                     self.first_error = Some((e, l));
                 }
-                return Ok(Flow::Continue);
+                return Flow::Continue;
             }
         };
-        self.format_known = true;
         let p = &mut self.pending[idx(rec.stream)];
         if rec.partial {
             if p.buf.is_empty() {
@@ -503,17 +485,17 @@ impl Decoder {
                 let time = p.time.take().unwrap_or(rec.time);
                 let flow = w.write(&time, &[&p.buf], out);
                 p.buf.clear();
-                return Ok(flow);
+                return flow;
             }
-            return Ok(Flow::Continue);
+            return Flow::Continue;
         }
         if p.buf.is_empty() {
-            return Ok(w.write(&rec.time, &[rec.content], out));
+            return w.write(&rec.time, &[rec.content], out);
         }
         let time = p.time.take().unwrap_or(rec.time);
         let flow = w.write(&time, &[&p.buf, rec.content], out);
         p.buf.clear();
-        Ok(flow)
+        flow
     }
 
     /// Writes the partial lines still waiting (the end of what there is to read), the older
@@ -543,16 +525,16 @@ impl Decoder {
         data: &[u8],
         w: &mut LogWriter,
         out: &mut Vec<u8>,
-    ) -> Result<(usize, Flow), UnsupportedFormat> {
+    ) -> (usize, Flow) {
         let mut at = 0;
         while let Some(nl) = memchr::memchr(b'\n', &data[at..]) {
             let line = &data[at..at + nl + 1];
             at += nl + 1;
-            if self.feed(line, w, out)? == Flow::LimitReached {
-                return Ok((at, Flow::LimitReached));
+            if self.feed(line, w, out) == Flow::LimitReached {
+                return (at, Flow::LimitReached);
             }
         }
-        Ok((at, Flow::Continue))
+        (at, Flow::Continue)
     }
 }
 
@@ -672,9 +654,9 @@ mod tests {
     fn run(input: &str, w: &mut LogWriter) -> (String, Decoder) {
         let mut d = Decoder::new();
         let mut out = Vec::new();
-        let (used, _) = d.feed_lines(input.as_bytes(), w, &mut out).unwrap();
+        let (used, _) = d.feed_lines(input.as_bytes(), w, &mut out);
         if used < input.len() {
-            d.feed(&input.as_bytes()[used..], w, &mut out).unwrap();
+            d.feed(&input.as_bytes()[used..], w, &mut out);
         }
         d.finish(w, &mut out);
         (String::from_utf8(out).unwrap(), d)
@@ -716,28 +698,24 @@ mod tests {
         let mut d = Decoder::new();
         let mut out = Vec::new();
         let mut w = all();
-        d.feed_lines(input.as_bytes(), &mut w, &mut out).unwrap();
+        d.feed_lines(input.as_bytes(), &mut w, &mut out);
         // The first MAX_JOINED bytes went out before the line ended; nothing is lost.
         assert_eq!(out.len(), (MAX_JOINED / frag.len() + 3) * frag.len() + 4);
         assert!(d.pending[0].buf.is_empty());
     }
 
     #[test]
-    fn malformed_records_are_skipped_after_the_first_good_one_and_fatal_before() {
+    fn malformed_records_are_skipped_and_the_first_kept_for_the_report() {
         let (out, d) = run(
-            "2024-01-01T00:00:01Z stdout F a\ngarbage\n2024-01-01T00:00:02Z stdin F b\n2024-01-01T00:00:03Z stdout F c\n",
+            "garbage-first\n2024-01-01T00:00:01Z stdout F a\ngarbage\n2024-01-01T00:00:02Z stdin F b\n2024-01-01T00:00:03Z stdout F c\n",
             &mut all(),
         );
         assert_eq!(out, "a\nc\n");
-        assert_eq!(d.skipped, 2);
-        assert_eq!(d.first_error.unwrap().0, ParseError::NoTimestamp);
-        let mut d = Decoder::new();
-        let err = d
-            .feed_lines(b"{\"log\":\"docker\"}\n", &mut all(), &mut Vec::new())
-            .unwrap_err();
+        assert_eq!(d.skipped, 3);
+        let (e, line) = d.first_error.unwrap();
         assert_eq!(
-            err.to_string(),
-            "unsupported log format: \"{\\\"log\\\":\\\"docker\\\"}\\n\""
+            (e, line.as_str()),
+            (ParseError::NoTimestamp, "garbage-first\n")
         );
     }
 

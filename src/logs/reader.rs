@@ -22,7 +22,7 @@ use inotify::{Inotify, WatchMask};
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 
-use super::cri::{tail_start, Decoder, Flow, LogWriter, UnsupportedFormat};
+use super::cri::{tail_start, Decoder, Flow, LogWriter};
 
 /// How much one read asks for; also the usual size of a chunk sent on.
 pub const READ_SIZE: usize = 256 << 10;
@@ -60,12 +60,6 @@ pub enum ReadError {
         path: PathBuf,
         #[source]
         source: io::Error,
-    },
-    #[error("failed to get parse function for log file {path:?}: {source}")]
-    Format {
-        path: PathBuf,
-        #[source]
-        source: UnsupportedFormat,
     },
 }
 
@@ -207,12 +201,8 @@ impl LogReader {
                         }
                     }
                 }
-                let (used, flow) = decoder
-                    .feed_lines(&buf[..filled], &mut self.opts.writer, &mut out)
-                    .map_err(|source| ReadError::Format {
-                        path: self.path.clone(),
-                        source,
-                    })?;
+                let (used, flow) =
+                    decoder.feed_lines(&buf[..filled], &mut self.opts.writer, &mut out);
                 buf.copy_within(used..filled, 0);
                 filled -= used;
                 if decoder.skipped > reported_skips {
@@ -243,13 +233,7 @@ impl LogReader {
             if end {
                 if filled > 0 && !skipping {
                     // An incomplete last record: the kubelet writes what there is.
-                    let r = decoder.feed(&buf[..filled], &mut self.opts.writer, &mut out);
-                    if let Err(source) = r {
-                        return Err(ReadError::Format {
-                            path: self.path.clone(),
-                            source,
-                        });
-                    }
+                    decoder.feed(&buf[..filled], &mut self.opts.writer, &mut out);
                 }
                 decoder.finish(&mut self.opts.writer, &mut out);
                 send(&tx, &mut out).await;
