@@ -8,6 +8,7 @@
 
 pub mod containerlogs;
 pub mod endpoints;
+pub mod secure;
 pub mod stats;
 
 use std::sync::Arc;
