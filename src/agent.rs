@@ -584,7 +584,7 @@ fn secure_routes(
     health: &Health,
 ) -> axum::Router {
     let api = Arc::new(state.clone());
-    let debug = axum::Router::new();
+    let debug = axum::Router::new().merge(server::containerlogs::routes(api.clone()));
     server::secure::routes(
         api,
         health.clone(),
