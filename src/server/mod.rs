@@ -8,6 +8,7 @@
 
 pub mod endpoints;
 pub mod stats;
+pub mod streaming;
 
 use std::sync::Arc;
 
