@@ -48,6 +48,8 @@ pub struct Agent {
     pub kubelet: Arc<Kubelet>,
     pub healthz_addr: Option<SocketAddr>,
     pub read_only_addr: Option<SocketAddr>,
+    /// The authenticated kubelet API (`--port`), when `enableServer`.
+    pub server_addr: Option<SocketAddr>,
     pub cadvisor_addr: Option<SocketAddr>,
     /// The monitoring core.
     pub monitor: Arc<collectors::Monitor>,
@@ -484,15 +486,35 @@ pub async fn start_with(settings: &KubeletSettings, host: &HostPaths) -> anyhow:
     } else {
         None
     };
+    let state = server::ApiState {
+        kubelet: kl.clone(),
+        status: kl.status.clone(),
+        metrics: metrics.clone(),
+        monitor: monitor.clone(),
+        names: names.clone(),
+    };
+    let server_addr = if settings.enable_server {
+        let addr = SocketAddr::new(settings.address, settings.port);
+        let routes = secure_routes(settings, &state, &health)
+            .merge(crate::events::router(recorder.clone()))
+            .merge(crate::eviction::router(conditions.clone()));
+        Some(
+            start_secure_server(
+                settings,
+                addr,
+                routes,
+                api.clone(),
+                &metrics,
+                &kl.opts.host_ips,
+                &mut tasks,
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
     let read_only_addr = if settings.read_only_port != 0 {
         let addr = SocketAddr::new(settings.address, settings.read_only_port);
-        let state = server::ApiState {
-            kubelet: kl.clone(),
-            status: kl.status.clone(),
-            metrics: metrics.clone(),
-            monitor: monitor.clone(),
-            names: names.clone(),
-        };
         let router = server::readonly_router(state, health.clone())
             .merge(crate::events::router(recorder.clone()))
             .merge(crate::eviction::router(conditions.clone()));
@@ -521,6 +543,7 @@ pub async fn start_with(settings: &KubeletSettings, host: &HostPaths) -> anyhow:
         kubelet: kl,
         healthz_addr,
         read_only_addr,
+        server_addr,
         cadvisor_addr,
         monitor,
         events: recorder,
@@ -530,6 +553,113 @@ pub async fn start_with(settings: &KubeletSettings, host: &HostPaths) -> anyhow:
         managers: Some(managers),
         tasks,
     })
+}
+
+/// The authenticated API's routes (before authentication): the read-only ones, `/configz`, and
+/// the debugging handlers.
+fn secure_routes(
+    settings: &KubeletSettings,
+    state: &server::ApiState,
+    health: &Health,
+) -> axum::Router {
+    let api = Arc::new(state.clone());
+    let debug = server::streaming::routes(api.clone());
+    server::secure::routes(
+        api,
+        health.clone(),
+        server::secure::SecureOptions {
+            enable_debugging_handlers: settings.enable_debugging_handlers,
+            enable_system_log_handler: settings.enable_system_log_handler,
+            system_log_dir: PathBuf::from("/var/log"),
+            configz: server::secure::configz::body(settings),
+        },
+        debug,
+    )
+}
+
+/// Serves the kubelet API on `addr`: TLS with the configured or self-signed certificate,
+/// authentication and authorization as configured.
+async fn start_secure_server(
+    settings: &KubeletSettings,
+    addr: SocketAddr,
+    routes: axum::Router,
+    api: Option<kube::Client>,
+    metrics: &Metrics,
+    host_ips: &[String],
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+) -> anyhow::Result<SocketAddr> {
+    use server::secure::{authn, authz, tls};
+    let cert = match (&settings.tls_cert_file, &settings.tls_private_key_file) {
+        (Some(c), Some(k)) => tls::load(c, k)?,
+        _ => {
+            if settings.server_tls_bootstrap {
+                tracing::warn!(
+                    "serverTLSBootstrap is not implemented by kubelet-rs yet: the kubelet API \
+                     serves a self-signed certificate"
+                );
+            }
+            let ips: Vec<std::net::IpAddr> =
+                host_ips.iter().filter_map(|ip| ip.parse().ok()).collect();
+            tls::self_signed(&settings.cert_dir, &settings.node_name, &ips)?
+        }
+    };
+    let client_ca = match &settings.authentication.client_ca_file {
+        Some(p) => Some(tls::client_verifier(p)?),
+        None => None,
+    };
+    let tls_config = tls::server_config(cert, settings.tls_min_version, client_ca.clone())?;
+    let webhook_needs_api = settings.authentication.webhook
+        || settings.authorization.mode == crate::config::AuthorizationMode::Webhook;
+    if webhook_needs_api && api.is_none() {
+        tracing::warn!(
+            "the kubelet API's webhook authentication or authorization needs --kubeconfig: \
+             without an API server, bearer tokens are refused (401) and, in Webhook \
+             authorization mode, every request is denied (403); set authorization.mode \
+             AlwaysAllow with a client CA to use the API standalone"
+        );
+    }
+    let authenticator = authn::Authenticator {
+        x509: client_ca,
+        webhook: match (&api, settings.authentication.webhook) {
+            (Some(c), true) => Some(authn::TokenWebhook::new(
+                Arc::new(authn::ApiTokenReviewer(c.clone())),
+                settings.authentication.webhook_cache_ttl,
+            )),
+            _ => None,
+        },
+        webhook_enabled: settings.authentication.webhook,
+        anonymous: settings.authentication.anonymous,
+    };
+    let authorizer = match settings.authorization.mode {
+        crate::config::AuthorizationMode::AlwaysAllow => authz::Authorizer::AlwaysAllow,
+        crate::config::AuthorizationMode::Webhook => authz::Authorizer::webhook(
+            api.map(|c| Arc::new(authz::ApiAccessReviewer(c)) as Arc<dyn authz::AccessReviewer>),
+            settings.authorization.cache_authorized_ttl,
+            settings.authorization.cache_unauthorized_ttl,
+        ),
+    };
+    let auth = Arc::new(server::secure::Auth {
+        authenticator,
+        authorizer,
+        node: settings.node_name.clone(),
+    });
+    let app = server::instrument(
+        server::secure::with_auth(routes, auth),
+        metrics.clone(),
+        "readwrite",
+    );
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener.local_addr()?;
+    tracing::info!(addr = %local, "serving the kubelet API (HTTPS)");
+    tasks.push(tokio::spawn(server::secure::serve(
+        listener,
+        Arc::new(tls_config),
+        app,
+        server::secure::Limits::default(),
+    )));
+    Ok(local)
 }
 
 /// API-server mode, node side ([`crate::nodestatus`], [`crate::apievents`]): registers the node,

@@ -175,6 +175,13 @@ pub struct Flags {
           num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub anonymous_auth: Option<bool>,
 
+    /// Authenticate bearer tokens on the kubelet API with the API server's TokenReview.
+    /// [default: true] [file: authentication.webhook.enabled]
+    #[arg(long = "authentication-token-webhook", value_name = "BOOL", value_parser = go_bool,
+          action = ArgAction::Set, num_args = 0..=1, require_equals = true,
+          default_missing_value = "true")]
+    pub authentication_token_webhook: Option<bool>,
+
     /// CA bundle for client certificates of the kubelet API.
     /// [file: authentication.x509.clientCAFile]
     #[arg(long = "client-ca-file", value_name = "FILE")]

@@ -132,6 +132,13 @@ pub struct Authorization {
     pub cache_unauthorized_ttl: Duration,
 }
 
+/// The lowest TLS version the kubelet API accepts (`tlsMinVersion`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMinVersion {
+    Tls12,
+    Tls13,
+}
+
 /// The cgroup driver. Only cgroupfs is supported; `systemd` is refused at start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CgroupDriver {
@@ -193,6 +200,18 @@ pub struct KubeletSettings {
     pub cadvisor_bind_address: IpAddr,
     pub tls_cert_file: Option<PathBuf>,
     pub tls_private_key_file: Option<PathBuf>,
+    pub tls_min_version: TlsMinVersion,
+    /// `serverTLSBootstrap`: ask the API server for the serving certificate (a
+    /// `kubernetes.io/kubelet-serving` CSR) instead of a self-signed one.
+    pub server_tls_bootstrap: bool,
+    /// `/exec`, `/attach`, `/portForward`, `/run`, `/containerLogs`, `/logs/`, `/runningpods/`
+    /// (`enableDebuggingHandlers`).
+    pub enable_debugging_handlers: bool,
+    /// `/logs/` (`enableSystemLogHandler`, with the debugging handlers).
+    pub enable_system_log_handler: bool,
+    /// Streaming connections (exec, attach, port-forward, log follow) idle longer than this
+    /// are closed.
+    pub streaming_connection_idle_timeout: Duration,
     pub authentication: Authentication,
     pub authorization: Authorization,
 
@@ -642,6 +661,11 @@ pub fn resolve(
         cadvisor_bind_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
         tls_cert_file: servers.tls_cert_file,
         tls_private_key_file: servers.tls_private_key_file,
+        tls_min_version: servers.tls_min_version,
+        server_tls_bootstrap: servers.server_tls_bootstrap,
+        enable_debugging_handlers: servers.enable_debugging_handlers,
+        enable_system_log_handler: servers.enable_system_log_handler,
+        streaming_connection_idle_timeout: servers.streaming_connection_idle_timeout,
         authentication,
         authorization,
         max_pods: capacity.max_pods,

@@ -16,7 +16,7 @@ use super::{
     flag_pairs, format_go_duration, in_range, invalid, key, nonzero, one_of, opt_path, pairs_from,
     parse_ip, positive_period, quantity_map, unix_endpoint, Authentication, Authorization,
     AuthorizationMode, CgroupDriver, ConfigError, Key, KubeletConfiguration, Origin, Resolver,
-    DEFAULT_CADVISOR_PORT, DEFAULT_CONTAINER_RUNTIME_ENDPOINT, DEFAULT_HEALTHZ_PORT,
+    TlsMinVersion, DEFAULT_CADVISOR_PORT, DEFAULT_CONTAINER_RUNTIME_ENDPOINT, DEFAULT_HEALTHZ_PORT,
     DEFAULT_MAX_PODS, DEFAULT_POD_INFRA_CONTAINER_IMAGE, DEFAULT_POD_LOGS_DIR, DEFAULT_PORT,
     DEFAULT_ROOT_DIR, MINUTE, SECOND,
 };
@@ -437,6 +437,11 @@ pub(super) struct Servers {
     pub cadvisor_port: u16,
     pub tls_cert_file: Option<PathBuf>,
     pub tls_private_key_file: Option<PathBuf>,
+    pub tls_min_version: TlsMinVersion,
+    pub server_tls_bootstrap: bool,
+    pub enable_debugging_handlers: bool,
+    pub enable_system_log_handler: bool,
+    pub streaming_connection_idle_timeout: Duration,
 }
 
 pub(super) fn servers(r: &Resolver<'_>) -> Result<Servers, ConfigError> {
@@ -499,7 +504,43 @@ pub(super) fn servers(r: &Resolver<'_>) -> Result<Servers, ConfigError> {
              must be set together",
         ));
     }
+    let (tls_min_version, s) = r.file_only(
+        "tlsMinVersion",
+        |c| c.tls_min_version.clone().filter(|v| !v.is_empty()),
+        || "VersionTLS12".to_string(),
+    );
+    let tls_min_version = match tls_min_version.as_str() {
+        "VersionTLS12" => TlsMinVersion::Tls12,
+        "VersionTLS13" => TlsMinVersion::Tls13,
+        other => {
+            return Err(invalid(
+                &s,
+                format!("{other:?}"),
+                "kubelet-rs serves TLS 1.2 and 1.3 only: supported values VersionTLS12, \
+                 VersionTLS13",
+            ))
+        }
+    };
+    let (server_tls_bootstrap, _) =
+        r.file_only("serverTLSBootstrap", |c| c.server_tls_bootstrap, || false);
+    let (enable_debugging_handlers, _) = r.file_only(
+        "enableDebuggingHandlers",
+        |c| c.enable_debugging_handlers,
+        || true,
+    );
+    let (enable_system_log_handler, _) = r.file_only(
+        "enableSystemLogHandler",
+        |c| c.enable_system_log_handler,
+        || true,
+    );
+    let streaming_connection_idle_timeout =
+        nonzero(r.cfg().and_then(|c| c.streaming_connection_idle_timeout)).unwrap_or(240 * MINUTE);
     Ok(Servers {
+        tls_min_version,
+        server_tls_bootstrap,
+        enable_debugging_handlers,
+        enable_system_log_handler,
+        streaming_connection_idle_timeout,
         enable_server,
         address,
         port,
@@ -541,9 +582,18 @@ pub(super) fn auth(r: &Resolver<'_>) -> Result<(Authentication, Authorization), 
         },
         || None,
     );
+    let (webhook_enabled, _) = r.pick(
+        key(
+            "authentication.webhook.enabled",
+            "authentication-token-webhook",
+        ),
+        flags.authentication_token_webhook,
+        |_| webhook.and_then(|w| w.enabled),
+        || true,
+    );
     let authentication = Authentication {
         anonymous,
-        webhook: webhook.and_then(|w| w.enabled).unwrap_or(true),
+        webhook: webhook_enabled,
         webhook_cache_ttl: nonzero(webhook.and_then(|w| w.cache_ttl)).unwrap_or(2 * MINUTE),
         client_ca_file,
     };

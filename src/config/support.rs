@@ -55,7 +55,8 @@
 //! | `volumeStatsAggPeriod` | how long a measured volume's usage is reused |
 //! | `podHousekeepingPeriod` | the period of housekeeping (tearing down pods no source claims) |
 //! | `healthzPort` · `--healthz-port`, `healthzBindAddress` · `--healthz-bind-address`, `readOnlyPort` · `--read-only-port`, `address` · `--address` | the healthz and read-only servers (the address also serves the future kubelet API) |
-//! | `enableServer`, `port` · `--port`, `tlsCertFile` · `--tls-cert-file`, `tlsPrivateKeyFile` · `--tls-private-key-file`, `tlsCipherSuites`, `tlsMinVersion`, `tlsCurvePreferences`, `rotateCertificates`, `serverTLSBootstrap`, `--cert-dir`, `authentication.*` · `--anonymous-auth`, `--client-ca-file`, `authorization.*` · `--authorization-mode`, `enableDebuggingHandlers`, `enableContentionProfiling`, `enableProfilingHandler`, `enableDebugFlagsHandler`, `enableSystemLogHandler`, `enableSystemLogQuery`, `streamingConnectionIdleTimeout` | the authenticated kubelet API (10250) is not served yet: when given, a warning at start says they have no effect (false for a handler is honored) |
+//! | `enableServer`, `port` · `--port`, `tlsCertFile` · `--tls-cert-file`, `tlsPrivateKeyFile` · `--tls-private-key-file`, `tlsMinVersion` (VersionTLS12/13), `serverTLSBootstrap`, `--cert-dir`, `authentication.*` · `--anonymous-auth`, `--client-ca-file`, `--authentication-token-webhook`, `authorization.*` · `--authorization-mode`, `enableDebuggingHandlers`, `enableSystemLogHandler`, `streamingConnectionIdleTimeout` | the authenticated kubelet API (10250) |
+//! | `tlsCipherSuites`, `tlsCurvePreferences`, `rotateCertificates`, `enableContentionProfiling`, `enableProfilingHandler`, `enableDebugFlagsHandler`, `enableSystemLogQuery` | accepted; a warning at start says they have no effect (rustls' modern suites and curves are always used) |
 //! | `containerLogMaxSize`, `containerLogMaxFiles`, `containerLogMaxWorkers`, `containerLogMonitorInterval` | container log rotation (`logs::rotation`) |
 //! | `shutdownGracePeriod`, `shutdownGracePeriodCriticalPods`, `shutdownGracePeriodByPodPriority` | graceful node shutdown is not implemented yet: non-zero values are accepted with a warning (the kubelet too only logs when it cannot watch for shutdown) |
 //! | `kubeletCgroups`, `systemCgroups`, `cpuManagerPolicy` (static), `cpuManagerPolicyOptions`, `reservedSystemCPUs`, `memoryManagerPolicy` (Static), `reservedMemory`, `topologyManagerPolicy` (other than none), `topologyManagerPolicyOptions`, `qosReserved`, `runOnce`, `singleProcessOOMKill` (false), `makeIPTablesUtilChains` (true), `volumePluginDir` (other than the default), `logging.format` (json), `logging.vmodule`, `tracing` (a sampling rate), `userNamespaces.idsPerPod` (other than 65536), `memoryReservationPolicy` (other than None) | refused at start with those values: not supported by kubelet-rs |
@@ -261,31 +262,16 @@ const REFUSALS: &[Refusal] = &[
 /// A file field and whether it is set to something kubelet-rs should report.
 type FieldCheck = (&'static str, fn(&KubeletConfiguration) -> bool);
 
-/// Kubelet API settings (file fields): given, they are reported as having no effect yet.
+/// Kubelet API settings (file fields) kubelet-rs accepts without acting on them.
 const API_FIELDS: &[FieldCheck] = &[
-    ("enableServer", |c| c.enable_server == Some(true)),
-    ("port", |c| c.port.is_some()),
-    ("tlsCertFile", |c| non_empty(&c.tls_cert_file).is_some()),
-    ("tlsPrivateKeyFile", |c| {
-        non_empty(&c.tls_private_key_file).is_some()
-    }),
     ("tlsCipherSuites", |c| {
         non_empty_list(&c.tls_cipher_suites).is_some()
     }),
     ("tlsCurvePreferences", |c| {
         non_empty_list(&c.tls_curve_preferences).is_some()
     }),
-    ("tlsMinVersion", |c| non_empty(&c.tls_min_version).is_some()),
     ("rotateCertificates", |c| {
         c.rotate_certificates == Some(true)
-    }),
-    ("serverTLSBootstrap", |c| {
-        c.server_tls_bootstrap == Some(true)
-    }),
-    ("authentication", |c| c.authentication.is_some()),
-    ("authorization", |c| c.authorization.is_some()),
-    ("enableDebuggingHandlers", |c| {
-        c.enable_debugging_handlers == Some(true)
     }),
     ("enableContentionProfiling", |c| {
         c.enable_contention_profiling == Some(true)
@@ -296,14 +282,8 @@ const API_FIELDS: &[FieldCheck] = &[
     ("enableDebugFlagsHandler", |c| {
         c.enable_debug_flags_handler == Some(true)
     }),
-    ("enableSystemLogHandler", |c| {
-        c.enable_system_log_handler == Some(true)
-    }),
     ("enableSystemLogQuery", |c| {
         c.enable_system_log_query == Some(true)
-    }),
-    ("streamingConnectionIdleTimeout", |c| {
-        c.streaming_connection_idle_timeout.is_some()
     }),
 ];
 
@@ -326,22 +306,7 @@ const SHUTDOWN_FIELDS: &[FieldCheck] = &[
 /// file the kubelet would refuse is refused here too.
 pub(super) fn check(r: &Resolver<'_>) -> Result<Vec<String>, ConfigError> {
     let mut warnings = Vec::new();
-    let flags = r.flags;
-    let mut api: Vec<String> = [
-        ("port", flags.port.is_some()),
-        ("tls-cert-file", flags.tls_cert_file.is_some()),
-        ("tls-private-key-file", flags.tls_private_key_file.is_some()),
-        ("cert-dir", flags.cert_dir.is_some()),
-        ("anonymous-auth", flags.anonymous_auth.is_some()),
-        ("client-ca-file", flags.client_ca_file.is_some()),
-        ("authorization-mode", flags.authorization_mode.is_some()),
-    ]
-    .into_iter()
-    .filter(|(_, given)| *given)
-    .map(|(flag, _)| format!("flag --{flag}"))
-    .collect();
     let Some(c) = r.cfg() else {
-        push_warning(&mut warnings, &api, API_WARNING);
         return Ok(warnings);
     };
     let field = |name: &'static str| r.describe(key(name, ""), Origin::File);
@@ -350,8 +315,7 @@ pub(super) fn check(r: &Resolver<'_>) -> Result<Vec<String>, ConfigError> {
             return Err(invalid(&field(refusal.field), value, refusal.reason));
         }
     }
-    api.extend(given(r, c, API_FIELDS));
-    push_warning(&mut warnings, &api, API_WARNING);
+    push_warning(&mut warnings, &given(r, c, API_FIELDS), API_WARNING);
     push_warning(
         &mut warnings,
         &given(r, c, SHUTDOWN_FIELDS),
@@ -362,8 +326,10 @@ pub(super) fn check(r: &Resolver<'_>) -> Result<Vec<String>, ConfigError> {
     Ok(warnings)
 }
 
-const API_WARNING: &str = "kubelet-rs does not serve the authenticated kubelet API (port 10250) \
-                           yet, so these settings have no effect";
+const API_WARNING: &str = "kubelet-rs serves the kubelet API with rustls' modern cipher suites \
+                           and curves, a certificate that is reread only at start, and no \
+                           profiling, debug-flag or log-query handlers, so these settings have \
+                           no effect";
 
 fn given(r: &Resolver<'_>, c: &KubeletConfiguration, fields: &[FieldCheck]) -> Vec<String> {
     fields
@@ -546,19 +512,21 @@ mod tests {
         let s = load(
             "tlsCertFile: /c.crt\ntlsPrivateKeyFile: /c.key\nauthentication:\n  anonymous:\n    \
              enabled: false\ncontainerLogMaxSize: 50Mi\nshutdownGracePeriod: 30s\n\
-             enableDebuggingHandlers: false\n",
+             enableDebuggingHandlers: false\ntlsCipherSuites: [TLS_AES_128_GCM_SHA256]\n",
         )
         .unwrap();
         assert_eq!(s.warnings.len(), 2, "{:?}", s.warnings);
+        // The kubelet API is served: its settings take effect and do not warn; the TLS tuning
+        // rustls decides does.
+        assert!(s.warnings[0].starts_with("kubelet-rs serves the kubelet API with rustls"));
+        assert!(s.warnings[0].contains("field tlsCipherSuites in /k.yaml"));
+        assert!(!s.warnings[0].contains("tlsCertFile"), "{:?}", s.warnings);
         assert!(
-            s.warnings[0].starts_with("kubelet-rs does not serve the authenticated kubelet API")
+            !s.warnings[0].contains("authentication"),
+            "{:?}",
+            s.warnings
         );
-        assert!(s.warnings[0].contains("field tlsCertFile in /k.yaml"));
-        assert!(s.warnings[0].contains("field authentication in /k.yaml"));
-        assert!(
-            !s.warnings[0].contains("enableDebuggingHandlers"),
-            "false is honored"
-        );
+        assert!(!s.enable_debugging_handlers);
         // Log rotation is implemented: its settings do not warn.
         assert!(s.warnings[1].contains("field shutdownGracePeriod in /k.yaml"));
         // Defaults do not warn.

@@ -7,6 +7,7 @@
 //! does (the healthz port is not counted, as the kubelet's is not).
 
 pub mod endpoints;
+pub mod secure;
 pub mod stats;
 pub mod streaming;
 

@@ -10,6 +10,7 @@
 
 pub mod apiserver;
 pub mod cgroups;
+pub mod kubeletapi;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -127,6 +128,8 @@ pub struct Agent {
     pub cgroup_root: String,
     pub read_only_port: u16,
     pub healthz_port: u16,
+    /// The authenticated kubelet API (`--port`).
+    pub port: u16,
     pub log: PathBuf,
     pub extra_args: Vec<String>,
     dir: tempfile::TempDir,
@@ -142,6 +145,31 @@ impl Agent {
         let mut a = Self::prepare(test, extra);
         a.spawn();
         a
+    }
+
+    /// An agent whose kubelet API accepts client certificates of the returned PKI's CA, with
+    /// `AlwaysAllow` authorization unless `extra` sets a mode.
+    pub fn start_secure(test: &str, extra: &[&str]) -> (Agent, kubeletapi::Pki) {
+        let pki = kubeletapi::pki();
+        let mut args = vec![
+            "--client-ca-file".to_string(),
+            pki.ca_file.display().to_string(),
+        ];
+        if !extra.iter().any(|a| a.starts_with("--authorization-mode")) {
+            args.push("--authorization-mode=AlwaysAllow".into());
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        (Self::start_with(test, &args), pki)
+    }
+
+    /// A client of this agent's kubelet API presenting `identity`.
+    pub fn kubelet_api(&self, identity: Option<&kubeletapi::Identity>) -> kubeletapi::KubeletApi {
+        kubeletapi::KubeletApi {
+            port: self.port,
+            identity: identity.cloned(),
+            token: None,
+        }
     }
 
     /// An agent with its node name, paths and ports chosen but not started: add to
@@ -162,6 +190,7 @@ impl Agent {
             root: dir.path().join("root"),
             read_only_port: free_port(),
             healthz_port: free_port(),
+            port: free_port(),
             log: dir.path().join("agent.log"),
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
             dir,
@@ -192,7 +221,7 @@ impl Agent {
                 "--address",
                 "127.0.0.1",
                 "--port",
-                &free_port().to_string(),
+                &self.port.to_string(),
                 "--file-check-frequency",
                 "2s",
                 "--v",

@@ -26,7 +26,7 @@ use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
+use axum::routing::{get, post};
 use axum::Router;
 use proto::cri;
 
@@ -129,25 +129,6 @@ pub fn routes(api: Arc<ApiState>) -> Router {
             get(port_forward).post(port_forward),
         )
         .with_state(api)
-}
-
-/// What the kubelet serves on these paths with `enableDebuggingHandlers: false`: 405
-/// `Debug endpoints are disabled.` for every method.
-pub fn disabled_routes() -> Router {
-    let disabled = || {
-        any(|| async {
-            text(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "Debug endpoints are disabled.\n",
-            )
-        })
-    };
-    ["/run", "/exec", "/attach", "/portForward"]
-        .into_iter()
-        .fold(Router::new(), |r, p| {
-            r.route(&format!("{p}/"), disabled())
-                .route(&format!("{p}/{{*rest}}"), disabled())
-        })
 }
 
 async fn not_allowed() -> Response {
