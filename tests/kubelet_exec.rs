@@ -15,6 +15,7 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use bytes::BytesMut;
+use common::apiserver::Cluster;
 use common::kubeletapi::{KubeletApi, TlsStream};
 use common::{busybox_pod, require_runtime, Agent};
 use kubelet_rs::server::streaming::spdy::{self, Frame};
@@ -578,4 +579,106 @@ fn port_forward_over_spdy_and_the_websocket_tunnel() {
     assert!(head.contains("SPDY/3.1+portforward.k8s.io"), "{head}");
     let got = forward_once(&mut SpdyClient::new(s, true), "8080", request);
     assert!(got.ends_with("hello-from-the-pod\n"), "{got:?}");
+}
+
+/// kubectl v1.32 through the test API server, which passes each upgrade through to the
+/// kubelet as kube-apiserver does: `exec` (websocket v5, the exit code), `exec -i` (stdin
+/// ended by v5 CLOSE), `cp` both ways (tar over exec), and `port-forward` (the websocket
+/// tunnel, or SPDY should kubectl fall back).
+#[test]
+fn kubectl_exec_cp_and_port_forward() {
+    if !require_runtime() {
+        return;
+    }
+    let cluster = Cluster::start();
+    let ca = format!("--client-ca-file={}", cluster.api.ca_cert().display());
+    // The test agents serve on 127.0.0.1: the node's InternalIP says so, for the API server.
+    let agent = cluster.agent(
+        "kexec-kubectl",
+        &[
+            &ca,
+            "--authorization-mode=AlwaysAllow",
+            "--node-ip=127.0.0.1",
+        ],
+    );
+    cluster.wait_node_ready(&agent.node);
+    let pod = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: shell\n  namespace: default\nspec:\n  nodeName: {node}\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: {image}\n    command: [\"sh\", \"-c\", \"mkdir -p /www && echo hello-through-kubectl > /www/index.html && httpd -p 8080 -h /www && exec sleep 3600\"]\n",
+        node = agent.node,
+        image = common::BUSYBOX,
+    );
+    let out = cluster.kubectl_stdin(&["apply", "-f", "-"], &pod);
+    assert!(out.success(), "{}", out.stderr);
+    cluster.wait("pod shell running", Duration::from_secs(120), || {
+        let p = cluster.get_json(&["pod", "shell"])?;
+        (p["status"]["phase"] == "Running").then_some(())
+    });
+
+    let out = cluster.kubectl(&[
+        "exec",
+        "shell",
+        "--",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
+    assert_eq!(
+        out.status,
+        Some(3),
+        "stdout {:?} stderr {:?}",
+        out.stdout,
+        out.stderr
+    );
+    assert_eq!(out.stdout, "out\n");
+    assert!(out.stderr.contains("err\n"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("command terminated with exit code 3"),
+        "{}",
+        out.stderr
+    );
+
+    let out = cluster.kubectl_stdin(&["exec", "-i", "shell", "--", "cat"], "piped through\n");
+    assert!(out.success(), "{}", out.stderr);
+    assert_eq!(out.stdout, "piped through\n");
+
+    // cp in (tar xf in the container, stdin ended by CLOSE), then out, and compare.
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("payload.txt");
+    let content: String = (0..5000).map(|i| format!("line {i}\n")).collect();
+    std::fs::write(&local, &content).unwrap();
+    let out = cluster.kubectl(&["cp", local.to_str().unwrap(), "shell:/tmp/payload.txt"]);
+    assert!(out.success(), "cp in: {}", out.stderr);
+    let out = cluster.kubectl(&["exec", "shell", "--", "wc", "-c", "/tmp/payload.txt"]);
+    assert_eq!(
+        out.stdout.split_whitespace().next(),
+        Some(content.len().to_string().as_str())
+    );
+    let back = dir.path().join("back.txt");
+    let out = cluster.kubectl(&["cp", "shell:/tmp/payload.txt", back.to_str().unwrap()]);
+    assert!(out.success(), "cp out: {}", out.stderr);
+    assert_eq!(std::fs::read_to_string(&back).unwrap(), content);
+
+    // port-forward: a local port to the pod's httpd.
+    let port = common::free_port();
+    let mut pf = cluster
+        .api
+        .kubectl_command()
+        .args(["port-forward", "pod/shell", &format!("{port}:8080")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let got = cluster.wait("port-forward answers", Duration::from_secs(60), || {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n").ok()?;
+        let mut body = String::new();
+        s.read_to_string(&mut body).ok()?;
+        body.contains("hello-through-kubectl").then_some(body)
+    });
+    assert!(got.starts_with("HTTP/1."), "{got}");
+    let _ = pf.kill();
+    let _ = pf.wait();
+    let out = cluster.kubectl(&["delete", "pod", "shell", "--wait=false"]);
+    assert!(out.success(), "{}", out.stderr);
 }
