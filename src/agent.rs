@@ -584,8 +584,8 @@ fn secure_routes(
     health: &Health,
 ) -> axum::Router {
     let api = Arc::new(state.clone());
-    let debug = server::streaming::routes(api.clone())
-        .merge(server::containerlogs::routes(api.clone()));
+    let debug =
+        server::streaming::routes(api.clone()).merge(server::containerlogs::routes(api.clone()));
     server::secure::routes(
         api,
         health.clone(),

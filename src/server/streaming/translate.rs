@@ -40,16 +40,16 @@ pub const CH_RESIZE: u8 = 4;
 pub const CH_CLOSE: u8 = 255;
 
 /// The handshake answer for a websocket request, or the 400 that refuses it.
-fn websocket_accept(h: &HeaderMap, protocol: &str) -> Result<Response, Response> {
+fn websocket_accept(h: &HeaderMap, protocol: &str) -> Result<Response, Box<Response>> {
     let key = h
         .get(header::SEC_WEBSOCKET_KEY)
         .and_then(|v| v.to_str().ok())
         .filter(|k| !k.trim().is_empty())
         .ok_or_else(|| {
-            text(
+            Box::new(text(
                 StatusCode::BAD_REQUEST,
                 "websocket: missing Sec-WebSocket-Key\n",
-            )
+            ))
         })?;
     if h.get(header::SEC_WEBSOCKET_VERSION)
         .and_then(|v| v.to_str().ok())
@@ -63,7 +63,7 @@ fn websocket_accept(h: &HeaderMap, protocol: &str) -> Result<Response, Response>
             header::SEC_WEBSOCKET_VERSION,
             HeaderValue::from_static("13"),
         );
-        return Err(r);
+        return Err(Box::new(r));
     }
     let mut r = StatusCode::SWITCHING_PROTOCOLS.into_response();
     let hs = r.headers_mut();
@@ -108,7 +108,7 @@ where
 {
     let accept = match websocket_accept(req.headers(), ws_protocol) {
         Ok(r) => r,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let client = hyper::upgrade::on(&mut req);
     let mut resp = match proxy::send(&url, Method::POST, &spdy_upgrade_headers(spdy_protocol)).await
