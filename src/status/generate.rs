@@ -414,6 +414,61 @@ fn names(list: &[String]) -> String {
 }
 
 /// The whole API status of a pod.
+/// `ephemeralContainerStatuses`: each debug container's state from the runtime (waiting with
+/// its start failure, `ContainerCreating` before it exists), never ready, never restarted.
+fn ephemeral_statuses(
+    pod: &Pod,
+    rt: &PodRuntimeStatus,
+    inp: &StatusInputs<'_>,
+) -> Vec<ContainerStatus> {
+    let runtime = if inp.runtime_name.is_empty() {
+        "containerd"
+    } else {
+        inp.runtime_name
+    };
+    let old: HashMap<&str, &ContainerStatus> = inp
+        .previous
+        .and_then(|p| p.ephemeral_container_statuses.as_ref())
+        .map(|l| l.iter().map(|c| (c.name.as_str(), c)).collect())
+        .unwrap_or_default();
+    let list = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.ephemeral_containers.as_deref())
+        .unwrap_or(&[]);
+    list.iter()
+        .map(|e| {
+            let c = Container {
+                name: e.name.clone(),
+                image: e.image.clone(),
+                ..Default::default()
+            };
+            let mut st = match rt.container(&e.name) {
+                Some(latest) => convert(latest, &c, runtime, old.get(e.name.as_str()).copied()),
+                None => ContainerStatus {
+                    name: e.name.clone(),
+                    image: e.image.clone().unwrap_or_default(),
+                    state: Some(waiting("ContainerCreating")),
+                    ..Default::default()
+                },
+            };
+            if rt.container(&e.name).is_none() {
+                if let Some(f) = inp.failures.and_then(|m| m.get(&e.name)) {
+                    st.state = Some(ContainerState {
+                        waiting: Some(ContainerStateWaiting {
+                            reason: Some(f.reason.clone()),
+                            message: Some(f.message.clone()).filter(|m| !m.is_empty()),
+                        }),
+                        ..Default::default()
+                    });
+                }
+            }
+            st.ready = false;
+            st
+        })
+        .collect()
+}
+
 pub fn generate_pod_status(pod: &Pod, rt: &PodRuntimeStatus, inp: &StatusInputs<'_>) -> PodStatus {
     let now = Time(inp.now.unwrap_or_else(Timestamp::now));
     let init = container_statuses(pod, spec_init(pod), true, rt, inp);
@@ -554,6 +609,8 @@ pub fn generate_pod_status(pod: &Pod, rt: &PodRuntimeStatus, inp: &StatusInputs<
         qos_class: Some(pod_qos_class(pod).as_str().to_string()),
         init_container_statuses: Some(init).filter(|v| !v.is_empty()),
         container_statuses: Some(app),
+        ephemeral_container_statuses: Some(ephemeral_statuses(pod, rt, inp))
+            .filter(|v| !v.is_empty()),
         ..Default::default()
     }
 }
