@@ -378,6 +378,23 @@ pub async fn start_with(settings: &KubeletSettings, host: &HostPaths) -> anyhow:
         ));
         expected.push(HTTP_SOURCE);
     }
+    let pod_endpoint = if settings.enable_pod_endpoint && settings.enable_server {
+        let dir = settings.root_dir.join("pod-endpoint");
+        let ep = crate::sources::endpoint::PodEndpoint::start(
+            node.clone(),
+            dir.clone(),
+            updates_tx.clone(),
+        )
+        .await
+        .with_context(|| format!("pod endpoint: cannot use {}", dir.display()))?;
+        expected.push(crate::sources::ENDPOINT_SOURCE);
+        Some(ep)
+    } else {
+        if settings.enable_pod_endpoint {
+            tracing::warn!("--enable-pod-endpoint has no effect with enableServer: false");
+        }
+        None
+    };
     if expected.is_empty() && api.is_none() {
         tracing::warn!(
             "no pod source configured (--pod-manifest-path, --manifest-url, --kubeconfig): the node runs no pods"
@@ -495,7 +512,11 @@ pub async fn start_with(settings: &KubeletSettings, host: &HostPaths) -> anyhow:
     };
     let server_addr = if settings.enable_server {
         let addr = SocketAddr::new(settings.address, settings.port);
-        let routes = secure_routes(settings, &state, &health)
+        let mut routes = secure_routes(settings, &state, &health);
+        if let Some(ep) = pod_endpoint {
+            routes = routes.merge(ep.routes());
+        }
+        let routes = routes
             .merge(crate::events::router(recorder.clone()))
             .merge(crate::eviction::router(conditions.clone()));
         Some(
@@ -563,7 +584,8 @@ fn secure_routes(
     health: &Health,
 ) -> axum::Router {
     let api = Arc::new(state.clone());
-    let debug = axum::Router::new().merge(server::containerlogs::routes(api.clone()));
+    let debug =
+        server::streaming::routes(api.clone()).merge(server::containerlogs::routes(api.clone()));
     server::secure::routes(
         api,
         health.clone(),

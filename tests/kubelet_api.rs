@@ -330,3 +330,63 @@ fn server_tls_bootstrap_gets_the_serving_certificate_from_the_cluster() {
         "no self-signed pair when the cluster signs"
     );
 }
+
+#[test]
+fn pods_posted_to_the_endpoint_run_and_a_delete_removes_them() {
+    if !require_runtime() {
+        return;
+    }
+    let (agent, pki) = Agent::start_secure("kapi-podep", &["--enable-pod-endpoint"]);
+    let api = agent.kubelet_api(Some(&pki.client));
+    let manifest = busybox_pod("posted", "sleep 3600", "");
+    let r = api
+        .request(
+            "POST",
+            "/pods",
+            &[("Content-Type", "application/yaml")],
+            manifest.as_bytes(),
+        )
+        .unwrap();
+    assert_eq!(r.status, 201, "{}", r.text());
+    let created: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(
+        created["metadata"]["name"],
+        agent.pod_name("posted").as_str()
+    );
+    assert_eq!(
+        created["metadata"]["annotations"]["kubernetes.io/config.source"],
+        "endpoint"
+    );
+    let uid = agent.wait_running("posted", Duration::from_secs(90))["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(!common::cri_containers(&uid).is_empty());
+
+    let bad = api
+        .request(
+            "POST",
+            "/pods",
+            &[],
+            b"apiVersion: v1\nkind: Pod\nmetadata:\n  name: x\n",
+        )
+        .unwrap();
+    assert_eq!(bad.status, 400, "{}", bad.text());
+    assert!(bad.text().contains("spec"), "{}", bad.text());
+
+    let r = api
+        .request("DELETE", "/pods/default/posted", &[], b"")
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    agent.wait(
+        "the pod and its containers are gone",
+        Duration::from_secs(60),
+        || (agent.pod("posted").is_none() && common::cri_containers(&uid).is_empty()).then_some(()),
+    );
+    assert_eq!(
+        api.request("DELETE", "/pods/default/posted", &[], b"")
+            .unwrap()
+            .status,
+        404
+    );
+}

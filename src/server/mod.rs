@@ -10,6 +10,7 @@ pub mod containerlogs;
 pub mod endpoints;
 pub mod secure;
 pub mod stats;
+pub mod streaming;
 
 use std::sync::Arc;
 
