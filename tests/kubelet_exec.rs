@@ -478,7 +478,8 @@ fn kubectl_exec_cp_and_port_forward() {
     // cp in (tar xf in the container, stdin ended by CLOSE), then out, and compare.
     let dir = tempfile::tempdir().unwrap();
     let local = dir.path().join("payload.txt");
-    let content: String = (0..5000).map(|i| format!("line {i}\n")).collect();
+    // About 1.2 MB: well past a SPDY stream window of 64 KiB each way.
+    let content: String = (0..120_000).map(|i| format!("line {i}\n")).collect();
     std::fs::write(&local, &content).unwrap();
     let out = cluster.kubectl(&["cp", local.to_str().unwrap(), "shell:/tmp/payload.txt"]);
     assert!(out.success(), "cp in: {}", out.stderr);
