@@ -514,6 +514,14 @@ fn kubectl_exec_cp_and_port_forward() {
     assert!(got.starts_with("HTTP/1."), "{got}");
     let _ = pf.kill();
     let _ = pf.wait();
+    // kubectl 1.32 took the websocket paths, not its SPDY fallback.
+    let log = agent.log_text();
+    assert!(
+        log.contains("streaming: port-forward websocket tunnel"),
+        "{}",
+        agent.log_tail()
+    );
+    assert!(log.contains("streaming: websocket v5 translated to SPDY"));
     let out = cluster.kubectl(&["delete", "pod", "shell", "--wait=false"]);
     assert!(out.success(), "{}", out.stderr);
 }
