@@ -39,18 +39,31 @@ pub const CH_ERROR: u8 = 3;
 pub const CH_RESIZE: u8 = 4;
 pub const CH_CLOSE: u8 = 255;
 
-/// The handshake answer for a websocket request, or why it is refused (a 400).
-fn websocket_accept(h: &HeaderMap, protocol: &str) -> Result<Response, &'static str> {
+/// The handshake answer for a websocket request, or the 400 that refuses it.
+fn websocket_accept(h: &HeaderMap, protocol: &str) -> Result<Response, Box<Response>> {
     let key = h
         .get(header::SEC_WEBSOCKET_KEY)
         .and_then(|v| v.to_str().ok())
         .filter(|k| !k.trim().is_empty())
-        .ok_or("websocket: missing Sec-WebSocket-Key\n")?;
+        .ok_or_else(|| {
+            Box::new(text(
+                StatusCode::BAD_REQUEST,
+                "websocket: missing Sec-WebSocket-Key\n",
+            ))
+        })?;
     if h.get(header::SEC_WEBSOCKET_VERSION)
         .and_then(|v| v.to_str().ok())
         != Some("13")
     {
-        return Err("websocket: unsupported Sec-WebSocket-Version, 13 expected\n");
+        let mut r = text(
+            StatusCode::BAD_REQUEST,
+            "websocket: unsupported Sec-WebSocket-Version, 13 expected\n",
+        );
+        r.headers_mut().insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
+        return Err(Box::new(r));
     }
     let mut r = StatusCode::SWITCHING_PROTOCOLS.into_response();
     let hs = r.headers_mut();
@@ -95,14 +108,7 @@ where
 {
     let accept = match websocket_accept(req.headers(), ws_protocol) {
         Ok(r) => r,
-        Err(why) => {
-            let mut r = text(StatusCode::BAD_REQUEST, why);
-            r.headers_mut().insert(
-                header::SEC_WEBSOCKET_VERSION,
-                HeaderValue::from_static("13"),
-            );
-            return r;
-        }
+        Err(r) => return *r,
     };
     let client = hyper::upgrade::on(&mut req);
     let mut resp = match proxy::send(&url, Method::POST, &spdy_upgrade_headers(spdy_protocol)).await
