@@ -389,8 +389,9 @@ fn port_forward_over_spdy_and_the_websocket_tunnel() {
 
 /// kubectl v1.32 through the test API server, which passes each upgrade through to the
 /// kubelet as kube-apiserver does: `exec` (websocket v5, the exit code), `exec -i` (stdin
-/// ended by v5 CLOSE), `cp` both ways (tar over exec), and `port-forward` (the websocket
-/// tunnel, or SPDY should kubectl fall back).
+/// ended by v5 CLOSE), `exec -it` under a pseudo-terminal, `cp` both ways (tar over exec),
+/// `attach`, and `port-forward` (the websocket tunnel; the agent's log shows kubectl did not
+/// fall back to SPDY).
 #[test]
 fn kubectl_exec_cp_and_port_forward() {
     if !require_runtime() {
@@ -409,7 +410,7 @@ fn kubectl_exec_cp_and_port_forward() {
     );
     cluster.wait_node_ready(&agent.node);
     let pod = format!(
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: shell\n  namespace: default\nspec:\n  nodeName: {node}\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: {image}\n    command: [\"sh\", \"-c\", \"mkdir -p /www && echo hello-through-kubectl > /www/index.html && httpd -p 8080 -h /www && exec sleep 3600\"]\n",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: shell\n  namespace: default\nspec:\n  nodeName: {node}\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: {image}\n    command: [\"sh\", \"-c\", \"mkdir -p /www && echo hello-through-kubectl > /www/index.html && httpd -p 8080 -h /www && while true; do echo tick; sleep 0.5; done\"]\n",
         node = agent.node,
         image = common::BUSYBOX,
     );
@@ -492,6 +493,33 @@ fn kubectl_exec_cp_and_port_forward() {
     let out = cluster.kubectl(&["cp", "shell:/tmp/payload.txt", back.to_str().unwrap()]);
     assert!(out.success(), "cp out: {}", out.stderr);
     assert_eq!(std::fs::read_to_string(&back).unwrap(), content);
+
+    // attach: the main process's output, from now on (v5 too).
+    let mut attach = cluster
+        .api
+        .kubectl_command()
+        .args(["attach", "shell"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = attach.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 256];
+    while !String::from_utf8_lossy(&seen).contains("tick\ntick\n") {
+        match stdout.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => seen.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let _ = attach.kill();
+    let _ = attach.wait();
+    assert!(
+        String::from_utf8_lossy(&seen).contains("tick\ntick\n"),
+        "kubectl attach: {:?}",
+        String::from_utf8_lossy(&seen)
+    );
 
     // port-forward: a local port to the pod's httpd.
     let port = common::free_port();
