@@ -11,6 +11,7 @@
 pub mod apiserver;
 pub mod cgroups;
 pub mod kubeletapi;
+pub mod streaming;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
