@@ -18,6 +18,9 @@ use crate::cm::pod_qos_class;
 use crate::kuberuntime::actions::should_restart;
 use crate::kuberuntime::{labels, PodRuntimeStatus};
 
+/// The pod condition an eviction or a node shutdown sets (`v1.DisruptionTarget`).
+pub const DISRUPTION_TARGET: &str = "DisruptionTarget";
+
 /// The waiting reason and message of a container's last failed start (the kubelet's reason
 /// cache): `CrashLoopBackOff`, `ErrImagePull`, `CreateContainerConfigError`, ...
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -481,7 +484,14 @@ pub fn generate_pod_status(pod: &Pod, rt: &PodRuntimeStatus, inp: &StatusInputs<
         )
     };
     let containers_ready = unready.is_empty() && !completed;
-    let conditions = vec![
+    // A DisruptionTarget condition (set when an eviction or a node shutdown failed the pod)
+    // is kept, ahead of the kubelet-owned conditions, as the kubelet's
+    // `generateAPIPodStatus` keeps it.
+    let disruption = prev
+        .and_then(|p| p.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == DISRUPTION_TARGET))
+        .cloned();
+    let conditions = disruption.into_iter().chain([
         condition(
             "PodReadyToStartContainers",
             networked,
@@ -531,7 +541,8 @@ pub fn generate_pod_status(pod: &Pod, rt: &PodRuntimeStatus, inp: &StatusInputs<
             &now,
         ),
         condition("PodScheduled", true, None, None, prev, &now),
-    ];
+    ])
+    .collect::<Vec<_>>();
     let start_time = prev
         .and_then(|p| p.start_time.clone())
         .or_else(|| inp.start_time.map(Time))
