@@ -565,7 +565,9 @@ fn start_node_shutdown(
 ) -> Option<tokio::task::JoinHandle<()>> {
     use crate::nodeshutdown::{self, dbus, ManagerConfig};
     if !settings.feature_gates.enabled("GracefulNodeShutdown") {
-        tracing::info!("Node graceful shutdown feature is disabled, node shutdown will be immediate");
+        tracing::info!(
+            "Node graceful shutdown feature is disabled, node shutdown will be immediate"
+        );
         return None;
     }
     let cfg = ManagerConfig {

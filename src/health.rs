@@ -45,14 +45,17 @@ pub struct Check {
 impl Health {
     pub fn new() -> Self {
         let now = Instant::now();
-        Self(Arc::new(Mutex::new(State {
-            started: now,
-            last_relist: None,
-            runtime_error: None,
-            network_error: None,
-            last_sync_loop: now,
-            shutting_down: false,
-        })), Arc::default())
+        Self(
+            Arc::new(Mutex::new(State {
+                started: now,
+                last_relist: None,
+                runtime_error: None,
+                network_error: None,
+                last_sync_loop: now,
+                shutting_down: false,
+            })),
+            Arc::default(),
+        )
     }
 
     pub fn relist_ok(&self) {
@@ -161,8 +164,7 @@ impl Health {
     /// shutting down is not ready (the kubelet's `nodeShutdownManagerErrorsFunc`), though
     /// `/healthz` stays healthy, as the kubelet's does.
     pub fn node_ready(&self) -> (bool, String) {
-        let mut problems: Vec<String> =
-            self.checks().into_iter().filter_map(|c| c.error).collect();
+        let mut problems: Vec<String> = self.checks().into_iter().filter_map(|c| c.error).collect();
         if self.shutting_down() {
             problems.push("node is shutting down".into());
         }

@@ -1323,7 +1323,11 @@ pub(super) fn shutdown(r: &Resolver<'_>, gates: &FeatureGates) -> Result<Shutdow
     );
     for (d, setting, name) in [
         (grace_period, &s_total, "shutdownGracePeriod"),
-        (grace_period_critical_pods, &s, "shutdownGracePeriodCriticalPods"),
+        (
+            grace_period_critical_pods,
+            &s,
+            "shutdownGracePeriodCriticalPods",
+        ),
     ] {
         if !d.is_zero() && d < SECOND {
             return Err(invalid(

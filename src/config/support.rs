@@ -507,8 +507,12 @@ mod tests {
         );
         assert!(!s.enable_debugging_handlers);
         // Log rotation and graceful node shutdown are implemented: their settings do not warn.
-        assert!(!s.warnings[0].contains("shutdownGracePeriod"), "{:?}", s.warnings);
-        assert_eq!(s.shutdown_grace_period, Duration::from_secs(30));
+        assert!(
+            !s.warnings[0].contains("shutdownGracePeriod"),
+            "{:?}",
+            s.warnings
+        );
+        assert_eq!(s.shutdown_grace_period, std::time::Duration::from_secs(30));
     }
 
     #[test]
@@ -543,7 +547,10 @@ mod tests {
         );
         let err = load("featureGates:\n  GracefulNodeShutdown: false\nshutdownGracePeriod: 30s\n")
             .unwrap_err();
-        assert!(err.contains("requires feature gate GracefulNodeShutdown"), "{err}");
+        assert!(
+            err.contains("requires feature gate GracefulNodeShutdown"),
+            "{err}"
+        );
         let err = load("shutdownGracePeriod: 500ms\n").unwrap_err();
         assert!(
             err.contains("field shutdownGracePeriod in /k.yaml")
@@ -554,6 +561,9 @@ mod tests {
             "shutdownGracePeriodByPodPriority:\n- priority: 0\n  shutdownGracePeriodSeconds: -1\n",
         )
         .unwrap_err();
-        assert!(err.contains("entry 0") && err.contains("must not be negative"), "{err}");
+        assert!(
+            err.contains("entry 0") && err.contains("must not be negative"),
+            "{err}"
+        );
     }
 }

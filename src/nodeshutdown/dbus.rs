@@ -222,7 +222,7 @@ struct Writer(Vec<u8>);
 
 impl Writer {
     fn align(&mut self, n: usize) {
-        while self.0.len() % n != 0 {
+        while !self.0.len().is_multiple_of(n) {
             self.0.push(0);
         }
     }
@@ -852,7 +852,10 @@ impl Connection {
 
     async fn send_with(&self, msg: Message, serial: u32) -> Result<(), DbusError> {
         if msg.fds.len() > MAX_FDS {
-            return Err(protocol(format!("{} descriptors in one message", msg.fds.len())));
+            return Err(protocol(format!(
+                "{} descriptors in one message",
+                msg.fds.len()
+            )));
         }
         let bytes = msg.encode(serial);
         let fds: Vec<RawFd> = msg.fds.iter().map(AsRawFd::as_raw_fd).collect();

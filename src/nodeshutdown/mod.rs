@@ -378,7 +378,11 @@ impl<T: Terminator> Manager<T> {
     async fn serve(&self, mut logind: Logind, lock: InhibitLock) {
         let mut lock = Some(lock);
         while let Some(shutting_down) = logind.next_event().await {
-            let kind = if shutting_down { "shutdown" } else { "cancelled" };
+            let kind = if shutting_down {
+                "shutdown"
+            } else {
+                "cancelled"
+            };
             tracing::info!(event = kind, "Shutdown manager detected new shutdown event");
             self.events.event(
                 &ObjectRef::node(&self.cfg.node_name),
@@ -398,7 +402,9 @@ impl<T: Terminator> Manager<T> {
             } else {
                 match logind.inhibit_shutdown().await {
                     Ok(l) => lock = Some(l),
-                    Err(e) => tracing::error!(error = %e, "cannot take a shutdown inhibitor lock again"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot take a shutdown inhibitor lock again")
+                    }
                 }
             }
         }
@@ -407,12 +413,16 @@ impl<T: Terminator> Manager<T> {
     async fn process(&self) {
         let start = jiff::Timestamp::now();
         self.store_state(start, None);
-        self.metrics.graceful_shutdown_start_time_seconds.set(secs(start));
+        self.metrics
+            .graceful_shutdown_start_time_seconds
+            .set(secs(start));
         self.metrics.graceful_shutdown_end_time_seconds.set(0.0);
         process_shutdown(&self.terminator, &self.cfg.periods).await;
         let end = jiff::Timestamp::now();
         self.store_state(start, Some(end));
-        self.metrics.graceful_shutdown_end_time_seconds.set(secs(end));
+        self.metrics
+            .graceful_shutdown_end_time_seconds
+            .set(secs(end));
     }
 
     /// The last shutdown's times from the state file, for the metrics.
@@ -433,7 +443,9 @@ impl<T: Terminator> Manager<T> {
                 .and_then(|t| t.parse::<jiff::Timestamp>().ok())
         };
         if let Some(t) = time("startTime") {
-            self.metrics.graceful_shutdown_start_time_seconds.set(secs(t));
+            self.metrics
+                .graceful_shutdown_start_time_seconds
+                .set(secs(t));
         }
         if let Some(t) = time("endTime") {
             self.metrics.graceful_shutdown_end_time_seconds.set(secs(t));
@@ -447,7 +459,8 @@ impl<T: Terminator> Manager<T> {
         });
         let path = &self.cfg.state_file;
         let tmp = path.with_extension("tmp");
-        let written = std::fs::write(&tmp, body.to_string()).and_then(|()| std::fs::rename(&tmp, path));
+        let written =
+            std::fs::write(&tmp, body.to_string()).and_then(|()| std::fs::rename(&tmp, path));
         if let Err(e) = written {
             tracing::error!(path = %path.display(), error = %e, "Failed to store graceful shutdown state");
         }
@@ -491,7 +504,11 @@ mod tests {
         );
         assert!(periods(Duration::ZERO, Duration::ZERO, &[]).is_empty());
         // The list wins, sorted by priority.
-        let p = periods(Duration::ZERO, Duration::ZERO, &[(100, 5), (-5, 1), (10, 3)]);
+        let p = periods(
+            Duration::ZERO,
+            Duration::ZERO,
+            &[(100, 5), (-5, 1), (10, 3)],
+        );
         let prios: Vec<i32> = p.iter().map(|p| p.priority).collect();
         assert_eq!(prios, vec![-5, 10, 100]);
     }

@@ -491,58 +491,60 @@ pub fn generate_pod_status(pod: &Pod, rt: &PodRuntimeStatus, inp: &StatusInputs<
         .and_then(|p| p.conditions.as_ref())
         .and_then(|cs| cs.iter().find(|c| c.type_ == DISRUPTION_TARGET))
         .cloned();
-    let conditions = disruption.into_iter().chain([
-        condition(
-            "PodReadyToStartContainers",
-            networked,
-            None,
-            None,
-            prev,
-            &now,
-        ),
-        if initialized {
+    let conditions = disruption
+        .into_iter()
+        .chain([
             condition(
-                "Initialized",
-                true,
-                completed
-                    .then(|| "PodCompleted".to_string())
-                    .filter(|_| !spec_init(pod).is_empty()),
+                "PodReadyToStartContainers",
+                networked,
+                None,
                 None,
                 prev,
                 &now,
-            )
-        } else {
+            ),
+            if initialized {
+                condition(
+                    "Initialized",
+                    true,
+                    completed
+                        .then(|| "PodCompleted".to_string())
+                        .filter(|_| !spec_init(pod).is_empty()),
+                    None,
+                    prev,
+                    &now,
+                )
+            } else {
+                condition(
+                    "Initialized",
+                    false,
+                    Some("ContainersNotInitialized".into()),
+                    Some(format!(
+                        "containers with incomplete status: {}",
+                        names(&pending_init)
+                    )),
+                    prev,
+                    &now,
+                )
+            },
             condition(
-                "Initialized",
-                false,
-                Some("ContainersNotInitialized".into()),
-                Some(format!(
-                    "containers with incomplete status: {}",
-                    names(&pending_init)
-                )),
+                "Ready",
+                containers_ready,
+                ready_reason.clone(),
+                ready_message.clone(),
                 prev,
                 &now,
-            )
-        },
-        condition(
-            "Ready",
-            containers_ready,
-            ready_reason.clone(),
-            ready_message.clone(),
-            prev,
-            &now,
-        ),
-        condition(
-            "ContainersReady",
-            containers_ready,
-            ready_reason,
-            ready_message,
-            prev,
-            &now,
-        ),
-        condition("PodScheduled", true, None, None, prev, &now),
-    ])
-    .collect::<Vec<_>>();
+            ),
+            condition(
+                "ContainersReady",
+                containers_ready,
+                ready_reason,
+                ready_message,
+                prev,
+                &now,
+            ),
+            condition("PodScheduled", true, None, None, prev, &now),
+        ])
+        .collect::<Vec<_>>();
     let start_time = prev
         .and_then(|p| p.start_time.clone())
         .or_else(|| inp.start_time.map(Time))
