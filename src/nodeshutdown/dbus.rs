@@ -29,8 +29,10 @@ use tokio::sync::{mpsc, oneshot};
 pub const SYSTEM_BUS_ENV: &str = "DBUS_SYSTEM_BUS_ADDRESS";
 /// The system bus when [`SYSTEM_BUS_ENV`] is not set.
 pub const DEFAULT_SYSTEM_BUS: &str = "unix:path=/var/run/dbus/system_bus_socket";
-/// The longest message the specification allows (128 MiB).
-const MAX_MESSAGE: usize = 1 << 27;
+/// The longest message this client reads (the specification allows 128 MiB). logind's messages
+/// are a few hundred bytes, while any client of the bus may call this connection: a longer
+/// message closes the connection instead of costing the agent memory.
+pub const MAX_MESSAGE: usize = 1 << 20;
 /// The longest array the specification allows (64 MiB).
 const MAX_ARRAY: usize = 1 << 26;
 /// Nesting deeper than this is refused (the specification allows 32 + 32).
@@ -622,7 +624,7 @@ impl Message {
             .map(|n| n.next_multiple_of(8))
             .and_then(|n| n.checked_add(body))
             .filter(|&n| n <= MAX_MESSAGE)
-            .ok_or_else(|| protocol("message longer than 128 MiB"))?;
+            .ok_or_else(|| protocol(format!("message longer than {MAX_MESSAGE} bytes")))?;
         Ok(Some(len))
     }
 
@@ -863,13 +865,17 @@ impl Connection {
         let mut off = 0;
         while off < bytes.len() {
             let with = if off == 0 { &fds[..] } else { &[][..] };
-            let n = self
+            let sent = self
                 .stream
                 .async_io(Interest::WRITABLE, || {
                     send_fds(self.stream.as_raw_fd(), &bytes[off..], with)
                 })
-                .await?;
-            off += n;
+                .await;
+            match sent {
+                Ok(n) => off += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
         }
         Ok(())
     }
@@ -979,7 +985,7 @@ async fn read_loop(
     let mut buf: Vec<u8> = Vec::new();
     let mut fds: VecDeque<OwnedFd> = VecDeque::new();
     let mut chunk = vec![0u8; 64 * 1024];
-    loop {
+    'read: loop {
         let got = stream
             .async_io(Interest::READABLE, || {
                 recv_fds(stream.as_raw_fd(), &mut chunk, &mut fds)
@@ -988,6 +994,7 @@ async fn read_loop(
         match got {
             Ok(0) => break,
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => {
                 tracing::debug!(error = %e, "D-Bus connection read failed");
                 break;
@@ -1003,14 +1010,14 @@ async fn read_loop(
                 Ok(_) => break,
                 Err(e) => {
                     tracing::warn!(error = %e, "closing the D-Bus connection");
-                    return;
+                    break 'read;
                 }
             };
             let msg = match Message::decode(&buf[..len], &mut fds) {
                 Ok(m) => m,
                 Err(e) => {
                     tracing::warn!(error = %e, "closing the D-Bus connection");
-                    return;
+                    break 'read;
                 }
             };
             buf.drain(..len);

@@ -441,6 +441,8 @@ impl<T: Terminator> Manager<T> {
             v.get(k)
                 .and_then(|t| t.as_str())
                 .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                // Go's zero time: not set.
+                .filter(|t| *t > jiff::Timestamp::UNIX_EPOCH)
         };
         if let Some(t) = time("startTime") {
             self.metrics
@@ -656,6 +658,51 @@ mod tests {
             fake.calls.lock().clone(),
             vec![("critical".to_string(), 10, Duration::ZERO)]
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_shutdown_sets_the_metrics_and_keeps_them_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let manager = |metrics: crate::metrics::Metrics| Manager {
+            cfg: ManagerConfig {
+                node_name: "n".into(),
+                periods: periods(Duration::from_secs(2), Duration::from_secs(1), &[]),
+                bus_address: String::new(),
+                state_file: dir.path().join(STATE_FILE),
+            },
+            terminator: Fake {
+                pods: vec![pod("web", 0, None)],
+                takes: |_| Some(Duration::from_millis(500)),
+                started: Instant::now(),
+                calls: Mutex::default(),
+                done: Mutex::default(),
+            },
+            health: Health::new(),
+            events: managers::EventRecorder::new("n", 16, Arc::new(managers::SystemClock)),
+            metrics,
+        };
+        let m = manager(crate::metrics::Metrics::new("n"));
+        // A state file from before the first shutdown (Go's zero end time) sets nothing.
+        std::fs::write(
+            dir.path().join(STATE_FILE),
+            r#"{"startTime":"0001-01-01T00:00:00Z","endTime":"0001-01-01T00:00:00Z"}"#,
+        )
+        .unwrap();
+        m.load_state();
+        assert_eq!(m.metrics.graceful_shutdown_start_time_seconds.get(), 0.0);
+        m.process().await;
+        let start = m.metrics.graceful_shutdown_start_time_seconds.get();
+        let end = m.metrics.graceful_shutdown_end_time_seconds.get();
+        assert!(start > 0.0 && end >= start, "{start} {end}");
+        assert_eq!(m.terminator.calls.lock().len(), 1);
+        // A restarted agent reports the same times.
+        let again = manager(crate::metrics::Metrics::new("n"));
+        again.load_state();
+        assert_eq!(
+            again.metrics.graceful_shutdown_start_time_seconds.get(),
+            start
+        );
+        assert_eq!(again.metrics.graceful_shutdown_end_time_seconds.get(), end);
     }
 
     #[test]

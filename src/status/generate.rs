@@ -865,6 +865,62 @@ mod tests {
     }
 
     #[test]
+    fn a_disruption_target_condition_is_kept_first() {
+        let p = pod(json!({"containers": [{"name": "a", "image": "i"}]}));
+        let mut prev = generate_pod_status(
+            &p,
+            &rt(true, vec![cs("a", Running, 0, 10, 0)]),
+            &inputs(None, None),
+        );
+        prev.phase = Some("Failed".into());
+        prev.conditions.as_mut().unwrap().insert(
+            0,
+            PodCondition {
+                type_: DISRUPTION_TARGET.into(),
+                status: "True".into(),
+                reason: Some("TerminationByKubelet".into()),
+                message: Some("m".into()),
+                ..Default::default()
+            },
+        );
+        let s = generate_pod_status(
+            &p,
+            &rt(false, vec![cs("a", Exited, 137, 10, 0)]),
+            &inputs(None, Some(&prev)),
+        );
+        let types: Vec<&str> = s
+            .conditions
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|c| c.type_.as_str())
+            .collect();
+        assert_eq!(
+            types,
+            [
+                "DisruptionTarget",
+                "PodReadyToStartContainers",
+                "Initialized",
+                "Ready",
+                "ContainersReady",
+                "PodScheduled"
+            ]
+        );
+        assert_eq!(
+            cond(&s, DISRUPTION_TARGET).reason.as_deref(),
+            Some("TerminationByKubelet")
+        );
+        assert_eq!(s.phase.as_deref(), Some("Failed"));
+        // None before: none after.
+        let again = generate_pod_status(&p, &rt(true, vec![]), &inputs(None, None));
+        assert!(again
+            .conditions
+            .unwrap()
+            .iter()
+            .all(|c| c.type_ != DISRUPTION_TARGET));
+    }
+
+    #[test]
     fn transition_times_move_only_on_change() {
         let p = pod(json!({"containers": [{"name": "a", "image": "i"}]}));
         let first = generate_pod_status(
