@@ -378,6 +378,23 @@ pub async fn start_with(settings: &KubeletSettings, host: &HostPaths) -> anyhow:
         ));
         expected.push(HTTP_SOURCE);
     }
+    let pod_endpoint = if settings.enable_pod_endpoint && settings.enable_server {
+        let dir = settings.root_dir.join("pod-endpoint");
+        let ep = crate::sources::endpoint::PodEndpoint::start(
+            node.clone(),
+            dir.clone(),
+            updates_tx.clone(),
+        )
+        .await
+        .with_context(|| format!("pod endpoint: cannot use {}", dir.display()))?;
+        expected.push(crate::sources::ENDPOINT_SOURCE);
+        Some(ep)
+    } else {
+        if settings.enable_pod_endpoint {
+            tracing::warn!("--enable-pod-endpoint has no effect with enableServer: false");
+        }
+        None
+    };
     if expected.is_empty() && api.is_none() {
         tracing::warn!(
             "no pod source configured (--pod-manifest-path, --manifest-url, --kubeconfig): the node runs no pods"
@@ -496,7 +513,11 @@ pub async fn start_with(settings: &KubeletSettings, host: &HostPaths) -> anyhow:
     };
     let server_addr = if settings.enable_server {
         let addr = SocketAddr::new(settings.address, settings.port);
-        let routes = secure_routes(settings, &state, &health)
+        let mut routes = secure_routes(settings, &state, &health);
+        if let Some(ep) = pod_endpoint {
+            routes = routes.merge(ep.routes());
+        }
+        let routes = routes
             .merge(crate::events::router(recorder.clone()))
             .merge(crate::eviction::router(conditions.clone()));
         Some(
@@ -591,7 +612,8 @@ fn secure_routes(
     health: &Health,
 ) -> axum::Router {
     let api = Arc::new(state.clone());
-    let debug = axum::Router::new();
+    let debug =
+        server::streaming::routes(api.clone()).merge(server::containerlogs::routes(api.clone()));
     server::secure::routes(
         api,
         health.clone(),
@@ -617,18 +639,40 @@ async fn start_secure_server(
     tasks: &mut Vec<tokio::task::JoinHandle<()>>,
 ) -> anyhow::Result<SocketAddr> {
     use server::secure::{authn, authz, tls};
-    let cert = match (&settings.tls_cert_file, &settings.tls_private_key_file) {
-        (Some(c), Some(k)) => tls::load(c, k)?,
+    let ips: Vec<std::net::IpAddr> = host_ips.iter().filter_map(|ip| ip.parse().ok()).collect();
+    let cert = match (
+        &settings.tls_cert_file,
+        &settings.tls_private_key_file,
+        &api,
+    ) {
+        (Some(c), Some(k), _) => tls::CertSource::Static(tls::load(c, k)?),
+        (_, _, Some(client)) if settings.server_tls_bootstrap => {
+            use server::secure::serving;
+            let slot = Arc::new(serving::ServingCertSlot::default());
+            match serving::load_current(&settings.cert_dir) {
+                Some(key) => slot.set(key),
+                None => tasks.push(tokio::spawn(serving::bootstrap(
+                    client.clone(),
+                    settings.cert_dir.clone(),
+                    settings.node_name.clone(),
+                    ips.clone(),
+                    slot.clone(),
+                ))),
+            }
+            tls::CertSource::Dynamic(slot)
+        }
         _ => {
             if settings.server_tls_bootstrap {
                 tracing::warn!(
-                    "serverTLSBootstrap is not implemented by kubelet-rs yet: the kubelet API \
-                     serves a self-signed certificate"
+                    "serverTLSBootstrap needs --kubeconfig: the kubelet API serves a \
+                     self-signed certificate"
                 );
             }
-            let ips: Vec<std::net::IpAddr> =
-                host_ips.iter().filter_map(|ip| ip.parse().ok()).collect();
-            tls::self_signed(&settings.cert_dir, &settings.node_name, &ips)?
+            tls::CertSource::Static(tls::self_signed(
+                &settings.cert_dir,
+                &settings.node_name,
+                &ips,
+            )?)
         }
     };
     let client_ca = match &settings.authentication.client_ca_file {

@@ -253,3 +253,140 @@ fn tokens_through_the_api_server() {
     // A client certificate is authorized the same way: the tester (system:masters) is allowed.
     assert_eq!(agent.kubelet_api(Some(&pki.client)).get("/pods").0, 200);
 }
+
+/// Connects to `port` trusting only `ca` for the server name `name`; the handshake's result.
+fn handshake_with_ca(port: u16, ca: &std::path::Path, name: &str) -> Result<(), String> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    let mut conn = rustls::ClientConnection::new(
+        std::sync::Arc::new(cfg),
+        rustls::pki_types::ServerName::try_from(name.to_string()).unwrap(),
+    )
+    .map_err(|e| e.to_string())?;
+    let mut tcp = tcp;
+    while conn.is_handshaking() {
+        conn.complete_io(&mut tcp).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+#[test]
+fn server_tls_bootstrap_gets_the_serving_certificate_from_the_cluster() {
+    if !require_runtime() {
+        return;
+    }
+    let cluster = Cluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("kubelet.yaml");
+    std::fs::write(
+        &config,
+        "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n\
+         serverTLSBootstrap: true\n",
+    )
+    .unwrap();
+    let agent = cluster.agent("kapi-serving", &[&format!("--config={}", config.display())]);
+    // The cluster's approver signs it; then handshakes verify against the cluster CA.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        match handshake_with_ca(agent.port, &cluster.api.ca_cert(), &agent.node) {
+            Ok(()) => break,
+            Err(e) => last = e,
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    handshake_with_ca(agent.port, &cluster.api.ca_cert(), &agent.node).unwrap_or_else(|e| {
+        panic!(
+            "no cluster-signed serving certificate: {e} (before: {last})\n{}",
+            agent.log_tail()
+        )
+    });
+    let csrs = cluster.get_json(&["csr"]).expect("CSRs listed");
+    let serving: Vec<&Value> = csrs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["spec"]["signerName"] == "kubernetes.io/kubelet-serving")
+        .collect();
+    assert_eq!(serving.len(), 1, "{csrs}");
+    assert_eq!(
+        serving[0]["spec"]["username"],
+        format!("system:node:{}", agent.node).as_str()
+    );
+    assert!(agent.root.join("pki/kubelet-server-current.pem").exists());
+    assert!(
+        !agent.root.join("pki/kubelet.crt").exists(),
+        "no self-signed pair when the cluster signs"
+    );
+}
+
+#[test]
+fn pods_posted_to_the_endpoint_run_and_a_delete_removes_them() {
+    if !require_runtime() {
+        return;
+    }
+    let (agent, pki) = Agent::start_secure("kapi-podep", &["--enable-pod-endpoint"]);
+    let api = agent.kubelet_api(Some(&pki.client));
+    let manifest = busybox_pod("posted", "sleep 3600", "");
+    let r = api
+        .request(
+            "POST",
+            "/pods",
+            &[("Content-Type", "application/yaml")],
+            manifest.as_bytes(),
+        )
+        .unwrap();
+    assert_eq!(r.status, 201, "{}", r.text());
+    let created: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(
+        created["metadata"]["name"],
+        agent.pod_name("posted").as_str()
+    );
+    assert_eq!(
+        created["metadata"]["annotations"]["kubernetes.io/config.source"],
+        "endpoint"
+    );
+    let uid = agent.wait_running("posted", Duration::from_secs(90))["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(!common::cri_containers(&uid).is_empty());
+
+    let bad = api
+        .request(
+            "POST",
+            "/pods",
+            &[],
+            b"apiVersion: v1\nkind: Pod\nmetadata:\n  name: x\n",
+        )
+        .unwrap();
+    assert_eq!(bad.status, 400, "{}", bad.text());
+    assert!(bad.text().contains("spec"), "{}", bad.text());
+
+    let r = api
+        .request("DELETE", "/pods/default/posted", &[], b"")
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    agent.wait(
+        "the pod and its containers are gone",
+        Duration::from_secs(60),
+        || (agent.pod("posted").is_none() && common::cri_containers(&uid).is_empty()).then_some(()),
+    );
+    assert_eq!(
+        api.request("DELETE", "/pods/default/posted", &[], b"")
+            .unwrap()
+            .status,
+        404
+    );
+}

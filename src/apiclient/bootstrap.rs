@@ -90,7 +90,7 @@ pub fn kubeconfig_json(cluster: &serde_json::Value, cert: &Path) -> serde_json::
     })
 }
 
-fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
@@ -136,6 +136,89 @@ fn bootstrap_cluster(path: &Path) -> Result<serde_json::Value, BootstrapError> {
     Ok(v)
 }
 
+/// Creates the CertificateSigningRequest `name` for `csr` (PEM) with `signer` and `usages`
+/// (an existing one of that name is reused: a restarted agent finds its own) and waits up to
+/// `wait` for its certificate, retrying while the API server is unreachable. Denied or failed
+/// requests end with the condition's reason and message.
+pub async fn request_certificate(
+    client: kube::Client,
+    name: &str,
+    csr: String,
+    signer: &str,
+    usages: &[&str],
+    wait: Duration,
+) -> Result<Vec<u8>, BootstrapError> {
+    let csrs: Api<CertificateSigningRequest> = Api::all(client);
+    let req_err = |reason: String| BootstrapError::Request {
+        name: name.to_string(),
+        reason,
+    };
+    let object = CertificateSigningRequest {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            ..Default::default()
+        },
+        spec: CertificateSigningRequestSpec {
+            request: ByteString(csr.into_bytes()),
+            signer_name: signer.into(),
+            usages: Some(usages.iter().map(|u| u.to_string()).collect()),
+            ..Default::default()
+        },
+        status: None,
+    };
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut failures = 0u32;
+    let mut created = false;
+    loop {
+        if tokio::time::Instant::now() > deadline {
+            return Err(req_err("timed out waiting for the certificate".into()));
+        }
+        if !created {
+            match csrs.create(&PostParams::default(), &object).await {
+                Ok(_) => {
+                    tracing::info!(csr = %name, signer, "certificate signing request created");
+                    created = true;
+                }
+                Err(kube::Error::Api(s)) if s.reason == "AlreadyExists" => created = true,
+                Err(kube::Error::Api(s)) => return Err(req_err(s.message)),
+                Err(e) => {
+                    failures += 1;
+                    tracing::warn!(error = %e, "cannot reach the API server to request a certificate; retrying");
+                    tokio::time::sleep(super::reachability::backoff(
+                        failures,
+                        Duration::from_secs(7),
+                    ))
+                    .await;
+                    continue;
+                }
+            }
+        }
+        match csrs.get_opt(name).await {
+            Ok(Some(c)) => {
+                let status = c.status.unwrap_or_default();
+                if let Some(d) =
+                    status.conditions.iter().flatten().find(|c| {
+                        (c.type_ == "Denied" || c.type_ == "Failed") && c.status == "True"
+                    })
+                {
+                    return Err(req_err(format!(
+                        "is {}, reason: {}, message: {}",
+                        d.type_.to_lowercase(),
+                        d.reason.clone().unwrap_or_default(),
+                        d.message.clone().unwrap_or_default()
+                    )));
+                }
+                if let Some(cert) = status.certificate.filter(|c| !c.0.is_empty()) {
+                    return Ok(cert.0);
+                }
+            }
+            Ok(None) => created = false,
+            Err(e) => tracing::debug!(error = %e, "cannot read the certificate signing request"),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// Bootstraps when `kubeconfig` does not exist; returns at once when it does.
 pub async fn ensure(
     kubeconfig: &Path,
@@ -159,76 +242,16 @@ pub async fn ensure(
     write_private(&pending, key.as_bytes()).map_err(dir_err)?;
 
     let client = super::connect(bootstrap).await?;
-    let csrs: Api<CertificateSigningRequest> = Api::all(client);
     let name = request_name(&key, node);
-    let req_err = |reason: String| BootstrapError::Request {
-        name: name.clone(),
-        reason,
-    };
-    let object = CertificateSigningRequest {
-        metadata: ObjectMeta {
-            name: Some(name.clone()),
-            ..Default::default()
-        },
-        spec: CertificateSigningRequestSpec {
-            request: ByteString(csr.into_bytes()),
-            signer_name: SIGNER.into(),
-            usages: Some(vec!["digital signature".into(), "client auth".into()]),
-            ..Default::default()
-        },
-        status: None,
-    };
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let mut failures = 0u32;
-    let mut created = false;
-    let cert = loop {
-        if tokio::time::Instant::now() > deadline {
-            return Err(req_err("timed out waiting for the certificate".into()));
-        }
-        if !created {
-            match csrs.create(&PostParams::default(), &object).await {
-                Ok(_) => {
-                    tracing::info!(csr = %name, "certificate signing request created");
-                    created = true;
-                }
-                Err(kube::Error::Api(s)) if s.reason == "AlreadyExists" => created = true,
-                Err(kube::Error::Api(s)) => return Err(req_err(s.message)),
-                Err(e) => {
-                    failures += 1;
-                    tracing::warn!(error = %e, "cannot reach the API server to request a certificate; retrying");
-                    tokio::time::sleep(super::reachability::backoff(
-                        failures,
-                        Duration::from_secs(7),
-                    ))
-                    .await;
-                    continue;
-                }
-            }
-        }
-        match csrs.get_opt(&name).await {
-            Ok(Some(c)) => {
-                let status = c.status.unwrap_or_default();
-                if let Some(d) =
-                    status.conditions.iter().flatten().find(|c| {
-                        (c.type_ == "Denied" || c.type_ == "Failed") && c.status == "True"
-                    })
-                {
-                    return Err(req_err(format!(
-                        "is {}, reason: {}, message: {}",
-                        d.type_.to_lowercase(),
-                        d.reason.clone().unwrap_or_default(),
-                        d.message.clone().unwrap_or_default()
-                    )));
-                }
-                if let Some(cert) = status.certificate.filter(|c| !c.0.is_empty()) {
-                    break cert.0;
-                }
-            }
-            Ok(None) => created = false,
-            Err(e) => tracing::debug!(error = %e, "cannot read the certificate signing request"),
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let cert = request_certificate(
+        client,
+        &name,
+        csr,
+        SIGNER,
+        &["digital signature", "client auth"],
+        WAIT,
+    )
+    .await?;
 
     let stamp = k8s_openapi::jiff::Timestamp::now().strftime("%Y-%m-%d-%H-%M-%S");
     let file = cert_dir.join(format!("kubelet-client-{stamp}.pem"));

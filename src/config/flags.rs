@@ -175,6 +175,13 @@ pub struct Flags {
           num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub anonymous_auth: Option<bool>,
 
+    /// Accept pods on the kubelet API (POST /pods, DELETE /pods/NAMESPACE/NAME) as static pods
+    /// (kubelet-rs only). [default: false]
+    #[arg(long = "enable-pod-endpoint", value_name = "BOOL", value_parser = go_bool,
+          action = ArgAction::Set, num_args = 0..=1, require_equals = true,
+          default_missing_value = "true")]
+    pub enable_pod_endpoint: Option<bool>,
+
     /// Authenticate bearer tokens on the kubelet API with the API server's TokenReview.
     /// [default: true] [file: authentication.webhook.enabled]
     #[arg(long = "authentication-token-webhook", value_name = "BOOL", value_parser = go_bool,

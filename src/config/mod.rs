@@ -208,6 +208,8 @@ pub struct KubeletSettings {
     pub enable_debugging_handlers: bool,
     /// `/logs/` (`enableSystemLogHandler`, with the debugging handlers).
     pub enable_system_log_handler: bool,
+    /// `--enable-pod-endpoint`: pods POSTed to the kubelet API run as static pods.
+    pub enable_pod_endpoint: bool,
     /// Streaming connections (exec, attach, port-forward, log follow) idle longer than this
     /// are closed.
     pub streaming_connection_idle_timeout: Duration,
@@ -666,6 +668,7 @@ pub fn resolve(
         server_tls_bootstrap: servers.server_tls_bootstrap,
         enable_debugging_handlers: servers.enable_debugging_handlers,
         enable_system_log_handler: servers.enable_system_log_handler,
+        enable_pod_endpoint: flags.enable_pod_endpoint.unwrap_or(false),
         streaming_connection_idle_timeout: servers.streaming_connection_idle_timeout,
         authentication,
         authorization,

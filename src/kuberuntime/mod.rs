@@ -611,6 +611,55 @@ impl RuntimeService {
         .await
     }
 
+    /// Runs a command in a container with no deadline (the kubelet's `/run`, which passes a
+    /// zero timeout: the command takes what it takes).
+    pub async fn run_in_container(
+        &self,
+        id: &str,
+        cmd: Vec<String>,
+    ) -> Result<cri::ExecSyncResponse, RuntimeError> {
+        let mut c = self.rt.clone();
+        self.call(
+            "exec_sync",
+            id,
+            None,
+            c.exec_sync(cri::ExecSyncRequest {
+                container_id: id.into(),
+                cmd,
+                timeout: 0,
+            }),
+        )
+        .await
+    }
+
+    /// Prepares a streaming exec; returns the single-use URL on the runtime's streaming server
+    /// that the client's upgrade request is proxied to.
+    pub async fn exec(&self, req: cri::ExecRequest) -> Result<String, RuntimeError> {
+        let mut c = self.rt.clone();
+        let id = req.container_id.clone();
+        self.call("exec", &id, Some(self.timeout), c.exec(req))
+            .await
+            .map(|r| r.url)
+    }
+
+    /// Prepares a streaming attach to a container's main process; returns the runtime's URL.
+    pub async fn attach(&self, req: cri::AttachRequest) -> Result<String, RuntimeError> {
+        let mut c = self.rt.clone();
+        let id = req.container_id.clone();
+        self.call("attach", &id, Some(self.timeout), c.attach(req))
+            .await
+            .map(|r| r.url)
+    }
+
+    /// Prepares a port forward into a sandbox's network namespace; returns the runtime's URL.
+    pub async fn port_forward(&self, req: cri::PortForwardRequest) -> Result<String, RuntimeError> {
+        let mut c = self.rt.clone();
+        let id = req.pod_sandbox_id.clone();
+        self.call("port_forward", &id, Some(self.timeout), c.port_forward(req))
+            .await
+            .map(|r| r.url)
+    }
+
     /// The full status of one pod: every sandbox and container the runtime has for its UID,
     /// newest first. Objects that vanish between the list and the status call are skipped.
     pub async fn get_pod_status(

@@ -6,9 +6,11 @@
 //! of a kubelet API server in the kubelet's `kubelet_http_*` families, as its `ServeHTTP`
 //! does (the healthz port is not counted, as the kubelet's is not).
 
+pub mod containerlogs;
 pub mod endpoints;
 pub mod secure;
 pub mod stats;
+pub mod streaming;
 
 use std::sync::Arc;
 

@@ -33,7 +33,9 @@ use k8s_openapi::api::core::v1::{
 use md5::{Digest, Md5};
 
 use super::validation::{FieldError, ValidationError};
-use super::{CONFIG_HASH_ANNOTATION, CONFIG_SOURCE_ANNOTATION, FILE_SOURCE, HTTP_SOURCE};
+use super::{
+    CONFIG_HASH_ANNOTATION, CONFIG_SOURCE_ANNOTATION, ENDPOINT_SOURCE, FILE_SOURCE, HTTP_SOURCE,
+};
 use crate::resource::parse_k8s_quantity;
 
 /// The namespace of a pod that names none.
@@ -64,6 +66,8 @@ pub fn apply_static_pod_defaults(
 pub enum StaticOrigin<'a> {
     File(&'a Path),
     Url(&'a str),
+    /// POSTed to the kubelet API's pod endpoint (`--enable-pod-endpoint`).
+    Endpoint,
 }
 
 impl StaticOrigin<'_> {
@@ -72,6 +76,7 @@ impl StaticOrigin<'_> {
         match self {
             StaticOrigin::File(_) => FILE_SOURCE,
             StaticOrigin::Url(_) => HTTP_SOURCE,
+            StaticOrigin::Endpoint => ENDPOINT_SOURCE,
         }
     }
 }
@@ -142,6 +147,7 @@ pub fn static_pod_uid_from(pod: &Pod, node_name: &str, origin: StaticOrigin<'_>)
     match origin {
         StaticOrigin::File(path) => hasher.update(format!("file:{}", path.display())),
         StaticOrigin::Url(url) => hasher.update(format!("url:{url}")),
+        StaticOrigin::Endpoint => hasher.update("endpoint:"),
     }
     // Serializing a k8s-openapi object cannot fail (no non-string map keys, no custom errors).
     hasher.update(serde_json::to_vec(pod).unwrap_or_default());

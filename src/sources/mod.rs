@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod defaults;
+pub mod endpoint;
 pub mod file;
 pub mod url;
 pub mod validation;
@@ -19,6 +20,8 @@ pub const FILE_SOURCE: &str = "file";
 pub const HTTP_SOURCE: &str = "http";
 /// `kubernetes.io/config.source` value of pods from the API server.
 pub const API_SOURCE: &str = "api";
+/// Pods POSTed to the kubelet API's pod endpoint (`--enable-pod-endpoint`, kubelet-rs only).
+pub const ENDPOINT_SOURCE: &str = "endpoint";
 
 /// Annotation keys the kubelet puts on pods it reads from a source.
 pub const CONFIG_HASH_ANNOTATION: &str = "kubernetes.io/config.hash";

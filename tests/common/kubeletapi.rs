@@ -246,10 +246,7 @@ impl KubeletApi {
 
 fn dechunk(mut s: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    loop {
-        let Some(eol) = s.windows(2).position(|w| w == b"\r\n") else {
-            break;
-        };
+    while let Some(eol) = s.windows(2).position(|w| w == b"\r\n") {
         let size = std::str::from_utf8(&s[..eol]).unwrap_or("0");
         let size = size.split(';').next().unwrap_or("0").trim();
         let n = usize::from_str_radix(size, 16).unwrap_or(0);

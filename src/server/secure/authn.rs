@@ -107,11 +107,14 @@ impl ApiTokenReviewer {
     }
 }
 
+/// Answers by SHA-256 of the token: when asked, and the user (`None`: rejected).
+type TokenCache = HashMap<[u8; 32], (Instant, Option<UserInfo>)>;
+
 /// The token webhook with its cache.
 pub struct TokenWebhook {
     reviewer: Arc<dyn TokenReviewer>,
     ttl: Duration,
-    cache: Mutex<HashMap<[u8; 32], (Instant, Option<UserInfo>)>>,
+    cache: Mutex<TokenCache>,
 }
 
 /// Cache entries kept at most; expired entries are dropped first when it fills.

@@ -14,6 +14,7 @@
 pub mod authn;
 pub mod authz;
 pub mod configz;
+pub mod serving;
 pub mod syslogs;
 pub mod tls;
 

@@ -271,10 +271,19 @@ impl ClientCertVerifier for RequestClientCert {
     }
 }
 
+/// Where the serving certificate comes from.
+pub enum CertSource {
+    /// Fixed for the process's life.
+    Static(ServingCert),
+    /// Looked up per handshake (the certificate `serverTLSBootstrap` obtains): no certificate
+    /// yet fails the handshake, as the kubelet's does.
+    Dynamic(Arc<dyn rustls::server::ResolvesServerCert>),
+}
+
 /// The server configuration: `min` and newer, HTTP/1.1, a client certificate requested when
 /// `client_ca` is set.
 pub fn server_config(
-    cert: ServingCert,
+    cert: CertSource,
     min: TlsMinVersion,
     client_ca: Option<Arc<dyn ClientCertVerifier>>,
 ) -> Result<rustls::ServerConfig, TlsError> {
@@ -291,9 +300,12 @@ pub fn server_config(
         Some(v) => builder.with_client_cert_verifier(Arc::new(RequestClientCert(v))),
         None => builder.with_no_client_auth(),
     };
-    let mut config = builder
-        .with_single_cert(cert.chain, cert.key)
-        .map_err(|e| TlsError::Config(format!("serving certificate and key: {e}")))?;
+    let mut config = match cert {
+        CertSource::Static(cert) => builder
+            .with_single_cert(cert.chain, cert.key)
+            .map_err(|e| TlsError::Config(format!("serving certificate and key: {e}")))?,
+        CertSource::Dynamic(resolver) => builder.with_cert_resolver(resolver),
+    };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }
@@ -316,7 +328,7 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
         let again = self_signed(dir.path(), "node-a", &[ip]).unwrap();
         assert_eq!(first.chain[0], again.chain[0], "kept, not regenerated");
-        server_config(again, TlsMinVersion::Tls12, None).unwrap();
+        server_config(CertSource::Static(again), TlsMinVersion::Tls12, None).unwrap();
     }
 
     #[test]
