@@ -230,7 +230,11 @@ pub async fn sync_pod(kl: &Kubelet, pod: &Pod, state: &mut WorkerState) -> SyncO
                 .iter()
                 .any(|s| s.state == cri::PodSandboxState::SandboxReady as i32)
         {
-            kill_pod(kl, pod, &rt, termination_grace(pod)).await;
+            // An eviction or a node shutdown may have shortened the grace period.
+            let grace = kl
+                .grace_override(&uid)
+                .unwrap_or_else(|| termination_grace(pod));
+            kill_pod(kl, pod, &rt, grace).await;
             acted = true;
         } else if !state.released {
             // Nothing runs any more: probes stop and volumes are torn down (the pod directory

@@ -18,6 +18,9 @@ use crate::cm::pod_qos_class;
 use crate::kuberuntime::actions::should_restart;
 use crate::kuberuntime::{labels, PodRuntimeStatus};
 
+/// The pod condition an eviction or a node shutdown sets (`v1.DisruptionTarget`).
+pub const DISRUPTION_TARGET: &str = "DisruptionTarget";
+
 /// The waiting reason and message of a container's last failed start (the kubelet's reason
 /// cache): `CrashLoopBackOff`, `ErrImagePull`, `CreateContainerConfigError`, ...
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -536,57 +539,67 @@ pub fn generate_pod_status(pod: &Pod, rt: &PodRuntimeStatus, inp: &StatusInputs<
         )
     };
     let containers_ready = unready.is_empty() && !completed;
-    let conditions = vec![
-        condition(
-            "PodReadyToStartContainers",
-            networked,
-            None,
-            None,
-            prev,
-            &now,
-        ),
-        if initialized {
+    // A DisruptionTarget condition (set when an eviction or a node shutdown failed the pod)
+    // is kept, ahead of the kubelet-owned conditions, as the kubelet's
+    // `generateAPIPodStatus` keeps it.
+    let disruption = prev
+        .and_then(|p| p.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == DISRUPTION_TARGET))
+        .cloned();
+    let conditions = disruption
+        .into_iter()
+        .chain([
             condition(
-                "Initialized",
-                true,
-                completed
-                    .then(|| "PodCompleted".to_string())
-                    .filter(|_| !spec_init(pod).is_empty()),
+                "PodReadyToStartContainers",
+                networked,
+                None,
                 None,
                 prev,
                 &now,
-            )
-        } else {
+            ),
+            if initialized {
+                condition(
+                    "Initialized",
+                    true,
+                    completed
+                        .then(|| "PodCompleted".to_string())
+                        .filter(|_| !spec_init(pod).is_empty()),
+                    None,
+                    prev,
+                    &now,
+                )
+            } else {
+                condition(
+                    "Initialized",
+                    false,
+                    Some("ContainersNotInitialized".into()),
+                    Some(format!(
+                        "containers with incomplete status: {}",
+                        names(&pending_init)
+                    )),
+                    prev,
+                    &now,
+                )
+            },
             condition(
-                "Initialized",
-                false,
-                Some("ContainersNotInitialized".into()),
-                Some(format!(
-                    "containers with incomplete status: {}",
-                    names(&pending_init)
-                )),
+                "Ready",
+                containers_ready,
+                ready_reason.clone(),
+                ready_message.clone(),
                 prev,
                 &now,
-            )
-        },
-        condition(
-            "Ready",
-            containers_ready,
-            ready_reason.clone(),
-            ready_message.clone(),
-            prev,
-            &now,
-        ),
-        condition(
-            "ContainersReady",
-            containers_ready,
-            ready_reason,
-            ready_message,
-            prev,
-            &now,
-        ),
-        condition("PodScheduled", true, None, None, prev, &now),
-    ];
+            ),
+            condition(
+                "ContainersReady",
+                containers_ready,
+                ready_reason,
+                ready_message,
+                prev,
+                &now,
+            ),
+            condition("PodScheduled", true, None, None, prev, &now),
+        ])
+        .collect::<Vec<_>>();
     let start_time = prev
         .and_then(|p| p.start_time.clone())
         .or_else(|| inp.start_time.map(Time))
@@ -906,6 +919,62 @@ mod tests {
         assert_eq!(cond(&s, "Initialized").status, "True");
         assert_eq!(s.phase.as_deref(), Some("Running"));
         assert_eq!(s.init_container_statuses.as_ref().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_disruption_target_condition_is_kept_first() {
+        let p = pod(json!({"containers": [{"name": "a", "image": "i"}]}));
+        let mut prev = generate_pod_status(
+            &p,
+            &rt(true, vec![cs("a", Running, 0, 10, 0)]),
+            &inputs(None, None),
+        );
+        prev.phase = Some("Failed".into());
+        prev.conditions.as_mut().unwrap().insert(
+            0,
+            PodCondition {
+                type_: DISRUPTION_TARGET.into(),
+                status: "True".into(),
+                reason: Some("TerminationByKubelet".into()),
+                message: Some("m".into()),
+                ..Default::default()
+            },
+        );
+        let s = generate_pod_status(
+            &p,
+            &rt(false, vec![cs("a", Exited, 137, 10, 0)]),
+            &inputs(None, Some(&prev)),
+        );
+        let types: Vec<&str> = s
+            .conditions
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|c| c.type_.as_str())
+            .collect();
+        assert_eq!(
+            types,
+            [
+                "DisruptionTarget",
+                "PodReadyToStartContainers",
+                "Initialized",
+                "Ready",
+                "ContainersReady",
+                "PodScheduled"
+            ]
+        );
+        assert_eq!(
+            cond(&s, DISRUPTION_TARGET).reason.as_deref(),
+            Some("TerminationByKubelet")
+        );
+        assert_eq!(s.phase.as_deref(), Some("Failed"));
+        // None before: none after.
+        let again = generate_pod_status(&p, &rt(true, vec![]), &inputs(None, None));
+        assert!(again
+            .conditions
+            .unwrap()
+            .iter()
+            .all(|c| c.type_ != DISRUPTION_TARGET));
     }
 
     #[test]
