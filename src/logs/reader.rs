@@ -635,7 +635,7 @@ mod tests {
         // Opened, but not reading yet: three rotations go by meanwhile, and the first two
         // rotated files are gzipped (the newest stays plain), as log rotation leaves them.
         let r = LogReader::open(&log, opts(true, None)).await.unwrap();
-        x.write_all(format!("2024-01-01T00:00:00.000000002Z stdout F x2\n").as_bytes())
+        x.write_all(b"2024-01-01T00:00:00.000000002Z stdout F x2\n")
             .unwrap();
         for (stamp, text) in [("0", "y"), ("1", "w"), ("2", "z")] {
             std::fs::rename(&log, rotated(stamp)).unwrap();

@@ -143,10 +143,13 @@ fn list_rotated(log: &Path) -> io::Result<(Vec<Rotated>, Vec<PathBuf>)> {
     Ok((rotated, tmp))
 }
 
+/// One rotated file: its place in the order (timestamp, sequence number), its path, and
+/// whether it is gzipped.
+pub type RotatedFile = ((String, u32), PathBuf, bool);
+
 /// The rotated files of `log`, oldest first, one per rotation (the plain file while a
-/// compression of it is under way): its place in the order (timestamp, sequence number), its
-/// path, and whether it is gzipped. For readers following the log across rotations.
-pub fn rotated_files(log: &Path) -> io::Result<Vec<((String, u32), PathBuf, bool)>> {
+/// compression of it is under way). For readers following the log across rotations.
+pub fn rotated_files(log: &Path) -> io::Result<Vec<RotatedFile>> {
     let (rotated, _) = list_rotated(log)?;
     let mut out: Vec<((String, u32), PathBuf, bool)> = Vec::with_capacity(rotated.len());
     // Sorted: a plain file comes just before its compressed copy.
