@@ -104,6 +104,14 @@ fn a_best_effort_hog_is_evicted_and_a_guaranteed_pod_survives() {
     });
     assert_eq!(hog["status"]["reason"], "Evicted", "{hog}");
     let msg = hog["status"]["message"].as_str().unwrap();
+    let disruption = hog["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "DisruptionTarget")
+        .unwrap_or_else(|| panic!("no DisruptionTarget condition: {hog}"));
+    assert_eq!(disruption["reason"], "TerminationByKubelet");
+    assert_eq!(disruption["message"], msg);
     assert!(
         msg.starts_with(
             "The node was low on resource: memory. Threshold quantity: 800Mi, available: "

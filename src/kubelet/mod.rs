@@ -211,8 +211,10 @@ impl Kubelet {
     }
 
     /// Fails a pod for good (the eviction manager's `KillPodFunc`): its phase becomes `Failed`
-    /// with `reason` and `message`, and its worker stops every container, honouring
-    /// `grace_override` (seconds) when given. Returns false if the pod is unknown.
+    /// with `reason` and `message` and the `DisruptionTarget` condition (reason
+    /// `TerminationByKubelet`, as the kubelet's eviction manager sets it), and its worker stops
+    /// every container, honouring `grace_override` (seconds) when given. Returns false if the
+    /// pod is unknown.
     pub fn evict_pod(
         &self,
         uid: &str,
@@ -220,7 +222,15 @@ impl Kubelet {
         message: &str,
         grace_override: Option<i64>,
     ) -> bool {
-        self.fail_pod(uid, reason, message, None, grace_override)
+        let condition = k8s_openapi::api::core::v1::PodCondition {
+            type_: crate::status::generate::DISRUPTION_TARGET.into(),
+            status: "True".into(),
+            reason: Some("TerminationByKubelet".into()),
+            message: Some(message.into()),
+            last_transition_time: Some(crate::nodestatus::now()),
+            ..Default::default()
+        };
+        self.fail_pod(uid, reason, message, Some(condition), grace_override)
     }
 
     /// [`Kubelet::evict_pod`] that also sets `condition` on the pod's status (the kubelet's
