@@ -321,3 +321,41 @@ fn previous_reads_the_instance_before_a_restart() {
     });
     assert_ne!(current, previous, "two instances, two logs");
 }
+
+/// `kubectl logs` through the test API server, which proxies `pods/log` to the kubelet's
+/// `/containerLogs` as kube-apiserver does: `--tail`, and `-f` streaming until the container
+/// exits.
+#[test]
+fn kubectl_logs_and_logs_follow_through_the_api_server() {
+    if !require_runtime() {
+        return;
+    }
+    let cluster = common::apiserver::Cluster::start();
+    let ca = format!("--client-ca-file={}", cluster.api.ca_cert().display());
+    let agent = cluster.agent(
+        "clogs-kubectl",
+        &[&ca, "--authorization-mode=AlwaysAllow", "--node-ip=127.0.0.1"],
+    );
+    cluster.wait_node_ready(&agent.node);
+    let pod = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: talker\n  namespace: default\nspec:\n  nodeName: {node}\n  restartPolicy: Never\n  terminationGracePeriodSeconds: 1\n  automountServiceAccountToken: false\n  containers:\n  - name: main\n    image: {BUSYBOX}\n    command: [\"sh\", \"-c\", \"echo one; echo two; sleep 4; echo three; sleep 1\"]\n",
+        node = agent.node,
+    );
+    let out = cluster.kubectl_stdin(&["apply", "-f", "-"], &pod);
+    assert!(out.success(), "{}", out.stderr);
+    cluster.wait("talker running", Duration::from_secs(120), || {
+        let p = cluster.get_json(&["pod", "talker"])?;
+        (p["status"]["phase"] == "Running").then_some(())
+    });
+    // Follow from the start: all three lines, the last written seconds later, then the stream
+    // ends with the container.
+    let out = cluster.kubectl(&["logs", "-f", "talker"]);
+    assert!(out.success(), "{}\n{}", out.stderr, agent.log_tail());
+    assert_eq!(out.stdout, "one\ntwo\nthree\n");
+    let out = cluster.kubectl(&["logs", "--tail=1", "talker"]);
+    assert!(out.success(), "{}", out.stderr);
+    assert_eq!(out.stdout, "three\n");
+    let out = cluster.kubectl(&["logs", "talker", "-c", "nope"]);
+    assert!(!out.success());
+    assert!(out.stderr.contains("nope"), "{}", out.stderr);
+}
