@@ -708,7 +708,16 @@ async fn start_container(
         cfs: kl.opts.cfs,
         seccomp: &kl.opts.seccomp,
     };
-    let cfg = container_config_with_env(pod, c, &ctx, kl.opts.node_memory, env);
+    let mut cfg = container_config_with_env(pod, c, &ctx, kl.opts.node_memory, env);
+    // Devices from device plugins: their Allocate answers (envs, mounts, device nodes,
+    // annotations, CDI devices), asked once per container; PreStartContainer when wanted.
+    if let Some(dm) = kl.devices.get() {
+        let opts = dm
+            .container_options(&uid, &c.name)
+            .await
+            .map_err(|e| fail(CREATE_CONTAINER_CONFIG_ERROR, e.to_string(), ERROR_REQUEUE))?;
+        opts.apply(&mut cfg);
+    }
     let id = kl
         .runtime
         .create_container(sandbox_id, cfg, sandbox_cfg.clone())
