@@ -54,7 +54,7 @@ fn admission_reserves_distinct_healthy_devices_and_refuses_beyond() {
     );
     assert!(ids(&dm, "b").is_empty(), "a refused pod holds nothing");
     // Before the sources are ready nothing is released.
-    dm.admit(&pod("c", 1), None).unwrap_err();
+    dm.admit(&pod("c", 2), None).unwrap_err();
     assert_eq!(ids(&dm, "a"), ["w0", "w2"]);
     // Once pod a is gone, its devices are free again.
     dm.admit(&pod("b", 3), Some(&HashSet::new())).unwrap();
@@ -105,7 +105,19 @@ fn capacity_counts_every_device_and_allocatable_the_healthy_ones() {
     let c = dm.capacity_at(now + ENDPOINT_GRACE + Duration::from_secs(1));
     assert_eq!(c.capacity["example.com/widget"], 0);
     assert_eq!(c.allocatable["example.com/widget"], 0);
-    let err = dm.admit(&pod("z", 1), Some(&HashSet::new())).unwrap_err();
+    // Removed and holding no allocation: no longer a device-plugin resource.
+    dm.admit(&pod("z", 1), Some(&HashSet::new())).unwrap();
+    assert!(ids(&dm, "z").is_empty());
+}
+
+#[test]
+fn a_resource_known_only_from_allocations_is_unregistered() {
+    let (_root, dm) = manager(&[("w0", true)]);
+    dm.admit(&pod("a", 1), Some(&HashSet::new())).unwrap();
+    dm.state.lock().resources.clear();
+    let err = dm
+        .admit(&pod("b", 1), Some(&["a".to_string()].into()))
+        .unwrap_err();
     assert_eq!(
         err.to_string(),
         "cannot allocate unregistered device example.com/widget"
