@@ -388,3 +388,52 @@ fn widgets_are_advertised_allocated_refused_and_survive_a_restart() {
         agent.remove_manifest(f);
     }
 }
+
+#[test]
+fn the_node_object_carries_widget_capacity_and_allocatable() {
+    if !require_runtime() {
+        return;
+    }
+    let cluster = common::apiserver::Cluster::start();
+    let config = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        config.path(),
+        "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n\
+         nodeStatusUpdateFrequency: 1s\nnodeStatusReportFrequency: 1m\n",
+    )
+    .unwrap();
+    let config_flag = format!("--config={}", config.path().display());
+    let agent = cluster.agent("devnode", &[&config_flag]);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = agent.root.join("device-plugins");
+    let host = tempfile::tempdir().unwrap();
+    let plugin = Arc::new(Widgets {
+        devices: watch::channel(widgets(&[])).0,
+        host_dir: host.path().to_path_buf(),
+        allocated: Mutex::new(Vec::new()),
+    });
+    let server = rt.block_on(serve_and_register(plugin.clone(), &dir, "widgets.sock"));
+    let counts = || {
+        let n = cluster.get_json(&["node", &agent.node])?;
+        let get = |field: &str| n["status"][field][RESOURCE].as_str().map(str::to_string);
+        Some((get("capacity")?, get("allocatable")?))
+    };
+    let want = |c: &str, a: &str| Some((c.to_string(), a.to_string()));
+    cluster.wait("4 widgets in the Node", START, || {
+        (counts() == want("4", "4")).then_some(())
+    });
+    plugin.devices.send_replace(widgets(&["w1"]));
+    cluster.wait("3 allocatable widgets in the Node", START, || {
+        (counts() == want("4", "3")).then_some(())
+    });
+    // The plugin goes away: capacity stays for the grace period, nothing is allocatable.
+    server.abort();
+    let _ = std::fs::remove_file(dir.join("widgets.sock"));
+    cluster.wait("no allocatable widgets in the Node", START, || {
+        (counts() == want("4", "0")).then_some(())
+    });
+}
