@@ -134,15 +134,20 @@ impl Registration for RegistrationService {
         let generation = self.dm.next_generation();
         let dm = self.dm.clone();
         let resource = r.resource_name.clone();
-        let task = tokio::spawn(run_endpoint(
-            dm,
-            resource.clone(),
-            generation,
-            client.clone(),
-            socket,
-        ));
+        // The task starts once the endpoint is in place, so that its first device list (or
+        // its failure) is not taken for an older endpoint's.
+        let (start, started) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn({
+            let (resource, client) = (resource.clone(), client.clone());
+            async move {
+                if started.await.is_ok() {
+                    run_endpoint(dm, resource, generation, client, socket).await;
+                }
+            }
+        });
         self.dm
             .set_endpoint(&resource, client, options, generation, task.abort_handle());
+        let _ = start.send(());
         tracing::info!(resource = %resource, "registered device plugin");
         Ok(Response::new(Empty {}))
     }
