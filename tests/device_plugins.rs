@@ -1,10 +1,11 @@
 //! Device plugins on the real containerd: a test plugin (a tonic server in this file) registers
 //! `example.com/widget` with 4 devices and then marks one unhealthy; allocatable follows (read
 //! through the PodResources API, which is what a standalone kubelet exposes); a pod asking for 2
-//! gets two distinct healthy devices through the envs and mounts that Allocate returned (seen
-//! inside the container); a pod asking for 5 is refused with the kubelet's reason; the
+//! gets two distinct healthy devices through the envs, mounts and device nodes that Allocate
+//! returned (seen inside the container) and its annotation (on the CRI container); a pod asking for 5 is refused with the kubelet's reason; the
 //! allocations survive a SIGKILL and restart of the agent; PodResources lists them for the
-//! right pod and container.
+//! right pod and container; a plugin that goes away leaves nothing allocatable. In API-server
+//! mode the Node object's capacity and allocatable follow the plugin.
 
 mod common;
 
@@ -19,9 +20,9 @@ use proto::deviceplugin::{
     device_plugin_server::{DevicePlugin, DevicePluginServer},
     registration_client::RegistrationClient,
     AllocateRequest, AllocateResponse, ContainerAllocateResponse,
-    ContainerPreferredAllocationResponse, Device, DevicePluginOptions, Empty, ListAndWatchResponse,
-    Mount, PreStartContainerRequest, PreStartContainerResponse, PreferredAllocationRequest,
-    PreferredAllocationResponse, RegisterRequest,
+    ContainerPreferredAllocationResponse, Device, DevicePluginOptions, DeviceSpec, Empty,
+    ListAndWatchResponse, Mount, PreStartContainerRequest, PreStartContainerResponse,
+    PreferredAllocationRequest, PreferredAllocationResponse, RegisterRequest,
 };
 use proto::podresources::{
     pod_resources_lister_client::PodResourcesListerClient, AllocatableResourcesRequest,
@@ -107,6 +108,17 @@ impl DevicePlugin for Widgets {
                     host_path: dir.display().to_string(),
                     read_only: true,
                 }],
+                // A device node per widget (the host's /dev/null stands in for the hardware).
+                devices: c
+                    .devices_ids
+                    .iter()
+                    .map(|id| DeviceSpec {
+                        container_path: format!("/dev/widget-{id}"),
+                        host_path: "/dev/null".into(),
+                        permissions: "rw".into(),
+                    })
+                    .collect(),
+                annotations: [("example.com/widgets".to_string(), c.devices_ids.join(","))].into(),
                 ..Default::default()
             });
         }
@@ -227,7 +239,7 @@ async fn listed(root: &Path) -> BTreeMap<String, BTreeMap<String, Vec<String>>> 
 fn widget_pod(name: &str, n: u32) -> String {
     busybox_pod(
         name,
-        "echo \"widgets=$WIDGETS files=$(ls /widgets | tr '\\n' ' ')\"; exec sleep 3600",
+        "echo \"widgets=$WIDGETS files=$(ls /widgets | tr '\\n' ' ')nodes=$(ls /dev | grep widget | tr '\\n' ' ')\"; exec sleep 3600",
         &format!("    resources:\n      limits:\n        {RESOURCE}: \"{n}\"\n"),
     )
 }
@@ -294,7 +306,17 @@ fn widgets_are_advertised_allocated_refused_and_survive_a_restart() {
         let l = log_of(&two);
         l.contains("widgets=").then_some(l)
     });
-    assert!(line.contains("widgets=w2,w3 files=w2 w3 "), "{line}");
+    assert!(
+        line.contains("widgets=w2,w3 files=w2 w3 nodes=widget-w2 widget-w3 "),
+        "{line}"
+    );
+    // The plugin's annotation reached the runtime's container.
+    let uid = two["metadata"]["uid"].as_str().unwrap();
+    let main = cri_containers(uid)
+        .into_iter()
+        .find(|c| c.metadata.as_ref().is_some_and(|m| m.name == "main"))
+        .expect("main container");
+    assert_eq!(main.annotations["example.com/widgets"], "w2,w3");
     assert_eq!(
         *plugin.allocated.lock().unwrap(),
         [vec!["w2".to_string(), "w3".to_string()]]
