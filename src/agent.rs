@@ -758,7 +758,9 @@ fn start_devices(
     kl: &Arc<Kubelet>,
 ) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
     use crate::cm::devicemanager::{self, podresources, DeviceManager};
-    let dm = DeviceManager::new(&settings.root_dir).context("device manager")?;
+    let dm = DeviceManager::new(&settings.root_dir)
+        .context("device manager")?
+        .with_metrics(kl.metrics.clone());
     let mut tasks = vec![devicemanager::server::serve(dm.clone()).context("device manager")?];
     let weak = Arc::downgrade(kl);
     let pods: podresources::ActivePods = Arc::new(move || {

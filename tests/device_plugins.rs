@@ -322,6 +322,20 @@ fn widgets_are_advertised_allocated_refused_and_survive_a_restart() {
         [vec!["w2".to_string(), "w3".to_string()]]
     );
 
+    // The kubelet's device plugin families (the refused registration counts too, as there).
+    let (code, metrics) = http_get(agent.read_only_port, "/metrics").unwrap();
+    assert_eq!(code, 200);
+    assert!(
+        metrics.contains(
+            "kubelet_device_plugin_registration_total{resource_name=\"example.com/widget\"} 2"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("kubelet_device_plugin_alloc_duration_seconds_count{resource_name=\"example.com/widget\"} 1"),
+        "{metrics}"
+    );
+
     let two_name = format!("default/{}", agent.pod_name("two"));
     let list = rt.block_on(listed(&agent.root));
     assert_eq!(list[&two_name]["main"], ["w2", "w3"], "{list:?}");

@@ -265,6 +265,7 @@ pub fn is_extended_resource_name(name: &str) -> bool {
 pub struct DeviceManager {
     dir: PathBuf,
     state: Arc<Mutex<State>>,
+    metrics: Option<crate::metrics::Metrics>,
 }
 
 impl DeviceManager {
@@ -310,7 +311,23 @@ impl DeviceManager {
         Ok(Self {
             dir,
             state: Arc::new(Mutex::new(state)),
+            metrics: None,
         })
+    }
+
+    /// Records registrations and Allocate durations in the kubelet's families
+    /// (`kubelet_device_plugin_registration_total`, `kubelet_device_plugin_alloc_duration_seconds`).
+    pub fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn registered(&self, resource: &str) {
+        if let Some(m) = &self.metrics {
+            m.device_plugin_registration_total
+                .with_label_values(&[resource])
+                .inc();
+        }
     }
 
     /// The device-plugins directory.
@@ -594,11 +611,14 @@ impl DeviceManager {
                 devices_ids: ids.iter().cloned().collect(),
             }],
         };
-        let resp = ep
-            .client
-            .clone()
-            .allocate(req)
-            .await
+        let started = Instant::now();
+        let resp = ep.client.clone().allocate(req).await;
+        if let Some(m) = &self.metrics {
+            m.device_plugin_alloc_duration_seconds
+                .with_label_values(&[resource])
+                .observe(started.elapsed().as_secs_f64());
+        }
+        let resp = resp
             .map_err(|s| rpc_error("Allocate", resource, s))?
             .into_inner();
         let response = resp.container_responses.into_iter().next().ok_or_else(|| {

@@ -112,6 +112,7 @@ impl Registration for RegistrationService {
     async fn register(&self, req: Request<RegisterRequest>) -> Result<Response<Empty>, Status> {
         let r = req.into_inner();
         tracing::info!(resource = %r.resource_name, endpoint = %r.endpoint, "got registration request from device plugin");
+        self.dm.registered(&r.resource_name);
         if let Err(msg) = validate(&r) {
             tracing::info!(resource = %r.resource_name, error = %msg, "bad registration request from device plugin");
             return Err(Status::unknown(msg));
