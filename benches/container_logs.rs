@@ -34,6 +34,14 @@ use kubelet_rs::logs::cri::{Decoder, LogWriter};
 use kubelet_rs::server::{containerlogs, ApiState};
 
 const BUSYBOX: &str = "127.0.0.1:5000/kubelet-rs/busybox:1.35";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
 const CHUNK: usize = 256 << 10;
 
 fn arg(name: &str, default: usize) -> usize {
@@ -164,6 +172,11 @@ async fn main() {
         HollowConfig {
             node_name: "bench-logs".into(),
             preload_images: vec![BUSYBOX.into()],
+            // The kubelet API on a port of its own (not 10250, which parallel nodes share).
+            extra_flags: vec![
+                "--address=127.0.0.1".into(),
+                format!("--port={}", free_port()),
+            ],
             ..Default::default()
         },
     )

@@ -5,7 +5,7 @@
 //! Besides the sync loop, PLEG and servers, the agent runs the node's managers
 //! ([`start_managers`]): the event recorder (served at `/events` on the read-only port), the
 //! eviction manager and the node's pressure conditions (`/node/conditions`), image and container
-//! GC, and the OOM watcher.
+//! GC, and the OOM watcher; and graceful node shutdown when configured.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -483,6 +483,7 @@ pub async fn start_with(settings: &KubeletSettings, host: &HostPaths) -> anyhow:
         host,
     )?;
     let conditions = managers.eviction.conditions.clone();
+    tasks.extend(start_node_shutdown(settings, &kl, recorder.clone()));
     // API-server mode, node side: registration, node status, the Lease and events to the API.
     if let (Some(client), Some(path)) = (&api, &settings.kubeconfig) {
         let heartbeat =
@@ -576,6 +577,33 @@ pub async fn start_with(settings: &KubeletSettings, host: &HostPaths) -> anyhow:
         managers: Some(managers),
         tasks,
     })
+}
+
+/// Graceful node shutdown ([`crate::nodeshutdown`]) when the settings and feature gates ask for
+/// it.
+fn start_node_shutdown(
+    settings: &KubeletSettings,
+    kl: &Arc<Kubelet>,
+    events: Arc<EventRecorder>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    use crate::nodeshutdown::{self, dbus, ManagerConfig};
+    if !settings.feature_gates.enabled("GracefulNodeShutdown") {
+        tracing::info!(
+            "Node graceful shutdown feature is disabled, node shutdown will be immediate"
+        );
+        return None;
+    }
+    let cfg = ManagerConfig {
+        node_name: settings.node_name.clone(),
+        periods: nodeshutdown::periods(
+            settings.shutdown_grace_period,
+            settings.shutdown_grace_period_critical_pods,
+            &settings.shutdown_grace_period_by_pod_priority,
+        ),
+        bus_address: dbus::system_bus_address(),
+        state_file: settings.root_dir.join(nodeshutdown::STATE_FILE),
+    };
+    nodeshutdown::start(cfg, kl, events)
 }
 
 /// The authenticated API's routes (before authentication): the read-only ones, `/configz`, and

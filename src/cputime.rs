@@ -35,20 +35,23 @@ mod tests {
 
     #[test]
     fn a_spinning_thread_is_charged_and_an_idle_one_is_not() {
+        // The spinner runs until it has used 30 ms of CPU by its own clock, however busy the
+        // machine, then waits; the clock read from outside must show at least that.
+        let (ready_tx, ready) = std::sync::mpsc::channel::<()>();
         let (go, wait) = std::sync::mpsc::channel::<()>();
         let spin = std::thread::spawn(move || {
-            let t0 = std::time::Instant::now();
             let mut x = 0u64;
-            while t0.elapsed() < Duration::from_millis(50) {
+            while current_thread_cpu_time() < Duration::from_millis(30) {
                 x = std::hint::black_box(x.wrapping_add(1));
             }
+            ready_tx.send(()).unwrap();
             let _ = wait.recv();
         });
         let (go2, wait2) = std::sync::mpsc::channel::<()>();
         let idle = std::thread::spawn(move || {
             let _ = wait2.recv();
         });
-        std::thread::sleep(Duration::from_millis(100));
+        ready.recv().unwrap();
         let spun = clock_cpu_time(thread_cpu_clock(&spin).unwrap()).unwrap();
         let idled = clock_cpu_time(thread_cpu_clock(&idle).unwrap()).unwrap();
         go.send(()).unwrap();
@@ -56,7 +59,7 @@ mod tests {
         spin.join().unwrap();
         idle.join().unwrap();
         assert!(
-            spun >= Duration::from_millis(20),
+            spun >= Duration::from_millis(30),
             "spinning thread: {spun:?}"
         );
         assert!(idled < Duration::from_millis(20), "idle thread: {idled:?}");

@@ -50,7 +50,6 @@ use managers::eviction::{
 };
 use managers::quantity::{self, Format};
 use managers::{Clock, EventSink};
-use proto::cri;
 
 use crate::cm::qos::{container_request_limit, pod_qos_class, pod_totals, QosClass};
 use crate::config::{EvictionSignal, EvictionThresholds, KubeletSettings};
@@ -339,29 +338,6 @@ impl PodKiller {
     }
 }
 
-/// Stops every running container of pod `uid`, each with `grace` seconds.
-async fn stop_running(kl: &Kubelet, uid: &str, grace: i64) {
-    let containers = match kl.runtime.list_containers(Some(uid)).await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!(uid, error = %e, "eviction: cannot list the pod's containers");
-            return;
-        }
-    };
-    let running = containers.into_iter().filter(|c| {
-        c.state == cri::ContainerState::ContainerRunning as i32
-            || c.state == cri::ContainerState::ContainerCreated as i32
-    });
-    let stops = running.map(|c| async move {
-        if let Err(e) = kl.runtime.stop_container(&c.id, grace).await {
-            if !e.is_not_found() {
-                tracing::warn!(container = %c.id, error = %e, "eviction: cannot stop container");
-            }
-        }
-    });
-    futures_util::future::join_all(stops).await;
-}
-
 impl KillPod for PodKiller {
     fn kill_pod(&self, req: &KillRequest<'_>) -> bool {
         let uid = &req.pod.uid;
@@ -399,7 +375,7 @@ impl KillPod for PodKiller {
         let uid = uid.clone();
         let wait = Duration::from_secs(grace.max(0) as u64) + STOP_MARGIN;
         let stopped = self.handle.block_on(async move {
-            tokio::time::timeout(wait, stop_running(&kl, &uid, grace)).await
+            tokio::time::timeout(wait, kl.stop_running_containers(&uid, grace)).await
         });
         if stopped.is_err() {
             tracing::warn!(pod = %req.pod.reference(), "eviction: the pod's containers did not stop in time");

@@ -21,11 +21,13 @@ struct State {
     runtime_error: Option<String>,
     network_error: Option<String>,
     last_sync_loop: Instant,
+    /// The node shutdown manager saw `PrepareForShutdown(true)` and no cancellation since.
+    shutting_down: bool,
 }
 
 /// Shared health record.
 #[derive(Debug, Clone)]
-pub struct Health(Arc<Mutex<State>>);
+pub struct Health(Arc<Mutex<State>>, Arc<tokio::sync::Notify>);
 
 impl Default for Health {
     fn default() -> Self {
@@ -43,13 +45,17 @@ pub struct Check {
 impl Health {
     pub fn new() -> Self {
         let now = Instant::now();
-        Self(Arc::new(Mutex::new(State {
-            started: now,
-            last_relist: None,
-            runtime_error: None,
-            network_error: None,
-            last_sync_loop: now,
-        })))
+        Self(
+            Arc::new(Mutex::new(State {
+                started: now,
+                last_relist: None,
+                runtime_error: None,
+                network_error: None,
+                last_sync_loop: now,
+                shutting_down: false,
+            })),
+            Arc::default(),
+        )
     }
 
     pub fn relist_ok(&self) {
@@ -72,6 +78,24 @@ impl Health {
 
     pub fn sync_loop_tick(&self) {
         self.0.lock().last_sync_loop = Instant::now();
+    }
+
+    /// The node is shutting down (true) or the shutdown was cancelled (false); the node's
+    /// status loop is woken to report it at once, as the kubelet syncs the node status.
+    pub fn set_shutting_down(&self, yes: bool) {
+        self.0.lock().shutting_down = yes;
+        self.1.notify_one();
+    }
+
+    /// Whether the node is shutting down.
+    pub fn shutting_down(&self) -> bool {
+        self.0.lock().shutting_down
+    }
+
+    /// Returns when something the node's Ready condition reports changed at once (a node
+    /// shutdown starting or being cancelled) since the last call.
+    pub async fn changed(&self) {
+        self.1.notified().await
     }
 
     /// The runtime's last error, if it is down.
@@ -136,9 +160,14 @@ impl Health {
         ]
     }
 
-    /// The node's readiness and, when not ready, why (the Ready condition's message).
+    /// The node's readiness and, when not ready, why (the Ready condition's message). A node
+    /// shutting down is not ready (the kubelet's `nodeShutdownManagerErrorsFunc`), though
+    /// `/healthz` stays healthy, as the kubelet's does.
     pub fn node_ready(&self) -> (bool, String) {
-        let problems: Vec<String> = self.checks().into_iter().filter_map(|c| c.error).collect();
+        let mut problems: Vec<String> = self.checks().into_iter().filter_map(|c| c.error).collect();
+        if self.shutting_down() {
+            problems.push("node is shutting down".into());
+        }
         if problems.is_empty() {
             (true, "kubelet is posting ready status".into())
         } else {
@@ -181,6 +210,21 @@ mod tests {
         );
         assert!(!h.node_ready().0);
         h.relist_ok();
+        assert!(h.node_ready().0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_shutdown_makes_the_node_not_ready_but_not_unhealthy() {
+        let h = Health::new();
+        h.relist_ok();
+        h.set_shutting_down(true);
+        // The status loop is woken.
+        tokio::time::timeout(Duration::from_secs(1), h.changed())
+            .await
+            .unwrap();
+        assert_eq!(h.node_ready(), (false, "node is shutting down".to_string()));
+        assert!(h.checks().iter().all(|c| c.error.is_none()));
+        h.set_shutting_down(false);
         assert!(h.node_ready().0);
     }
 }

@@ -35,6 +35,7 @@ pub mod logs;
 pub mod metrics;
 pub mod mirror;
 pub mod nodeinfo;
+pub mod nodeshutdown;
 pub mod nodestatus;
 pub mod objects;
 pub mod oomwatcher;

@@ -106,6 +106,10 @@ pub struct Inner {
     pub cgroup_manager_duration_seconds: HistogramVec,
     /// `kubelet_cgroup_version`: 1 (v1 or hybrid) or 2.
     pub cgroup_version: IntGauge,
+    /// `kubelet_graceful_shutdown_start_time_seconds` / `..._end_time_seconds`: the last
+    /// graceful node shutdown (`nodeshutdown`), seconds since the epoch.
+    pub graceful_shutdown_start_time_seconds: Gauge,
+    pub graceful_shutdown_end_time_seconds: Gauge,
     pub evictions: IntCounterVec,
     /// `kubelet_eviction_stats_age_seconds{eviction_signal}`: how old the observation was
     /// that an eviction acted on.
@@ -252,6 +256,9 @@ impl Metrics {
             image_pull_duration_seconds: histogram_vec("kubelet_image_pull_duration_seconds", "Duration in seconds to pull an image.", &IMAGE_PULL_BUCKETS, &["image_size_in_bytes"]),
             cgroup_manager_duration_seconds: histogram_vec("kubelet_cgroup_manager_duration_seconds", "Duration in seconds for cgroup manager operations. Broken down by method.", default_buckets, &["operation_type"]),
             cgroup_version: IntGauge::with_opts(opts("kubelet_cgroup_version", "cgroup version on the hosts.")).expect("static metric"),
+            // Both help texts say "start", as upstream's do.
+            graceful_shutdown_start_time_seconds: Gauge::with_opts(opts("kubelet_graceful_shutdown_start_time_seconds", "Last graceful shutdown start time since unix epoch in seconds")).expect("static metric"),
+            graceful_shutdown_end_time_seconds: Gauge::with_opts(opts("kubelet_graceful_shutdown_end_time_seconds", "Last graceful shutdown start time since unix epoch in seconds")).expect("static metric"),
             evictions: counter_vec("kubelet_evictions", "Cumulative number of pod evictions by eviction signal", &["eviction_signal"]),
             eviction_stats_age_seconds: histogram_vec("kubelet_eviction_stats_age_seconds", "Time between when stats are collected, and when pod is evicted based on those stats by eviction signal", default_buckets, &["eviction_signal"]),
             volume_manager_total_volumes: gauge_vec("volume_manager_total_volumes", "Number of volumes in Volume Manager", &["plugin_name", "state"]),
@@ -295,6 +302,8 @@ impl Metrics {
             Box::new(inner.image_pull_duration_seconds.clone()),
             Box::new(inner.cgroup_manager_duration_seconds.clone()),
             Box::new(inner.cgroup_version.clone()),
+            Box::new(inner.graceful_shutdown_start_time_seconds.clone()),
+            Box::new(inner.graceful_shutdown_end_time_seconds.clone()),
             Box::new(inner.evictions.clone()),
             Box::new(inner.eviction_stats_age_seconds.clone()),
             Box::new(inner.volume_manager_total_volumes.clone()),

@@ -154,21 +154,9 @@ fn every_file_field_kubelet_rs_uses_is_read() {
     assert_eq!(s.kube_reserved["memory"].value(), 128 << 20);
     assert_eq!(s.enforce_node_allocatable, ["pods"]);
     assert!(s.feature_gates.enabled("CustomCPUCFSQuotaPeriod"));
-    // Shutdown's settings are accepted with a warning; the kubelet API's and log rotation's
-    // take effect and do not warn.
-    assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
-    assert!(
-        !s.warnings
-            .iter()
-            .any(|w| w.contains("containerLogMaxSize") || w.contains("tlsCertFile")),
-        "{:?}",
-        s.warnings
-    );
-    assert!(
-        s.warnings[0].contains("field shutdownGracePeriod in"),
-        "{:?}",
-        s.warnings
-    );
+    // The kubelet API's, log rotation's and graceful shutdown's settings take effect and do
+    // not warn.
+    assert!(s.warnings.is_empty(), "{:?}", s.warnings);
     assert_eq!(s.shutdown_grace_period, secs(30));
     assert_eq!(s.shutdown_grace_period_critical_pods, secs(10));
     assert!(!s.register_node);

@@ -18,6 +18,14 @@ use kubelet_rs::server::{containerlogs, ApiState};
 use tower::ServiceExt;
 
 const BUSYBOX: &str = "127.0.0.1:5000/kubelet-rs/busybox:1.35";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
 const WAIT: Duration = Duration::from_secs(60);
 
 struct Node {
@@ -36,6 +44,11 @@ async fn start(test: &str) -> Node {
         HollowConfig {
             node_name: format!("hollow-{test}"),
             preload_images: vec![BUSYBOX.into()],
+            // The kubelet API on a port of its own (not 10250, which parallel nodes share).
+            extra_flags: vec![
+                "--address=127.0.0.1".into(),
+                format!("--port={}", free_port()),
+            ],
             ..Default::default()
         },
     )

@@ -16,129 +16,13 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use common::apiserver::Cluster;
-use common::kubeletapi::{KubeletApi, TlsStream};
+use common::streaming::{
+    fill, rest, upgrade, ws_headers, ws_read_all, ws_send, Session, SpdyClient,
+};
 use common::{busybox_pod, require_runtime, Agent};
 use kubelet_rs::server::streaming::spdy::{self, Frame};
 use kubelet_rs::server::streaming::websocket::{self, Message};
 use serde_json::Value;
-
-/// Sends an upgrade request; returns the status, the response head and the connection.
-fn upgrade(
-    api: &KubeletApi,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> (u16, String, TlsStream) {
-    let mut s = api.connect().expect("connect to the kubelet API");
-    let mut h = vec![("Connection", "Upgrade")];
-    h.extend_from_slice(headers);
-    s.write_all(api.head(method, path, &h, 0).as_bytes())
-        .unwrap();
-    s.flush().unwrap();
-    let mut head = Vec::new();
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match s.read(&mut b) {
-            Ok(1) => head.push(b[0]),
-            _ => break,
-        }
-    }
-    let head = String::from_utf8_lossy(&head).into_owned();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, head, s)
-}
-
-/// The body after a non-101 head (the server closes the connection).
-fn rest(s: &mut TlsStream) -> String {
-    let mut body = Vec::new();
-    let _ = s.read_to_end(&mut body);
-    String::from_utf8_lossy(&body).into_owned()
-}
-
-/// Reads more bytes into `buf`; false at EOF (or a close without close_notify).
-fn fill(s: &mut TlsStream, buf: &mut BytesMut) -> bool {
-    let mut tmp = [0u8; 16 << 10];
-    match s.read(&mut tmp) {
-        Ok(0) | Err(_) => false,
-        Ok(n) => {
-            buf.extend_from_slice(&tmp[..n]);
-            true
-        }
-    }
-}
-
-fn ws_send(s: &mut TlsStream, payload: &[u8]) {
-    let mut w = Vec::new();
-    websocket::encode(
-        websocket::OP_BINARY,
-        payload,
-        Some([0x12, 0x34, 0x56, 0x78]),
-        &mut w,
-    );
-    s.write_all(&w).unwrap();
-    s.flush().unwrap();
-}
-
-/// A websocket exec session's result: bytes per channel, and whether it closed normally.
-#[derive(Default, Debug)]
-struct Session {
-    channels: [Vec<u8>; 5],
-    close: Option<Option<(u16, String)>>,
-}
-
-impl Session {
-    fn text(&self, ch: usize) -> String {
-        String::from_utf8_lossy(&self.channels[ch]).into_owned()
-    }
-    fn status(&self) -> Value {
-        serde_json::from_slice(&self.channels[3])
-            .unwrap_or_else(|e| panic!("status on channel 3 {:?}: {e}", self.text(3)))
-    }
-}
-
-/// Reads websocket messages until the server closes; answers its pings.
-fn ws_read_all(s: &mut TlsStream) -> Session {
-    let mut dec = websocket::Decoder::new(false, 16 << 20);
-    let mut buf = BytesMut::new();
-    let mut out = Session::default();
-    loop {
-        match dec.decode(&mut buf).expect("a valid websocket stream") {
-            Some(Message::Binary(m)) => {
-                if let Some((&ch, data)) = m.split_first() {
-                    out.channels[ch as usize].extend_from_slice(data);
-                }
-            }
-            Some(Message::Close(c)) => {
-                out.close = Some(c);
-                return out;
-            }
-            Some(Message::Ping(p)) => {
-                let mut w = Vec::new();
-                websocket::encode(websocket::OP_PONG, &p, Some([1, 2, 3, 4]), &mut w);
-                let _ = s.write_all(&w);
-            }
-            Some(_) => {}
-            None => {
-                if !fill(s, &mut buf) {
-                    return out;
-                }
-            }
-        }
-    }
-}
-
-fn ws_headers(protocol: &str) -> Vec<(&str, &str)> {
-    vec![
-        ("Upgrade", "websocket"),
-        ("Sec-WebSocket-Version", "13"),
-        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
-        ("Sec-WebSocket-Protocol", protocol),
-    ]
-}
 
 fn exec_path(pod: &str, cmd: &[&str], streams: &str) -> String {
     let mut q = form_urlencoded::Serializer::new(String::new());
@@ -243,84 +127,6 @@ fn exec_over_websockets_v5_and_v4() {
             Some(Message::Binary(m)) if m.first() == Some(&1) => out.extend_from_slice(&m[1..]),
             Some(_) => {}
             None => assert!(fill(&mut s, &mut buf), "attach ended early: {out:?}"),
-        }
-    }
-}
-
-/// A SPDY client session: frames read until the server closes the connection.
-struct SpdyClient {
-    s: TlsStream,
-    enc: spdy::Encoder,
-    dec: spdy::Decoder,
-    buf: BytesMut,
-    /// Wraps every write in a websocket binary message (the port-forward tunnel).
-    tunnel: Option<websocket::Decoder>,
-    raw: BytesMut,
-}
-
-impl SpdyClient {
-    fn new(s: TlsStream, tunnel: bool) -> Self {
-        SpdyClient {
-            s,
-            enc: spdy::Encoder::new(),
-            dec: spdy::Decoder::new(),
-            buf: BytesMut::new(),
-            tunnel: tunnel.then(|| websocket::Decoder::new(false, 16 << 20)),
-            raw: BytesMut::new(),
-        }
-    }
-
-    fn send(&mut self, f: &Frame) {
-        let mut w = Vec::new();
-        self.enc.encode(f, &mut w).unwrap();
-        if self.tunnel.is_some() {
-            ws_send(&mut self.s, &w);
-        } else {
-            self.s.write_all(&w).unwrap();
-            self.s.flush().unwrap();
-        }
-    }
-
-    fn open(&mut self, id: u32, headers: &[(&str, &str)]) {
-        self.send(&Frame::SynStream {
-            stream: id,
-            associated: 0,
-            priority: 0,
-            flags: 0,
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        });
-    }
-
-    /// The next frame; `None` once the connection ends.
-    fn next(&mut self) -> Option<Frame> {
-        loop {
-            if let Some(f) = self.dec.decode(&mut self.buf).expect("valid SPDY") {
-                if let Frame::Ping { id } = f {
-                    self.send(&Frame::Ping { id });
-                    continue;
-                }
-                return Some(f);
-            }
-            match &mut self.tunnel {
-                None => {
-                    if !fill(&mut self.s, &mut self.buf) {
-                        return None;
-                    }
-                }
-                Some(dec) => match dec.decode(&mut self.raw).expect("valid websocket") {
-                    Some(Message::Binary(m)) => self.buf.extend_from_slice(&m),
-                    Some(Message::Close(_)) => return None,
-                    Some(_) => {}
-                    None => {
-                        if !fill(&mut self.s, &mut self.raw) {
-                            return None;
-                        }
-                    }
-                },
-            }
         }
     }
 }
@@ -583,8 +389,9 @@ fn port_forward_over_spdy_and_the_websocket_tunnel() {
 
 /// kubectl v1.32 through the test API server, which passes each upgrade through to the
 /// kubelet as kube-apiserver does: `exec` (websocket v5, the exit code), `exec -i` (stdin
-/// ended by v5 CLOSE), `cp` both ways (tar over exec), and `port-forward` (the websocket
-/// tunnel, or SPDY should kubectl fall back).
+/// ended by v5 CLOSE), `exec -it` under a pseudo-terminal, `cp` both ways (tar over exec),
+/// `attach`, and `port-forward` (the websocket tunnel; the agent's log shows kubectl did not
+/// fall back to SPDY).
 #[test]
 fn kubectl_exec_cp_and_port_forward() {
     if !require_runtime() {
@@ -603,7 +410,7 @@ fn kubectl_exec_cp_and_port_forward() {
     );
     cluster.wait_node_ready(&agent.node);
     let pod = format!(
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: shell\n  namespace: default\nspec:\n  nodeName: {node}\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: {image}\n    command: [\"sh\", \"-c\", \"mkdir -p /www && echo hello-through-kubectl > /www/index.html && httpd -p 8080 -h /www && exec sleep 3600\"]\n",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: shell\n  namespace: default\nspec:\n  nodeName: {node}\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: {image}\n    command: [\"sh\", \"-c\", \"mkdir -p /www && echo hello-through-kubectl > /www/index.html && httpd -p 8080 -h /www && while true; do echo tick; sleep 0.5; done\"]\n",
         node = agent.node,
         image = common::BUSYBOX,
     );
@@ -641,10 +448,39 @@ fn kubectl_exec_cp_and_port_forward() {
     assert!(out.success(), "{}", out.stderr);
     assert_eq!(out.stdout, "piped through\n");
 
+    // exec -it under a pseudo-terminal (script(1)): a TTY in the container, the resize
+    // stream open, typed input answered.
+    let cmd = format!(
+        "{} --kubeconfig {} exec -it shell -- sh",
+        testkit::harness::kubectl_path().display(),
+        cluster.api.admin_kubeconfig().display()
+    );
+    let mut script = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("script(1) from util-linux");
+    {
+        let mut stdin = script.stdin.take().unwrap();
+        stdin
+            .write_all(b"tty; echo answer=$((6*7)); exit 0\n")
+            .unwrap();
+        // script(1) ends the session at its stdin's EOF: keep it open until sh exits.
+        let out = wait_output(&mut script, &mut stdin);
+        assert!(out.contains("answer=42"), "{out}");
+        assert!(
+            out.contains("/dev/pts/"),
+            "a terminal in the container: {out}"
+        );
+    }
+
     // cp in (tar xf in the container, stdin ended by CLOSE), then out, and compare.
     let dir = tempfile::tempdir().unwrap();
     let local = dir.path().join("payload.txt");
-    let content: String = (0..5000).map(|i| format!("line {i}\n")).collect();
+    // About 1.2 MB: well past a SPDY stream window of 64 KiB each way.
+    let content: String = (0..120_000).map(|i| format!("line {i}\n")).collect();
     std::fs::write(&local, &content).unwrap();
     let out = cluster.kubectl(&["cp", local.to_str().unwrap(), "shell:/tmp/payload.txt"]);
     assert!(out.success(), "cp in: {}", out.stderr);
@@ -657,6 +493,33 @@ fn kubectl_exec_cp_and_port_forward() {
     let out = cluster.kubectl(&["cp", "shell:/tmp/payload.txt", back.to_str().unwrap()]);
     assert!(out.success(), "cp out: {}", out.stderr);
     assert_eq!(std::fs::read_to_string(&back).unwrap(), content);
+
+    // attach: the main process's output, from now on (v5 too).
+    let mut attach = cluster
+        .api
+        .kubectl_command()
+        .args(["attach", "shell"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = attach.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 256];
+    while !String::from_utf8_lossy(&seen).contains("tick\ntick\n") {
+        match stdout.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => seen.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let _ = attach.kill();
+    let _ = attach.wait();
+    assert!(
+        String::from_utf8_lossy(&seen).contains("tick\ntick\n"),
+        "kubectl attach: {:?}",
+        String::from_utf8_lossy(&seen)
+    );
 
     // port-forward: a local port to the pod's httpd.
     let port = common::free_port();
@@ -679,6 +542,34 @@ fn kubectl_exec_cp_and_port_forward() {
     assert!(got.starts_with("HTTP/1."), "{got}");
     let _ = pf.kill();
     let _ = pf.wait();
+    // kubectl 1.32 took the websocket paths, not its SPDY fallback.
+    let log = agent.log_text();
+    assert!(
+        log.contains("streaming: port-forward websocket tunnel"),
+        "{}",
+        agent.log_tail()
+    );
+    assert!(log.contains("streaming: websocket v5 translated to SPDY"));
     let out = cluster.kubectl(&["delete", "pod", "shell", "--wait=false"]);
     assert!(out.success(), "{}", out.stderr);
+}
+
+/// Reads `child`'s stdout until it exits (at most 60 s), holding `stdin` open meanwhile.
+fn wait_output(child: &mut std::process::Child, _stdin: &mut std::process::ChildStdin) -> String {
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = stdout.read_to_end(&mut s);
+        String::from_utf8_lossy(&s).into_owned()
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.wait();
+    reader.join().unwrap()
 }

@@ -13,9 +13,8 @@
 //! does (image GC thresholds, ports, eviction grace periods, cgroup settings, feature gates, …).
 //! Every [`ConfigError`] names the flag (`flag --image-gc-low-threshold`) or the file field
 //! (`field imageGCLowThresholdPercent in /etc/kubelet.yaml`) it concerns. A setting kubelet-rs
-//! cannot honor is refused, or, for the kubelet API, log rotation and shutdown settings that
-//! other work will implement, reported in [`KubeletSettings::warnings`]; [`support`] has the
-//! table of what every field and flag does.
+//! cannot honor is refused, or, for the kubelet API's TLS and profiling tuning, reported in
+//! [`KubeletSettings::warnings`]; [`support`] has the table of what every field and flag does.
 //!
 //! [`resolve`] reads one section at a time (`sections`). [`init_logging`] sets up `tracing`
 //! from `--v`.
@@ -298,6 +297,8 @@ pub struct KubeletSettings {
 
     pub shutdown_grace_period: Duration,
     pub shutdown_grace_period_critical_pods: Duration,
+    /// `shutdownGracePeriodByPodPriority` as `(priority, seconds)`, in the order written.
+    pub shutdown_grace_period_by_pod_priority: Vec<(i32, i64)>,
     pub feature_gates: FeatureGates,
     /// Settings accepted with a warning (see [`support`]), for the agent to log at start.
     pub warnings: Vec<String>,
@@ -625,7 +626,7 @@ pub fn resolve(
     let process = sections::process(&r)?;
     let network = sections::network(&r)?;
     let logs = sections::logs(&r)?;
-    let shutdown = sections::shutdown(&r)?;
+    let shutdown = sections::shutdown(&r, &feature_gates)?;
     let containers = sections::containers(&r, &feature_gates)?;
     warnings.extend(support::check(&r)?);
 
@@ -721,6 +722,7 @@ pub fn resolve(
         container_log_monitor_interval: logs.container_log_monitor_interval,
         shutdown_grace_period: shutdown.grace_period,
         shutdown_grace_period_critical_pods: shutdown.grace_period_critical_pods,
+        shutdown_grace_period_by_pod_priority: shutdown.by_pod_priority,
         feature_gates,
         warnings,
         file: r.cfg().cloned(),

@@ -1300,9 +1300,12 @@ pub(super) fn logs(r: &Resolver<'_>) -> Result<Logs, ConfigError> {
 pub(super) struct Shutdown {
     pub grace_period: Duration,
     pub grace_period_critical_pods: Duration,
+    /// `(priority, seconds)` in the order written.
+    pub by_pod_priority: Vec<(i32, i64)>,
 }
 
-pub(super) fn shutdown(r: &Resolver<'_>) -> Result<Shutdown, ConfigError> {
+/// The kubelet's checks of the shutdown settings (`ValidateKubeletConfiguration`).
+pub(super) fn shutdown(r: &Resolver<'_>, gates: &FeatureGates) -> Result<Shutdown, ConfigError> {
     let (grace_period, s_total) = r.file_only(
         "shutdownGracePeriod",
         |c| c.shutdown_grace_period.map(|d| d.0),
@@ -1313,6 +1316,27 @@ pub(super) fn shutdown(r: &Resolver<'_>) -> Result<Shutdown, ConfigError> {
         |c| c.shutdown_grace_period_critical_pods.map(|d| d.0),
         || Duration::ZERO,
     );
+    let (by_pod_priority, s_prio) = r.file_only(
+        "shutdownGracePeriodByPodPriority",
+        |c| c.shutdown_grace_period_by_pod_priority.clone(),
+        Vec::new,
+    );
+    for (d, setting, name) in [
+        (grace_period, &s_total, "shutdownGracePeriod"),
+        (
+            grace_period_critical_pods,
+            &s,
+            "shutdownGracePeriodCriticalPods",
+        ),
+    ] {
+        if !d.is_zero() && d < SECOND {
+            return Err(invalid(
+                setting,
+                format_go_duration(d),
+                format!("{name} must be either zero or otherwise >= 1 sec"),
+            ));
+        }
+    }
     if grace_period_critical_pods > grace_period {
         return Err(invalid(
             &s,
@@ -1323,9 +1347,53 @@ pub(super) fn shutdown(r: &Resolver<'_>) -> Result<Shutdown, ConfigError> {
             ),
         ));
     }
+    let legacy = !grace_period.is_zero() || !grace_period_critical_pods.is_zero();
+    if legacy && !gates.enabled("GracefulNodeShutdown") {
+        return Err(ConfigError::Setting {
+            setting: s_total,
+            reason: "specifying shutdownGracePeriod or shutdownGracePeriodCriticalPods requires \
+                     feature gate GracefulNodeShutdown"
+                .to_string(),
+        });
+    }
+    if !by_pod_priority.is_empty() {
+        if !gates.enabled("GracefulNodeShutdownBasedOnPodPriority") {
+            return Err(ConfigError::Setting {
+                setting: s_prio,
+                reason: "Specifying shutdownGracePeriodByPodPriority requires feature gate \
+                         GracefulNodeShutdownBasedOnPodPriority"
+                    .to_string(),
+            });
+        }
+        if legacy {
+            return Err(ConfigError::Setting {
+                setting: s_prio,
+                reason: "Cannot specify both shutdownGracePeriodByPodPriority and \
+                         shutdownGracePeriod at the same time"
+                    .to_string(),
+            });
+        }
+        // Not checked by the kubelet, which would then stop those pods with a negative grace
+        // period.
+        if let Some((i, p)) = by_pod_priority
+            .iter()
+            .enumerate()
+            .find(|(_, p)| p.shutdown_grace_period_seconds < 0)
+        {
+            return Err(invalid(
+                &format!("{s_prio}, entry {i}"),
+                p.shutdown_grace_period_seconds,
+                "shutdownGracePeriodSeconds must not be negative",
+            ));
+        }
+    }
     Ok(Shutdown {
         grace_period,
         grace_period_critical_pods,
+        by_pod_priority: by_pod_priority
+            .iter()
+            .map(|p| (p.priority, p.shutdown_grace_period_seconds))
+            .collect(),
     })
 }
 

@@ -4,8 +4,7 @@
 //! Every field of `kubelet.config.k8s.io/v1beta1` is parsed (a file written for the Go kubelet
 //! loads or fails with a message naming the field). A field either takes effect, or is refused
 //! at start with a message saying kubelet-rs does not support that value, or — for the kubelet
-//! API and graceful shutdown, which other work will implement, and where
-//! the kubelet itself only logs — is accepted with a warning the agent logs at start. A value
+//! API's TLS and profiling tuning — is accepted with a warning the agent logs at start. A value
 //! kubelet-rs behaves as by default is always accepted. Settings that matter only with an API
 //! server have no effect in standalone mode, as in the kubelet.
 //!
@@ -58,7 +57,7 @@
 //! | `enableServer`, `port` · `--port`, `tlsCertFile` · `--tls-cert-file`, `tlsPrivateKeyFile` · `--tls-private-key-file`, `tlsMinVersion` (VersionTLS12/13), `serverTLSBootstrap`, `--cert-dir`, `authentication.*` · `--anonymous-auth`, `--client-ca-file`, `--authentication-token-webhook`, `authorization.*` · `--authorization-mode`, `enableDebuggingHandlers`, `enableSystemLogHandler`, `streamingConnectionIdleTimeout` | the authenticated kubelet API (10250) |
 //! | `tlsCipherSuites`, `tlsCurvePreferences`, `rotateCertificates`, `enableContentionProfiling`, `enableProfilingHandler`, `enableDebugFlagsHandler`, `enableSystemLogQuery` | accepted; a warning at start says they have no effect (rustls' modern suites and curves are always used) |
 //! | `containerLogMaxSize`, `containerLogMaxFiles`, `containerLogMaxWorkers`, `containerLogMonitorInterval` | container log rotation (`logs::rotation`) |
-//! | `shutdownGracePeriod`, `shutdownGracePeriodCriticalPods`, `shutdownGracePeriodByPodPriority` | graceful node shutdown is not implemented yet: non-zero values are accepted with a warning (the kubelet too only logs when it cannot watch for shutdown) |
+//! | `shutdownGracePeriod`, `shutdownGracePeriodCriticalPods`, `shutdownGracePeriodByPodPriority` | graceful node shutdown through systemd-logind's delay inhibitor (`nodeshutdown`); without logind the agent logs once that it is unavailable, as the kubelet does |
 //! | `kubeletCgroups`, `systemCgroups`, `cpuManagerPolicy` (static), `cpuManagerPolicyOptions`, `reservedSystemCPUs`, `memoryManagerPolicy` (Static), `reservedMemory`, `topologyManagerPolicy` (other than none), `topologyManagerPolicyOptions`, `qosReserved`, `runOnce`, `singleProcessOOMKill` (false), `makeIPTablesUtilChains` (true), `volumePluginDir` (other than the default), `logging.format` (json), `logging.vmodule`, `tracing` (a sampling rate), `userNamespaces.idsPerPod` (other than 65536), `memoryReservationPolicy` (other than None) | refused at start with those values: not supported by kubelet-rs |
 //! | `cpuManagerReconcilePeriod`, `draManagerReconcilePeriod`, `topologyManagerScope`, `memoryThrottlingFactor`, `iptablesMasqueradeBit`, `iptablesDropBit`, `logging.flushFrequency`, `logging.options`, `showHiddenMetricsForVersion` | validated; they only matter with a refused setting or a disabled gate (the iptables bits are unused by the v1.33 kubelet too; kubelet-rs hides no metrics) |
 //! | `allowedUnsafeSysctls` | sysctls in a pod's security context are passed to the runtime as given; kubelet-rs does not refuse unsafe ones |
@@ -287,20 +286,6 @@ const API_FIELDS: &[FieldCheck] = &[
     }),
 ];
 
-/// Graceful shutdown settings that ask for it.
-const SHUTDOWN_FIELDS: &[FieldCheck] = &[
-    ("shutdownGracePeriod", |c| {
-        c.shutdown_grace_period.is_some_and(|d| !d.0.is_zero())
-    }),
-    ("shutdownGracePeriodCriticalPods", |c| {
-        c.shutdown_grace_period_critical_pods
-            .is_some_and(|d| !d.0.is_zero())
-    }),
-    ("shutdownGracePeriodByPodPriority", |c| {
-        non_empty_list(&c.shutdown_grace_period_by_pod_priority).is_some()
-    }),
-];
-
 /// Refuses what kubelet-rs cannot honor and returns the warnings for what it accepts without
 /// effect yet. Also checks ranges and enumerations of fields kubelet-rs does not act on, so a
 /// file the kubelet would refuse is refused here too.
@@ -316,12 +301,6 @@ pub(super) fn check(r: &Resolver<'_>) -> Result<Vec<String>, ConfigError> {
         }
     }
     push_warning(&mut warnings, &given(r, c, API_FIELDS), API_WARNING);
-    push_warning(
-        &mut warnings,
-        &given(r, c, SHUTDOWN_FIELDS),
-        "graceful node shutdown is not implemented yet: pods are not stopped when the node \
-         shuts down",
-    );
     check_ranges(r, c)?;
     Ok(warnings)
 }
@@ -508,14 +487,14 @@ mod tests {
     }
 
     #[test]
-    fn api_and_shutdown_settings_warn() {
+    fn api_settings_warn_and_shutdown_settings_do_not() {
         let s = load(
             "tlsCertFile: /c.crt\ntlsPrivateKeyFile: /c.key\nauthentication:\n  anonymous:\n    \
              enabled: false\ncontainerLogMaxSize: 50Mi\nshutdownGracePeriod: 30s\n\
              enableDebuggingHandlers: false\ntlsCipherSuites: [TLS_AES_128_GCM_SHA256]\n",
         )
         .unwrap();
-        assert_eq!(s.warnings.len(), 2, "{:?}", s.warnings);
+        assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
         // The kubelet API is served: its settings take effect and do not warn; the TLS tuning
         // rustls decides does.
         assert!(s.warnings[0].starts_with("kubelet-rs serves the kubelet API with rustls"));
@@ -527,12 +506,64 @@ mod tests {
             s.warnings
         );
         assert!(!s.enable_debugging_handlers);
-        // Log rotation is implemented: its settings do not warn.
-        assert!(s.warnings[1].contains("field shutdownGracePeriod in /k.yaml"));
-        // Defaults do not warn.
-        let s =
-            load("containerLogMaxSize: 10Mi\ncontainerLogMaxFiles: 5\nshutdownGracePeriod: 0s\n")
-                .unwrap();
-        assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+        // Log rotation and graceful node shutdown are implemented: their settings do not warn.
+        assert!(
+            !s.warnings[0].contains("shutdownGracePeriod"),
+            "{:?}",
+            s.warnings
+        );
+        assert_eq!(s.shutdown_grace_period, std::time::Duration::from_secs(30));
+    }
+
+    #[test]
+    fn shutdown_settings_are_checked_as_the_kubelet_checks_them() {
+        let s = load(
+            "shutdownGracePeriodByPodPriority:\n- priority: 100000\n  shutdownGracePeriodSeconds: 10\n\
+             - priority: 0\n  shutdownGracePeriodSeconds: 20\n",
+        )
+        .unwrap();
+        assert_eq!(
+            s.shutdown_grace_period_by_pod_priority,
+            vec![(100000, 10), (0, 20)]
+        );
+        let err = load(
+            "shutdownGracePeriod: 30s\nshutdownGracePeriodByPodPriority:\n- priority: 0\n  \
+             shutdownGracePeriodSeconds: 20\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("field shutdownGracePeriodByPodPriority in /k.yaml")
+                && err.contains("Cannot specify both shutdownGracePeriodByPodPriority and shutdownGracePeriod at the same time"),
+            "{err}"
+        );
+        let err = load(
+            "featureGates:\n  GracefulNodeShutdownBasedOnPodPriority: false\n\
+             shutdownGracePeriodByPodPriority:\n- priority: 0\n  shutdownGracePeriodSeconds: 20\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("requires feature gate GracefulNodeShutdownBasedOnPodPriority"),
+            "{err}"
+        );
+        let err = load("featureGates:\n  GracefulNodeShutdown: false\nshutdownGracePeriod: 30s\n")
+            .unwrap_err();
+        assert!(
+            err.contains("requires feature gate GracefulNodeShutdown"),
+            "{err}"
+        );
+        let err = load("shutdownGracePeriod: 500ms\n").unwrap_err();
+        assert!(
+            err.contains("field shutdownGracePeriod in /k.yaml")
+                && err.contains("must be either zero or otherwise >= 1 sec"),
+            "{err}"
+        );
+        let err = load(
+            "shutdownGracePeriodByPodPriority:\n- priority: 0\n  shutdownGracePeriodSeconds: -1\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("entry 0") && err.contains("must not be negative"),
+            "{err}"
+        );
     }
 }

@@ -163,6 +163,12 @@ impl HollowNode {
         let mut settings = config::resolve(&flags, None, &cfg.node_name)?;
         settings.pod_logs_dir = logs;
         settings.resolv_conf = Some(resolv);
+        // Hollow nodes share one host: the authenticated kubelet API only when asked for with
+        // a port of the caller's choosing, so that nodes never compete for 10250.
+        settings.enable_server = cfg
+            .extra_flags
+            .iter()
+            .any(|f| f == "--port" || f.starts_with("--port="));
 
         let fake = FakeRuntime::new();
         fake.preload_image(&settings.pod_infra_container_image);

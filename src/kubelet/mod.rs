@@ -224,6 +224,20 @@ impl Kubelet {
         message: &str,
         grace_override: Option<i64>,
     ) -> bool {
+        self.fail_pod(uid, reason, message, None, grace_override)
+    }
+
+    /// [`Kubelet::evict_pod`] that also sets `condition` on the pod's status (the kubelet's
+    /// `TerminatePodOptions.Conditions`: a `DisruptionTarget` condition, kept by every later
+    /// status of the pod).
+    pub fn fail_pod(
+        &self,
+        uid: &str,
+        reason: &str,
+        message: &str,
+        condition: Option<k8s_openapi::api::core::v1::PodCondition>,
+        grace_override: Option<i64>,
+    ) -> bool {
         let Some(mut status) = self
             .status
             .status(uid)
@@ -234,12 +248,42 @@ impl Kubelet {
         status.phase = Some("Failed".into());
         status.reason = Some(reason.to_string());
         status.message = Some(message.to_string());
+        if let Some(c) = condition {
+            let conditions = status.conditions.get_or_insert_with(Vec::new);
+            conditions.retain(|x| x.type_ != c.type_);
+            conditions.insert(0, c);
+        }
         if let Some(g) = grace_override {
             self.grace_overrides.lock().insert(uid.to_string(), g);
         }
         self.status.set_status(uid, status);
         self.request_sync(uid);
         true
+    }
+
+    /// Stops every running or created container of pod `uid` with `grace` seconds, and returns
+    /// when they have stopped (the kubelet's `killPodNow` for evictions and node shutdown; the
+    /// pod's worker stops the sandbox).
+    pub async fn stop_running_containers(&self, uid: &str, grace: i64) {
+        let containers = match self.runtime.list_containers(Some(uid)).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(uid, error = %e, "cannot list the pod's containers to stop them");
+                return;
+            }
+        };
+        let running = containers.into_iter().filter(|c| {
+            c.state == proto::cri::ContainerState::ContainerRunning as i32
+                || c.state == proto::cri::ContainerState::ContainerCreated as i32
+        });
+        let stops = running.map(|c| async move {
+            if let Err(e) = self.runtime.stop_container(&c.id, grace).await {
+                if !e.is_not_found() {
+                    tracing::warn!(container = %c.id, error = %e, "cannot stop container");
+                }
+            }
+        });
+        futures_util::future::join_all(stops).await;
     }
 
     /// A grace period set by [`Kubelet::evict_pod`], if any.

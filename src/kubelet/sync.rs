@@ -230,7 +230,11 @@ pub async fn sync_pod(kl: &Kubelet, pod: &Pod, state: &mut WorkerState) -> SyncO
                 .iter()
                 .any(|s| s.state == cri::PodSandboxState::SandboxReady as i32)
         {
-            kill_pod(kl, pod, &rt, termination_grace(pod)).await;
+            // An eviction or a node shutdown may have shortened the grace period.
+            let grace = kl
+                .grace_override(&uid)
+                .unwrap_or_else(|| termination_grace(pod));
+            kill_pod(kl, pod, &rt, grace).await;
             acted = true;
         } else if !state.released {
             // Nothing runs any more: probes stop and volumes are torn down (the pod directory
@@ -279,8 +283,9 @@ pub async fn sync_pod(kl: &Kubelet, pod: &Pod, state: &mut WorkerState) -> SyncO
         }
         let mut sandbox_id = actions.sandbox_id.clone();
         let sb_ctx_parent = cgroup_parent;
-        let wants_start =
-            !actions.init_containers_to_start.is_empty() || !actions.containers_to_start.is_empty();
+        let wants_start = !actions.init_containers_to_start.is_empty()
+            || !actions.containers_to_start.is_empty()
+            || !actions.ephemeral_containers_to_start.is_empty();
         // Volumes are set up before the sandbox and any container (`WaitForAttachAndMount`); a
         // pod whose volumes fail stays ContainerCreating and is retried with a backoff. Every
         // sync hands the volume manager the pod as it is now (downwardAPI files follow it).
@@ -395,18 +400,37 @@ pub async fn sync_pod(kl: &Kubelet, pod: &Pod, state: &mut WorkerState) -> SyncO
                 .and_then(|s| s.init_containers.as_deref())
                 .unwrap_or(&[]);
             let apps = spec.map(|s| s.containers.as_slice()).unwrap_or(&[]);
+            let ephemerals: Vec<(Container, Option<String>)> = spec
+                .and_then(|s| s.ephemeral_containers.as_deref())
+                .map(|list| {
+                    actions
+                        .ephemeral_containers_to_start
+                        .iter()
+                        .filter_map(|&i| list.get(i))
+                        .map(|e| (ephemeral_as_container(e), e.target_container_name.clone()))
+                        .collect()
+                })
+                .unwrap_or_default();
             let targets = actions
                 .init_containers_to_start
                 .iter()
-                .map(|&i| (&inits[i], true))
+                .map(|&i| (&inits[i], ContainerKind::Init))
                 .chain(
                     actions
                         .containers_to_start
                         .iter()
-                        .map(|&i| (&apps[i], false)),
-                );
-            for (c, init) in targets {
-                match start_container(kl, pod, c, init, qos, &sandbox_id, &sb_cfg, &rt, &pod_ips)
+                        .map(|&i| (&apps[i], ContainerKind::Regular)),
+                )
+                .chain(ephemerals.iter().map(|(c, target)| {
+                    (
+                        c,
+                        ContainerKind::Ephemeral {
+                            target: target.as_deref(),
+                        },
+                    )
+                }));
+            for (c, kind) in targets {
+                match start_container(kl, pod, c, kind, qos, &sandbox_id, &sb_cfg, &rt, &pod_ips)
                     .await
                 {
                     Ok(()) => {
@@ -583,6 +607,30 @@ async fn kill_container(kl: &Kubelet, pod: &Pod, id: &str, name: &str, grace: i6
     }
 }
 
+/// Which list of the spec a container comes from.
+#[derive(Debug, Clone, Copy)]
+enum ContainerKind<'a> {
+    Init,
+    Regular,
+    /// A debug container (`kubectl debug`), in the process namespace of `target` when set.
+    Ephemeral {
+        target: Option<&'a str>,
+    },
+}
+
+/// An ephemeral container as the container it runs as (the two share their common fields).
+fn ephemeral_as_container(e: &k8s_openapi::api::core::v1::EphemeralContainer) -> Container {
+    let mut v = serde_json::to_value(e).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        o.remove("targetContainerName");
+    }
+    serde_json::from_value(v).unwrap_or_else(|_| Container {
+        name: e.name.clone(),
+        image: e.image.clone(),
+        ..Default::default()
+    })
+}
+
 /// Starts one container: crash-loop backoff, image, config, create, start. On failure returns
 /// the waiting reason and when to try again.
 #[allow(clippy::too_many_arguments)]
@@ -590,7 +638,7 @@ async fn start_container(
     kl: &Kubelet,
     pod: &Pod,
     c: &Container,
-    init: bool,
+    kind: ContainerKind<'_>,
     qos: QosClass,
     sandbox_id: &str,
     sandbox_cfg: &cri::PodSandboxConfig,
@@ -598,7 +646,12 @@ async fn start_container(
     pod_ips: &[String],
 ) -> Result<(), (StartFailure, Duration)> {
     let uid = pod.metadata.uid.clone().unwrap_or_default();
-    let ctype = if init { "init_container" } else { "container" };
+    let init = matches!(kind, ContainerKind::Init);
+    let ctype = match kind {
+        ContainerKind::Init => "init_container",
+        ContainerKind::Regular => "container",
+        ContainerKind::Ephemeral { .. } => "ephemeral_container",
+    };
     let fail = |reason: &str, message: String, retry: Duration| {
         (
             StartFailure {
@@ -717,6 +770,32 @@ async fn start_container(
             .await
             .map_err(|e| fail(CREATE_CONTAINER_CONFIG_ERROR, e.to_string(), ERROR_REQUEUE))?;
         opts.apply(&mut cfg);
+    }
+    if let ContainerKind::Ephemeral {
+        target: Some(target),
+    } = kind
+    {
+        // The debug container joins the target's process namespace (`--target`).
+        let Some(target_id) = rt
+            .container(target)
+            .filter(|s| s.state == cri::ContainerState::ContainerRunning as i32)
+            .map(|s| s.id.clone())
+        else {
+            return Err(fail(
+                CREATE_CONTAINER_CONFIG_ERROR,
+                format!("cannot find the target container {target:?}: it is not running"),
+                ERROR_REQUEUE,
+            ));
+        };
+        if let Some(ns) = cfg
+            .linux
+            .as_mut()
+            .and_then(|l| l.security_context.as_mut())
+            .and_then(|sc| sc.namespace_options.as_mut())
+        {
+            ns.pid = cri::NamespaceMode::Target as i32;
+            ns.target_id = target_id;
+        }
     }
     let id = kl
         .runtime

@@ -86,6 +86,8 @@ pub struct PodActions {
     pub init_containers_to_start: Vec<usize>,
     /// Indexes into `spec.containers`.
     pub containers_to_start: Vec<usize>,
+    /// Indexes into `spec.ephemeralContainers`: those never created (they never restart).
+    pub ephemeral_containers_to_start: Vec<usize>,
     /// Running containers to kill, by container ID.
     pub containers_to_kill: BTreeMap<String, KillInfo>,
 }
@@ -413,7 +415,17 @@ pub fn compute_pod_actions(
         return actions;
     }
 
+    // Ephemeral containers start even before initialization completes, once, in the
+    // existing sandbox (the kubelet's `EphemeralContainersToStart`).
+    for (i, e) in spec.ephemeral_containers.iter().flatten().enumerate() {
+        if status.container(&e.name).is_none() {
+            actions.ephemeral_containers_to_start.push(i);
+        }
+    }
     let initialized = init_container_actions(pod, status, probes, &mut actions);
+    if actions.kill_pod {
+        actions.ephemeral_containers_to_start.clear();
+    }
     if actions.kill_pod || !initialized {
         return actions;
     }
@@ -466,8 +478,9 @@ pub fn compute_pod_actions(
     }
     if keep == 0 && actions.containers_to_start.is_empty() {
         actions.kill_pod = true;
-        // Sidecars must not keep a finished pod alive.
+        // Sidecars and debug containers must not keep a finished pod alive.
         actions.init_containers_to_start.clear();
+        actions.ephemeral_containers_to_start.clear();
     }
     actions
 }
@@ -837,6 +850,34 @@ mod tests {
         assert_eq!(a.init_containers_to_start, vec![0]);
         assert!(a.containers_to_start.is_empty());
         assert!(!a.kill_pod);
+    }
+
+    #[test]
+    fn ephemeral_containers_start_once_and_never_restart() {
+        let p = pod(json!({
+            "containers": [{"name": "app", "image": "i"}],
+            "ephemeralContainers": [{"name": "debug", "image": "i", "targetContainerName": "app"}],
+        }));
+        let sb = || sandbox("s1", true, 0, 1, &p);
+        let app = container(&p, "app", false, Running, 0, 2);
+        let a = compute_pod_actions(
+            &p,
+            &status(vec![sb()], vec![app.clone()]),
+            &ProbeVerdicts::default(),
+        );
+        assert_eq!(a.ephemeral_containers_to_start, vec![0]);
+        assert!(a.containers_to_start.is_empty() && !a.kill_pod, "{a:?}");
+        // Once it has run (and exited), it is neither started again nor killed.
+        let mut dbg = container(&p, "app", false, Exited, 1, 3);
+        dbg.metadata.as_mut().unwrap().name = "debug".into();
+        dbg.id = "debug-3".into();
+        let a = compute_pod_actions(
+            &p,
+            &status(vec![sb()], vec![app, dbg]),
+            &ProbeVerdicts::default(),
+        );
+        assert!(a.ephemeral_containers_to_start.is_empty(), "{a:?}");
+        assert!(a.containers_to_kill.is_empty() && !a.kill_pod, "{a:?}");
     }
 
     #[test]

@@ -7,10 +7,13 @@
 //! what it wrote is read, or the client goes away. When log rotation renames the file and the
 //! runtime reopens a new one at the same path, the reader finishes the renamed file (it keeps
 //! it open: rotation leaves the newest rotated file uncompressed) and continues with the new
-//! one from its start; two rotations while the reader is still behind skip the file between
-//! them. All file I/O goes through tokio's blocking pool: no read blocks a runtime thread.
+//! one from its start. A reader more than one rotation behind (a slow client) reads the
+//! rotated files it missed in order, gzipped ones too, before the live one (it finds its own
+//! file among them by identity or, once gzipped, by its first record); a file removed as the
+//! oldest before the reader got to it is lost to it. All file I/O goes through tokio's blocking pool: no
+//! read blocks a runtime thread.
 
-use std::io;
+use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -23,12 +26,15 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 
 use super::cri::{tail_start, Decoder, Flow, LogWriter};
+use super::rotation::rotated_files;
 
 /// How much one read asks for; also the usual size of a chunk sent on.
 pub const READ_SIZE: usize = 256 << 10;
 /// A record longer than this (no end of line in it) is skipped: a runtime cuts long lines
 /// into partial records of 16 KiB by default.
 pub const MAX_RECORD: usize = 4 << 20;
+/// The most of a gzipped rotated file a follower that fell behind reads back.
+pub const MAX_GUNZIP: u64 = 1 << 30;
 /// While following, how often the file is looked at even without an inotify event, and how
 /// often (at most) the runtime is asked whether the container still runs.
 pub const FORCE_CHECK: Duration = Duration::from_secs(1);
@@ -81,6 +87,8 @@ pub struct LogReader {
     file: tokio::fs::File,
     /// The open file's identity, to notice when rotation puts another file at `path`.
     id: (u64, u64),
+    /// The open file's place among the log's rotated files, once rotation renamed it.
+    key: Option<(String, u32)>,
     opts: ReadOptions,
 }
 
@@ -126,6 +134,7 @@ impl LogReader {
             path,
             file: tokio::fs::File::from_std(file),
             id,
+            key: None,
             opts,
         })
     }
@@ -216,17 +225,23 @@ impl LogReader {
             }
             // The end of the file as it stands.
             if switch_pending {
-                match self.reopen().await {
-                    Ok(true) => {
-                        // The renamed file is read to its end; a record it left unfinished
-                        // stays unfinished.
-                        filled = 0;
-                        skipping = false;
+                // The file read so far ends here; a record it left unfinished stays so.
+                filled = 0;
+                skipping = false;
+                match self.next_file().await? {
+                    Next::Opened => {
                         switch_pending = false;
                         continue;
                     }
-                    Ok(false) => switch_pending = false,
-                    Err(e) => return Err(e),
+                    Next::Compressed(data) => {
+                        // A rotated file already gzipped: read whole, then on to the next.
+                        if feed_all(&data, &mut decoder, &mut self.opts.writer, &tx, &mut out).await
+                        {
+                            return Ok(());
+                        }
+                        continue;
+                    }
+                    Next::Nothing => switch_pending = false,
                 }
             }
             let end = !self.opts.follow || (exited && !self.rotated().await);
@@ -240,8 +255,11 @@ impl LogReader {
                 return Ok(());
             }
             if self.rotated().await {
-                // Read what the runtime wrote to the renamed file before it reopened, then
-                // switch.
+                // Read what the runtime wrote to the renamed file before it reopened, then go on
+                // with the next file.
+                if self.key.is_none() {
+                    self.key = self.find_key().await;
+                }
                 switch_pending = true;
                 continue;
             }
@@ -266,11 +284,76 @@ impl LogReader {
         }
     }
 
-    /// Opens the file now at the log's path, if there is one.
-    async fn reopen(&mut self) -> Result<bool, ReadError> {
+    /// The rotation key of the open file, once rotation renamed it: the rotated file that is
+    /// this one (same identity), or whose first line is this one's (gzipped meanwhile: its
+    /// first record's timestamp, to the nanosecond, tells it apart); `None` if none is.
+    async fn find_key(&self) -> Option<(String, u32)> {
+        let (path, id) = (self.path.clone(), self.id);
+        let file = self.file.try_clone().await.ok()?.into_std().await;
+        tokio::task::spawn_blocking(move || {
+            use std::os::unix::fs::FileExt;
+            let mut head = vec![0u8; 4096];
+            let n = file.read_at(&mut head, 0).ok()?;
+            let ours = first_line(&head[..n]).to_vec();
+            let files = rotated_files(&path).ok()?;
+            files.into_iter().rev().find_map(|(key, p, gz)| {
+                if !gz {
+                    let m = std::fs::metadata(&p).ok()?;
+                    return (file_id(&m) == id).then_some(key);
+                }
+                let mut head = Vec::with_capacity(4096);
+                flate2::read::GzDecoder::new(std::fs::File::open(&p).ok()?)
+                    .take(4096)
+                    .read_to_end(&mut head)
+                    .ok()?;
+                (!ours.is_empty() && first_line(&head) == ours.as_slice()).then_some(key)
+            })
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
+    /// Moves on from the file read to its end: to the next rotated file when the reader is more
+    /// than one rotation behind (known by the open file's rotation key), else to the file now at
+    /// the log's path.
+    async fn next_file(&mut self) -> Result<Next, ReadError> {
+        if let Some(key) = self.key.clone() {
+            let path = self.path.clone();
+            let files = tokio::task::spawn_blocking(move || rotated_files(&path))
+                .await
+                .map_err(|e| ReadError::Read {
+                    path: self.path.clone(),
+                    source: io::Error::other(e),
+                })?
+                .unwrap_or_default();
+            for (k, p, gz) in files.into_iter().filter(|(k, _, _)| *k > key) {
+                if gz {
+                    let read = p.clone();
+                    let data = tokio::task::spawn_blocking(move || gunzip(&read)).await;
+                    match data {
+                        Ok(Ok(data)) => {
+                            self.key = Some(k);
+                            return Ok(Next::Compressed(data));
+                        }
+                        // Removed meanwhile as the oldest: the next one.
+                        _ => continue,
+                    }
+                }
+                if let Ok(f) = tokio::fs::File::open(&p).await {
+                    if let Ok(m) = f.metadata().await {
+                        self.id = file_id(&m);
+                        self.file = f;
+                        self.key = Some(k);
+                        return Ok(Next::Opened);
+                    }
+                }
+            }
+        }
+        self.key = None;
         let file = match tokio::fs::File::open(&self.path).await {
             Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Next::Nothing),
             Err(source) => {
                 return Err(ReadError::Open {
                     path: self.path.clone(),
@@ -284,7 +367,7 @@ impl LogReader {
         })?;
         self.id = file_id(&m);
         self.file = file;
-        Ok(true)
+        Ok(Next::Opened)
     }
 
     fn report_skips(&self, decoder: &Decoder, before: u64) {
@@ -303,6 +386,57 @@ impl LogReader {
             );
         }
     }
+}
+
+/// Where a follower goes after the end of a file that rotation renamed.
+enum Next {
+    /// The next file is open (a rotated file it had not read, or the live log).
+    Opened,
+    /// The next rotated file, already gzipped, uncompressed.
+    Compressed(Vec<u8>),
+    /// No file at the log's path yet (between the rename and the runtime's reopen).
+    Nothing,
+}
+
+/// The first line of `data` (with its end of line), or nothing without one.
+fn first_line(data: &[u8]) -> &[u8] {
+    memchr::memchr(b'\n', data).map_or(&[][..], |i| &data[..=i])
+}
+
+/// A rotated file's bytes, at most [`MAX_GUNZIP`] of them.
+fn gunzip(path: &Path) -> io::Result<Vec<u8>> {
+    let mut data = Vec::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(path)?)
+        .take(MAX_GUNZIP)
+        .read_to_end(&mut data)?;
+    Ok(data)
+}
+
+/// Feeds a whole (uncompressed) file through the decoder, sending a chunk per [`READ_SIZE`];
+/// true when the reader is done (the client went, or `limitBytes` is reached).
+async fn feed_all(
+    data: &[u8],
+    decoder: &mut Decoder,
+    writer: &mut LogWriter,
+    tx: &mpsc::Sender<Result<Bytes, io::Error>>,
+    out: &mut Vec<u8>,
+) -> bool {
+    let mut at = 0;
+    while at < data.len() {
+        let end = (at + READ_SIZE).min(data.len());
+        let (mut used, mut flow) = decoder.feed_lines(&data[at..end], writer, out);
+        if used == 0 && end < data.len() {
+            (used, flow) = decoder.feed_lines(&data[at..], writer, out);
+        }
+        if !send(tx, out).await || flow == Flow::LimitReached {
+            return true;
+        }
+        if used == 0 {
+            break;
+        }
+        at += used;
+    }
+    false
 }
 
 /// Sends what `out` holds (if anything); false when the receiver is gone.
@@ -474,6 +608,49 @@ mod tests {
             got.ends_with("file\n") && (got.clone() + &rest).ends_with("last\n"),
             "{got}{rest}"
         );
+        task.await.unwrap().unwrap();
+    }
+
+    fn gzip(path: &Path) {
+        let data = std::fs::read(path).unwrap();
+        let mut gz_name = path.as_os_str().to_os_string();
+        gz_name.push(".gz");
+        let mut enc = flate2::write::GzEncoder::new(
+            std::fs::File::create(PathBuf::from(gz_name)).unwrap(),
+            flate2::Compression::fast(),
+        );
+        enc.write_all(&data).unwrap();
+        enc.finish().unwrap();
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_follower_behind_by_several_rotations_reads_the_files_it_missed_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("0.log");
+        let rotated = |stamp: &str| dir.path().join(format!("0.log.20240101-00000{stamp}"));
+        let mut x = std::fs::File::create(&log).unwrap();
+        x.write_all(rec("x1").as_bytes()).unwrap();
+        let alive = Arc::new(AtomicBool::new(true));
+        // Opened, but not reading yet: three rotations go by meanwhile, and the first two
+        // rotated files are gzipped (the newest stays plain), as log rotation leaves them.
+        let r = LogReader::open(&log, opts(true, None)).await.unwrap();
+        x.write_all(format!("2024-01-01T00:00:00.000000002Z stdout F x2\n").as_bytes())
+            .unwrap();
+        for (stamp, text) in [("0", "y"), ("1", "w"), ("2", "z")] {
+            std::fs::rename(&log, rotated(stamp)).unwrap();
+            std::fs::write(&log, rec(text)).unwrap();
+        }
+        gzip(&rotated("0"));
+        gzip(&rotated("1"));
+        let (tx, rx) = mpsc::channel(4);
+        let task = tokio::spawn(r.run(tx, running_while(alive.clone())));
+        let mut rx = rx;
+        let mut got = String::new();
+        expect(&mut rx, "z\n", &mut got).await;
+        assert_eq!(got, "x1\nx2\ny\nw\nz\n");
+        alive.store(false, Ordering::SeqCst);
+        assert_eq!(collect(rx).await, "");
         task.await.unwrap().unwrap();
     }
 

@@ -20,8 +20,9 @@
 //! second, an idle one nothing.
 //!
 //! Two rotations within one second get the names `<log>.<time>` and `<log>.<time>.1`, ...
-//! (the kubelet would overwrite the first); rotated files are ordered by that name, not by
-//! string comparison.
+//! (the kubelet would overwrite the first), the number always past every file of that second
+//! still there, even one about to be removed as the oldest, so that a name is not taken again;
+//! rotated files are ordered by that name, not by string comparison.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
@@ -142,6 +143,23 @@ fn list_rotated(log: &Path) -> io::Result<(Vec<Rotated>, Vec<PathBuf>)> {
     Ok((rotated, tmp))
 }
 
+/// The rotated files of `log`, oldest first, one per rotation (the plain file while a
+/// compression of it is under way): its place in the order (timestamp, sequence number), its
+/// path, and whether it is gzipped. For readers following the log across rotations.
+pub fn rotated_files(log: &Path) -> io::Result<Vec<((String, u32), PathBuf, bool)>> {
+    let (rotated, _) = list_rotated(log)?;
+    let mut out: Vec<((String, u32), PathBuf, bool)> = Vec::with_capacity(rotated.len());
+    // Sorted: a plain file comes just before its compressed copy.
+    for r in rotated {
+        let key = (r.timestamp, r.seq);
+        if out.last().is_some_and(|(k, _, _)| *k == key) {
+            continue;
+        }
+        out.push((key, r.path, r.compressed));
+    }
+    Ok(out)
+}
+
 /// Gzips `path` into `<path>.gz` (through `<path>.gz.tmp`) and removes it.
 fn compress(path: &Path) -> io::Result<()> {
     let mut gz_name: OsString = path.as_os_str().to_os_string();
@@ -209,6 +227,15 @@ pub fn prepare_rotation(
     if size < policy.max_size {
         return Ok(done);
     }
+    let stamp = now.strftime(TIMESTAMP_FORMAT).to_string();
+    // After every file of this second, also those removed below: a name freed by removing the
+    // oldest is never taken again within the second (it would sort before the newer ones).
+    let mut seq = rotated
+        .iter()
+        .filter(|r| r.timestamp == stamp)
+        .map(|r| r.seq + 1)
+        .max()
+        .unwrap_or(0);
     // Room for the file about to be rotated and the live one.
     let keep = policy.max_files.saturating_sub(2);
     while rotated.len() > keep {
@@ -216,8 +243,6 @@ pub fn prepare_rotation(
         std::fs::remove_file(&oldest.path)?;
         done.removed += 1;
     }
-    let stamp = now.strftime(TIMESTAMP_FORMAT).to_string();
-    let mut seq = 0u32;
     let target = loop {
         let mut name = log.as_os_str().to_os_string();
         name.push(format!(".{stamp}"));
@@ -583,6 +608,32 @@ mod tests {
         let (rotated, _) = list_rotated(&log).unwrap();
         let order: Vec<u32> = rotated.iter().map(|r| r.seq).collect();
         assert_eq!(order, [0, 1]);
+    }
+
+    #[test]
+    fn a_name_freed_within_the_second_is_not_taken_again() {
+        // Many rotations in one second with room for two rotated files: the oldest goes each
+        // time, and each new name sorts after the ones left (`.2` after `.1`, never `.0` again).
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("0.log");
+        let p = policy(10, 3);
+        let t = at("10:11:12");
+        for n in 0..5 {
+            std::fs::write(&log, format!("rotation {n:02}\n")).unwrap();
+            prepare_rotation(&log, &p, t.clone(), false).unwrap();
+        }
+        let (rotated, _) = list_rotated(&log).unwrap();
+        let order: Vec<(u32, String)> = rotated
+            .iter()
+            .map(|r| (r.seq, std::fs::read_to_string(&r.path).unwrap()))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                (3, "rotation 03\n".to_string()),
+                (4, "rotation 04\n".to_string())
+            ]
+        );
     }
 
     #[test]

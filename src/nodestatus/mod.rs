@@ -383,7 +383,12 @@ impl NodeApi {
                 }
             }
             failures = 0;
-            tokio::time::sleep(self.update_frequency).await;
+            // A node shutdown starting or cancelled is reported at once (the kubelet's
+            // shutdown manager calls `syncNodeStatus`).
+            tokio::select! {
+                _ = tokio::time::sleep(self.update_frequency) => {}
+                _ = self.health.changed() => {}
+            }
         }
     }
 

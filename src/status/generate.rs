@@ -18,6 +18,9 @@ use crate::cm::pod_qos_class;
 use crate::kuberuntime::actions::should_restart;
 use crate::kuberuntime::{labels, PodRuntimeStatus};
 
+/// The pod condition an eviction or a node shutdown sets (`v1.DisruptionTarget`).
+pub const DISRUPTION_TARGET: &str = "DisruptionTarget";
+
 /// The waiting reason and message of a container's last failed start (the kubelet's reason
 /// cache): `CrashLoopBackOff`, `ErrImagePull`, `CreateContainerConfigError`, ...
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -414,6 +417,61 @@ fn names(list: &[String]) -> String {
 }
 
 /// The whole API status of a pod.
+/// `ephemeralContainerStatuses`: each debug container's state from the runtime (waiting with
+/// its start failure, `ContainerCreating` before it exists), never ready, never restarted.
+fn ephemeral_statuses(
+    pod: &Pod,
+    rt: &PodRuntimeStatus,
+    inp: &StatusInputs<'_>,
+) -> Vec<ContainerStatus> {
+    let runtime = if inp.runtime_name.is_empty() {
+        "containerd"
+    } else {
+        inp.runtime_name
+    };
+    let old: HashMap<&str, &ContainerStatus> = inp
+        .previous
+        .and_then(|p| p.ephemeral_container_statuses.as_ref())
+        .map(|l| l.iter().map(|c| (c.name.as_str(), c)).collect())
+        .unwrap_or_default();
+    let list = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.ephemeral_containers.as_deref())
+        .unwrap_or(&[]);
+    list.iter()
+        .map(|e| {
+            let c = Container {
+                name: e.name.clone(),
+                image: e.image.clone(),
+                ..Default::default()
+            };
+            let mut st = match rt.container(&e.name) {
+                Some(latest) => convert(latest, &c, runtime, old.get(e.name.as_str()).copied()),
+                None => ContainerStatus {
+                    name: e.name.clone(),
+                    image: e.image.clone().unwrap_or_default(),
+                    state: Some(waiting("ContainerCreating")),
+                    ..Default::default()
+                },
+            };
+            if rt.container(&e.name).is_none() {
+                if let Some(f) = inp.failures.and_then(|m| m.get(&e.name)) {
+                    st.state = Some(ContainerState {
+                        waiting: Some(ContainerStateWaiting {
+                            reason: Some(f.reason.clone()),
+                            message: Some(f.message.clone()).filter(|m| !m.is_empty()),
+                        }),
+                        ..Default::default()
+                    });
+                }
+            }
+            st.ready = false;
+            st
+        })
+        .collect()
+}
+
 pub fn generate_pod_status(pod: &Pod, rt: &PodRuntimeStatus, inp: &StatusInputs<'_>) -> PodStatus {
     let now = Time(inp.now.unwrap_or_else(Timestamp::now));
     let init = container_statuses(pod, spec_init(pod), true, rt, inp);
@@ -481,57 +539,67 @@ pub fn generate_pod_status(pod: &Pod, rt: &PodRuntimeStatus, inp: &StatusInputs<
         )
     };
     let containers_ready = unready.is_empty() && !completed;
-    let conditions = vec![
-        condition(
-            "PodReadyToStartContainers",
-            networked,
-            None,
-            None,
-            prev,
-            &now,
-        ),
-        if initialized {
+    // A DisruptionTarget condition (set when an eviction or a node shutdown failed the pod)
+    // is kept, ahead of the kubelet-owned conditions, as the kubelet's
+    // `generateAPIPodStatus` keeps it.
+    let disruption = prev
+        .and_then(|p| p.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == DISRUPTION_TARGET))
+        .cloned();
+    let conditions = disruption
+        .into_iter()
+        .chain([
             condition(
-                "Initialized",
-                true,
-                completed
-                    .then(|| "PodCompleted".to_string())
-                    .filter(|_| !spec_init(pod).is_empty()),
+                "PodReadyToStartContainers",
+                networked,
+                None,
                 None,
                 prev,
                 &now,
-            )
-        } else {
+            ),
+            if initialized {
+                condition(
+                    "Initialized",
+                    true,
+                    completed
+                        .then(|| "PodCompleted".to_string())
+                        .filter(|_| !spec_init(pod).is_empty()),
+                    None,
+                    prev,
+                    &now,
+                )
+            } else {
+                condition(
+                    "Initialized",
+                    false,
+                    Some("ContainersNotInitialized".into()),
+                    Some(format!(
+                        "containers with incomplete status: {}",
+                        names(&pending_init)
+                    )),
+                    prev,
+                    &now,
+                )
+            },
             condition(
-                "Initialized",
-                false,
-                Some("ContainersNotInitialized".into()),
-                Some(format!(
-                    "containers with incomplete status: {}",
-                    names(&pending_init)
-                )),
+                "Ready",
+                containers_ready,
+                ready_reason.clone(),
+                ready_message.clone(),
                 prev,
                 &now,
-            )
-        },
-        condition(
-            "Ready",
-            containers_ready,
-            ready_reason.clone(),
-            ready_message.clone(),
-            prev,
-            &now,
-        ),
-        condition(
-            "ContainersReady",
-            containers_ready,
-            ready_reason,
-            ready_message,
-            prev,
-            &now,
-        ),
-        condition("PodScheduled", true, None, None, prev, &now),
-    ];
+            ),
+            condition(
+                "ContainersReady",
+                containers_ready,
+                ready_reason,
+                ready_message,
+                prev,
+                &now,
+            ),
+            condition("PodScheduled", true, None, None, prev, &now),
+        ])
+        .collect::<Vec<_>>();
     let start_time = prev
         .and_then(|p| p.start_time.clone())
         .or_else(|| inp.start_time.map(Time))
@@ -554,6 +622,8 @@ pub fn generate_pod_status(pod: &Pod, rt: &PodRuntimeStatus, inp: &StatusInputs<
         qos_class: Some(pod_qos_class(pod).as_str().to_string()),
         init_container_statuses: Some(init).filter(|v| !v.is_empty()),
         container_statuses: Some(app),
+        ephemeral_container_statuses: Some(ephemeral_statuses(pod, rt, inp))
+            .filter(|v| !v.is_empty()),
         ..Default::default()
     }
 }
@@ -849,6 +919,62 @@ mod tests {
         assert_eq!(cond(&s, "Initialized").status, "True");
         assert_eq!(s.phase.as_deref(), Some("Running"));
         assert_eq!(s.init_container_statuses.as_ref().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_disruption_target_condition_is_kept_first() {
+        let p = pod(json!({"containers": [{"name": "a", "image": "i"}]}));
+        let mut prev = generate_pod_status(
+            &p,
+            &rt(true, vec![cs("a", Running, 0, 10, 0)]),
+            &inputs(None, None),
+        );
+        prev.phase = Some("Failed".into());
+        prev.conditions.as_mut().unwrap().insert(
+            0,
+            PodCondition {
+                type_: DISRUPTION_TARGET.into(),
+                status: "True".into(),
+                reason: Some("TerminationByKubelet".into()),
+                message: Some("m".into()),
+                ..Default::default()
+            },
+        );
+        let s = generate_pod_status(
+            &p,
+            &rt(false, vec![cs("a", Exited, 137, 10, 0)]),
+            &inputs(None, Some(&prev)),
+        );
+        let types: Vec<&str> = s
+            .conditions
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|c| c.type_.as_str())
+            .collect();
+        assert_eq!(
+            types,
+            [
+                "DisruptionTarget",
+                "PodReadyToStartContainers",
+                "Initialized",
+                "Ready",
+                "ContainersReady",
+                "PodScheduled"
+            ]
+        );
+        assert_eq!(
+            cond(&s, DISRUPTION_TARGET).reason.as_deref(),
+            Some("TerminationByKubelet")
+        );
+        assert_eq!(s.phase.as_deref(), Some("Failed"));
+        // None before: none after.
+        let again = generate_pod_status(&p, &rt(true, vec![]), &inputs(None, None));
+        assert!(again
+            .conditions
+            .unwrap()
+            .iter()
+            .all(|c| c.type_ != DISRUPTION_TARGET));
     }
 
     #[test]

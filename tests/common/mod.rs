@@ -11,6 +11,8 @@
 pub mod apiserver;
 pub mod cgroups;
 pub mod kubeletapi;
+pub mod logind;
+pub mod streaming;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -132,6 +134,8 @@ pub struct Agent {
     pub port: u16,
     pub log: PathBuf,
     pub extra_args: Vec<String>,
+    /// Extra environment for the process (`DBUS_SYSTEM_BUS_ADDRESS`, say).
+    pub env: Vec<(String, String)>,
     dir: tempfile::TempDir,
 }
 
@@ -193,6 +197,7 @@ impl Agent {
             port: free_port(),
             log: dir.path().join("agent.log"),
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            env: Vec::new(),
             dir,
         }
     }
@@ -251,6 +256,7 @@ impl Agent {
             )
             .args(&self.extra_args)
             .env("RUST_LOG", "kubelet_rs=debug,info")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
             .spawn()
@@ -321,6 +327,13 @@ impl Agent {
         let tmp = self.dir.path().join(format!(".{file}.tmp"));
         std::fs::write(&tmp, content).unwrap();
         std::fs::rename(&tmp, self.manifests.join(file)).unwrap();
+    }
+
+    /// A file in the agent's own temporary directory (a `--config` file, say).
+    pub fn write_file(&self, name: &str, content: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, content).unwrap();
+        path
     }
 
     pub fn remove_manifest(&self, file: &str) {

@@ -105,6 +105,12 @@ pub fn body(s: &KubeletSettings) -> Value {
         "containerLogMonitorInterval": d(s.container_log_monitor_interval),
         "shutdownGracePeriod": d(s.shutdown_grace_period),
         "shutdownGracePeriodCriticalPods": d(s.shutdown_grace_period_critical_pods),
+        "shutdownGracePeriodByPodPriority": (!s.shutdown_grace_period_by_pod_priority.is_empty()).then(|| {
+            s.shutdown_grace_period_by_pod_priority
+                .iter()
+                .map(|(p, secs)| json!({"priority": p, "shutdownGracePeriodSeconds": secs}))
+                .collect::<Vec<_>>()
+        }),
         "seccompDefault": s.seccomp_default,
         "registerNode": s.register_node,
         "enforceNodeAllocatable": s.enforce_node_allocatable,

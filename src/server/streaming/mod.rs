@@ -279,8 +279,10 @@ fn wants_v5(h: &HeaderMap) -> bool {
 /// How an exec or attach connection reaches the runtime.
 async fn serve_stream(url: String, opts: StreamOptions, req: Request) -> Response {
     if wants_v5(req.headers()) {
+        tracing::debug!(path = %req.uri().path(), "streaming: websocket v5 translated to SPDY");
         return translate::serve_v5(url, opts, req).await;
     }
+    tracing::debug!(path = %req.uri().path(), "streaming: upgrade passed through");
     proxy::pass_through(url, req).await
 }
 
@@ -449,8 +451,14 @@ async fn port_forward(
             .any(|p| p == PROTOCOL_TUNNEL);
     let (headers, pairs) = (req.headers().clone(), query_pairs(&req));
     match port_forward_url(&api, Target::from(p), &headers, &pairs, tunnel).await {
-        Ok(url) if tunnel => translate::serve_tunnel(url, req).await,
-        Ok(url) => proxy::pass_through(url, req).await,
+        Ok(url) if tunnel => {
+            tracing::debug!(path = %req.uri().path(), "streaming: port-forward websocket tunnel");
+            translate::serve_tunnel(url, req).await
+        }
+        Ok(url) => {
+            tracing::debug!(path = %req.uri().path(), "streaming: upgrade passed through");
+            proxy::pass_through(url, req).await
+        }
         Err(e) => e.into_response(),
     }
 }

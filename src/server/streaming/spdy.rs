@@ -727,4 +727,60 @@ mod tests {
             Err(SpdyError::Zlib(_))
         ));
     }
+
+    /// Mutations of a valid session (flipped bytes, truncations) and random bytes: the
+    /// decoder returns frames or an error, never panics. (The `streaming_frames` fuzz target
+    /// does this at length.)
+    #[test]
+    fn mangled_input_never_panics() {
+        let mut enc = Encoder::new();
+        let mut valid = Vec::new();
+        for f in [
+            Frame::SynStream {
+                stream: 1,
+                associated: 0,
+                priority: 0,
+                flags: 0,
+                headers: vec![("streamtype".into(), "error".into())],
+            },
+            Frame::Data {
+                stream: 1,
+                flags: FLAG_FIN,
+                data: b"{}".to_vec(),
+            },
+            Frame::GoAway {
+                last_good: 1,
+                status: 0,
+            },
+        ] {
+            enc.encode(&f, &mut valid).unwrap();
+        }
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for round in 0..3000 {
+            let mut input = if round % 3 == 0 {
+                (0..(next() % 200))
+                    .map(|_| next() as u8)
+                    .collect::<Vec<u8>>()
+            } else {
+                valid.clone()
+            };
+            if !input.is_empty() {
+                for _ in 0..(next() % 4 + 1) {
+                    let i = next() as usize % input.len();
+                    input[i] ^= next() as u8;
+                }
+                let cut = next() as usize % (input.len() + 1);
+                input.truncate(cut.max(input.len() / 2));
+            }
+            let mut dec = Decoder::new();
+            let mut buf = BytesMut::from(&input[..]);
+            while let Ok(Some(_)) = dec.decode(&mut buf) {}
+        }
+    }
 }

@@ -382,4 +382,56 @@ mod tests {
         encode_frame(true, OP_CONTINUATION, &[0; 60], None, &mut wire);
         assert_eq!(err(false, &wire), WsError::TooBig { len: 120, max: 100 });
     }
+
+    /// Random bytes and mangled valid frames, split at random: messages or an error, never a
+    /// panic, and never a message bigger than the limit.
+    #[test]
+    fn mangled_input_never_panics() {
+        let mut valid = Vec::new();
+        encode_frame(false, OP_BINARY, &[1; 300], Some([1, 2, 3, 4]), &mut valid);
+        encode(OP_PING, b"p", Some([5, 6, 7, 8]), &mut valid);
+        encode_frame(
+            true,
+            OP_CONTINUATION,
+            &[2; 70],
+            Some([9, 9, 9, 9]),
+            &mut valid,
+        );
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for round in 0..3000 {
+            let mut input = if round % 3 == 0 {
+                (0..(next() % 300))
+                    .map(|_| next() as u8)
+                    .collect::<Vec<u8>>()
+            } else {
+                valid.clone()
+            };
+            if !input.is_empty() {
+                for _ in 0..(next() % 4 + 1) {
+                    let i = next() as usize % input.len();
+                    input[i] ^= next() as u8;
+                }
+            }
+            let split = next() as usize % (input.len() + 1);
+            let mut dec = Decoder::new(true, 512);
+            let mut buf = BytesMut::new();
+            'parts: for part in [&input[..split], &input[split..]] {
+                buf.extend_from_slice(part);
+                loop {
+                    match dec.decode(&mut buf) {
+                        Ok(Some(Message::Binary(m) | Message::Text(m))) => assert!(m.len() <= 512),
+                        Ok(Some(_)) => {}
+                        Ok(None) => break,
+                        Err(_) => break 'parts,
+                    }
+                }
+            }
+        }
+    }
 }

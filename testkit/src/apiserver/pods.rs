@@ -506,6 +506,88 @@ pub fn validate(pod: &Value) -> Vec<FieldError> {
     errs
 }
 
+/// Defaults of an ephemeral container added through `pods/ephemeralcontainers`.
+pub fn default_ephemeral_container(c: &mut Value) {
+    if let Some(m) = c.as_object_mut() {
+        default_container(m, false);
+    }
+}
+
+/// `ValidatePodEphemeralContainersUpdate`: ephemeral containers are only added, each with a
+/// unique name, an image, none of what an ephemeral container may not have, and a target that
+/// names one of the pod's containers.
+pub fn validate_ephemeral_update(new: &Value, old: &Value) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let empty = Vec::new();
+    let new_list = new["spec"]["ephemeralContainers"]
+        .as_array()
+        .unwrap_or(&empty);
+    let old_list = old["spec"]["ephemeralContainers"]
+        .as_array()
+        .unwrap_or(&empty);
+    for o in old_list {
+        let name = o["name"].as_str().unwrap_or("");
+        match new_list.iter().find(|n| n["name"] == o["name"]) {
+            None => errs.push(FieldError::forbidden(
+                "spec.ephemeralContainers",
+                format!("existing ephemeral containers \"{name}\" may not be removed"),
+            )),
+            Some(n) if n != o => errs.push(FieldError::forbidden(
+                "spec.ephemeralContainers",
+                format!("existing ephemeral containers \"{name}\" may not be changed"),
+            )),
+            Some(_) => {}
+        }
+    }
+    let mut names: Vec<String> = ["containers", "initContainers"]
+        .iter()
+        .flat_map(|l| old["spec"][*l].as_array().cloned().unwrap_or_default())
+        .filter_map(|c| c["name"].as_str().map(str::to_string))
+        .collect();
+    let targets = names.clone();
+    for (i, c) in new_list.iter().enumerate() {
+        let path = format!("spec.ephemeralContainers[{i}]");
+        let name = c["name"].as_str().unwrap_or("");
+        if name.is_empty() {
+            errs.push(FieldError::required(format!("{path}.name"), ""));
+        } else if names.iter().any(|n| n == name) {
+            errs.push(FieldError::duplicate(format!("{path}.name"), name));
+        } else {
+            names.push(name.to_string());
+        }
+        if c["image"].as_str().unwrap_or("").is_empty() {
+            errs.push(FieldError::required(format!("{path}.image"), ""));
+        }
+        for f in [
+            "ports",
+            "livenessProbe",
+            "readinessProbe",
+            "startupProbe",
+            "lifecycle",
+            "resources",
+            "resizePolicy",
+        ] {
+            if c.get(f)
+                .is_some_and(|v| !v.is_null() && v != &json!({}) && v != &json!([]))
+            {
+                errs.push(FieldError::forbidden(
+                    format!("{path}.{f}"),
+                    "cannot be set for an Ephemeral Container",
+                ));
+            }
+        }
+        if let Some(t) = c["targetContainerName"].as_str().filter(|t| !t.is_empty()) {
+            if !targets.iter().any(|n| n == t) {
+                errs.push(FieldError::not_found(
+                    format!("{path}.targetContainerName"),
+                    t,
+                ));
+            }
+        }
+    }
+    errs
+}
+
 /// `ValidatePodUpdate`'s rule on the spec: only some fields may change.
 pub fn validate_spec_update(new: &Value, old: &Value) -> Option<FieldError> {
     let mut a = new["spec"].clone();

@@ -202,6 +202,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         subresources: &[
             sub!("attach", "PodAttachOptions", CONNECT_VERBS),
             sub!("binding", "Binding", &["create"]),
+            sub!("ephemeralcontainers", "Pod", STATUS_VERBS),
             sub!("eviction", "policy", "v1", "Eviction", &["create"]),
             sub!("exec", "PodExecOptions", CONNECT_VERBS),
             sub!("log", "Pod", &["get"]),

@@ -359,6 +359,20 @@ pub fn prepare_update(r: &ResourceDef, sub: &str, new: &mut Value, old: &Value) 
                 new["status"]["conditions"] = conds;
             }
         }
+        "ephemeralcontainers" => {
+            // Only spec.ephemeralContainers comes from the client, defaulted as on create.
+            let mut eph = new["spec"]["ephemeralContainers"].clone();
+            *new = {
+                let mut o = old.clone();
+                if let Some(list) = eph.as_array_mut() {
+                    for c in list.iter_mut() {
+                        pods::default_ephemeral_container(c);
+                    }
+                }
+                o["spec"]["ephemeralContainers"] = eph;
+                o
+            };
+        }
         "finalize" => {
             let fin = new["spec"]["finalizers"].clone();
             *new = {
@@ -440,6 +454,7 @@ pub fn validate_update(r: &ResourceDef, sub: &str, new: &Value, old: &Value) -> 
             errs.extend(pods::validate(new));
             errs.extend(pods::validate_spec_update(new, old));
         }
+        ("pods", "ephemeralcontainers") => errs.extend(pods::validate_ephemeral_update(new, old)),
         ("secrets" | "configmaps", _) if old["immutable"].as_bool() == Some(true) => {
             for f in ["data", "binaryData", "immutable"] {
                 if new.get(f) != old.get(f) {

@@ -450,13 +450,15 @@ async fn resource_request(
     }
     let reply: Reply = match (info.verb.as_str(), sub) {
         ("list", "") => rest::list(&rq, r).await?,
-        ("get", "") | ("get", "status" | "approval") => rest::get(&rq, r)?,
+        ("get", "") | ("get", "status" | "approval" | "ephemeralcontainers") => rest::get(&rq, r)?,
         ("create", "") if !r.stored => rest::review(&rq, r)?,
         ("create", "") => rest::create(&rq, r)?,
-        ("update", "") | ("update", "status" | "approval" | "finalize") => {
+        ("update", "") | ("update", "status" | "approval" | "finalize" | "ephemeralcontainers") => {
             rest::update(&rq, r, sub)?
         }
-        ("patch", "") | ("patch", "status" | "approval") => rest::patch(&rq, r, sub)?,
+        ("patch", "") | ("patch", "status" | "approval" | "ephemeralcontainers") => {
+            rest::patch(&rq, r, sub)?
+        }
         ("delete", "") => rest::delete(&rq, r)?,
         ("deletecollection", "") => rest::delete_collection(&rq, r)?,
         ("create", "binding") => rest::binding(&rq, r)?,
