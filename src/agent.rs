@@ -357,6 +357,8 @@ pub async fn start_with(settings: &KubeletSettings, host: &HostPaths) -> anyhow:
     kl.initialize().await.map_err(anyhow::Error::msg)?;
 
     let mut tasks = Vec::new();
+    // Device plugins and PodResources; their admission check runs before the predicates.
+    tasks.extend(start_devices(settings, &kl)?);
     let (updates_tx, updates_rx) = mpsc::channel(64);
     let mut expected = Vec::new();
     if let Some(path) = &settings.pod_manifest_path {
@@ -762,6 +764,7 @@ fn start_api_node(
         runtime_name: kl.runtime_name.lock().clone(),
         events: recorder.clone(),
         reach: reach.clone(),
+        devices: kl.devices.get().cloned(),
     };
     let mut tasks = crate::nodestatus::start(node);
     let publisher = crate::apievents::Publisher::new(
@@ -773,6 +776,41 @@ fn start_api_node(
     );
     tasks.push(tokio::spawn(publisher.run()));
     tasks
+}
+
+/// The device manager ([`crate::cm::devicemanager`]): restores its checkpoint, serves device
+/// plugin registration and the PodResources API under `--root-dir`, and reserves devices at
+/// admission (refusing with `UnexpectedAdmissionError` when they are not there).
+fn start_devices(
+    settings: &KubeletSettings,
+    kl: &Arc<Kubelet>,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    use crate::cm::devicemanager::{self, podresources, DeviceManager};
+    let dm = DeviceManager::new(&settings.root_dir)
+        .context("device manager")?
+        .with_metrics(kl.metrics.clone());
+    let mut tasks = vec![devicemanager::server::serve(dm.clone()).context("device manager")?];
+    let weak = Arc::downgrade(kl);
+    let pods: podresources::ActivePods = Arc::new(move || {
+        weak.upgrade()
+            .map(|kl| (kl.running_pods(), kl.sources_ready()))
+            .unwrap_or_default()
+    });
+    tasks.push(
+        podresources::serve(&settings.root_dir, dm.clone(), pods.clone())
+            .context("pod resources API")?,
+    );
+    let admit_dm = dm.clone();
+    kl.add_admit_handler(Arc::new(move |pod: &k8s_openapi::api::core::v1::Pod| {
+        let (active, ready) = pods();
+        let active: std::collections::HashSet<String> =
+            active.into_iter().filter_map(|p| p.metadata.uid).collect();
+        admit_dm
+            .admit(pod, ready.then_some(&active))
+            .map_err(|e| devicemanager::refusal(&e))
+    }));
+    let _ = kl.devices.set(dm);
+    Ok(tasks)
 }
 
 /// API-server mode, pods: the API pod source (expected before orphans are cleaned up, as the

@@ -127,6 +127,10 @@ pub struct Inner {
     /// `kubelet_http_inflight_requests{method,path,server_type,long_running}`.
     pub http_inflight_requests: IntGaugeVec,
     pub node_name: GaugeVec,
+    /// `kubelet_device_plugin_registration_total{resource_name}`.
+    pub device_plugin_registration_total: IntCounterVec,
+    /// `kubelet_device_plugin_alloc_duration_seconds{resource_name}`: the plugin's Allocate.
+    pub device_plugin_alloc_duration_seconds: HistogramVec,
     /// The prober's families (`/metrics/probes`).
     pub probes: ProbeMetrics,
 }
@@ -264,6 +268,8 @@ impl Metrics {
             http_requests_duration_seconds: histogram_vec("kubelet_http_requests_duration_seconds", "Duration in seconds to serve http requests", default_buckets, &http_labels),
             http_inflight_requests: gauge_vec("kubelet_http_inflight_requests", "Number of the inflight http requests", &http_labels),
             node_name: GaugeVec::new(opts("kubelet_node_name", "The node's name. The count is always 1."), &["node"]).expect("static metric"),
+            device_plugin_registration_total: counter_vec("kubelet_device_plugin_registration_total", "Cumulative number of device plugin registrations. Broken down by resource name.", &["resource_name"]),
+            device_plugin_alloc_duration_seconds: histogram_vec("kubelet_device_plugin_alloc_duration_seconds", "Duration in seconds to serve a device plugin Allocation request. Broken down by resource name.", default_buckets, &["resource_name"]),
             probes: ProbeMetrics::new(),
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -306,6 +312,8 @@ impl Metrics {
             Box::new(inner.http_requests_duration_seconds.clone()),
             Box::new(inner.http_inflight_requests.clone()),
             Box::new(inner.node_name.clone()),
+            Box::new(inner.device_plugin_registration_total.clone()),
+            Box::new(inner.device_plugin_alloc_duration_seconds.clone()),
         ];
         for c in collectors {
             inner.registry.register(c).expect("metric names are unique");

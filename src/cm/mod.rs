@@ -15,6 +15,7 @@
 //! (`qos_manager`) and removes orphaned pod cgroups with a backoff per cgroup (`orphans`); pod
 //! teardown removes its cgroup through `spawn_blocking`.
 
+pub mod devicemanager;
 pub mod manager;
 pub mod node;
 pub mod orphans;

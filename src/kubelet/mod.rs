@@ -106,6 +106,9 @@ pub struct Kubelet {
     sources_ready: std::sync::atomic::AtomicBool,
     /// Admission checks run before a pod starts (the eviction manager's, under pressure).
     admit_handlers: Mutex<Vec<AdmitHandler>>,
+    /// Device plugins' devices, when the device manager runs: their Allocate answers go into
+    /// each container's config.
+    pub devices: std::sync::OnceLock<crate::cm::devicemanager::DeviceManager>,
 }
 
 /// An admission check: `Err((reason, message))` refuses the pod, which then fails with them.
@@ -191,6 +194,7 @@ impl Kubelet {
             grace_overrides: Mutex::new(HashMap::new()),
             sources_ready: std::sync::atomic::AtomicBool::new(false),
             admit_handlers: Mutex::new(Vec::new()),
+            devices: std::sync::OnceLock::new(),
         })
     }
 
@@ -300,6 +304,20 @@ impl Kubelet {
     /// The pods the node is running (desired, not terminating), with their current status.
     pub fn active_pods(&self) -> Vec<Pod> {
         self.status.pods()
+    }
+
+    /// [`Self::active_pods`] less those that reached `Succeeded` or `Failed` (the kubelet's
+    /// `GetActivePods`, which the device manager and PodResources go by).
+    pub fn running_pods(&self) -> Vec<Pod> {
+        self.active_pods()
+            .into_iter()
+            .filter(|p| {
+                !matches!(
+                    p.status.as_ref().and_then(|s| s.phase.as_deref()),
+                    Some("Succeeded" | "Failed")
+                )
+            })
+            .collect()
     }
 
     pub fn pods_root(&self) -> PathBuf {

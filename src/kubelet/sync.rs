@@ -762,6 +762,15 @@ async fn start_container(
         seccomp: &kl.opts.seccomp,
     };
     let mut cfg = container_config_with_env(pod, c, &ctx, kl.opts.node_memory, env);
+    // Devices from device plugins: their Allocate answers (envs, mounts, device nodes,
+    // annotations, CDI devices), asked once per container; PreStartContainer when wanted.
+    if let Some(dm) = kl.devices.get() {
+        let opts = dm
+            .container_options(&uid, &c.name)
+            .await
+            .map_err(|e| fail(CREATE_CONTAINER_CONFIG_ERROR, e.to_string(), ERROR_REQUEUE))?;
+        opts.apply(&mut cfg);
+    }
     if let ContainerKind::Ephemeral {
         target: Some(target),
     } = kind

@@ -65,6 +65,8 @@ pub struct NodeApi {
     pub runtime_name: String,
     pub events: Arc<dyn EventSink>,
     pub reach: Reachability,
+    /// Device plugins' extended resources, in capacity and allocatable.
+    pub devices: Option<crate::cm::devicemanager::DeviceManager>,
 }
 
 /// The static inputs from the settings, the container manager's node config and the host.
@@ -392,6 +394,11 @@ impl NodeApi {
 
     fn observe_conditions_only(&self) -> Observed {
         Observed {
+            devices: self
+                .devices
+                .as_ref()
+                .map(|d| d.capacity())
+                .unwrap_or_default(),
             pressure: self
                 .conditions
                 .snapshot()

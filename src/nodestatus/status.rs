@@ -74,6 +74,8 @@ pub struct Observed {
     pub runtime_version: Option<String>,
     /// (names, size) of every image.
     pub images: Vec<(Vec<String>, i64)>,
+    /// Device plugins' extended resources (capacity, allocatable).
+    pub devices: crate::cm::devicemanager::DeviceCapacity,
 }
 
 /// A quantity of bytes as Go's `BinarySI` canonical form (`16314404Ki`).
@@ -193,6 +195,18 @@ fn condition(
     }
 }
 
+/// `base` plus the device plugins' counts (decimal quantities, as the kubelet sets them).
+fn with_devices(
+    base: &BTreeMap<String, Quantity>,
+    devices: &BTreeMap<String, i64>,
+) -> BTreeMap<String, Quantity> {
+    let mut out = base.clone();
+    for (name, n) in devices {
+        out.insert(name.clone(), Quantity(n.to_string()));
+    }
+    out
+}
+
 /// The node's status at `now`: transition times carried over from `prev` while a condition's
 /// status stays.
 pub fn node_status(
@@ -253,8 +267,11 @@ pub fn node_status(
                 address: inputs.hostname.clone(),
             },
         ]),
-        capacity: Some(inputs.capacity.clone()),
-        allocatable: Some(inputs.allocatable.clone()),
+        capacity: Some(with_devices(&inputs.capacity, &observed.devices.capacity)),
+        allocatable: Some(with_devices(
+            &inputs.allocatable,
+            &observed.devices.allocatable,
+        )),
         conditions: Some(conditions),
         daemon_endpoints: Some(NodeDaemonEndpoints {
             kubelet_endpoint: Some(DaemonEndpoint {
@@ -368,6 +385,7 @@ mod tests {
 
     fn observed(ready: bool) -> Observed {
         Observed {
+            devices: Default::default(),
             ready,
             ready_message: if ready {
                 "kubelet is posting ready status".into()
