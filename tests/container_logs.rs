@@ -334,7 +334,11 @@ fn kubectl_logs_and_logs_follow_through_the_api_server() {
     let ca = format!("--client-ca-file={}", cluster.api.ca_cert().display());
     let agent = cluster.agent(
         "clogs-kubectl",
-        &[&ca, "--authorization-mode=AlwaysAllow", "--node-ip=127.0.0.1"],
+        &[
+            &ca,
+            "--authorization-mode=AlwaysAllow",
+            "--node-ip=127.0.0.1",
+        ],
     );
     cluster.wait_node_ready(&agent.node);
     let pod = format!(
