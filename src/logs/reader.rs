@@ -296,17 +296,17 @@ impl LogReader {
             let n = file.read_at(&mut head, 0).ok()?;
             let ours = first_line(&head[..n]).to_vec();
             let files = rotated_files(&path).ok()?;
-            files.into_iter().rev().find_map(|(key, p, gz)| {
-                if !gz {
-                    let m = std::fs::metadata(&p).ok()?;
-                    return (file_id(&m) == id).then_some(key);
+            files.into_iter().rev().find_map(|f| {
+                if !f.compressed {
+                    let m = std::fs::metadata(&f.path).ok()?;
+                    return (file_id(&m) == id).then_some(f.key);
                 }
                 let mut head = Vec::with_capacity(4096);
-                flate2::read::GzDecoder::new(std::fs::File::open(&p).ok()?)
+                flate2::read::GzDecoder::new(std::fs::File::open(&f.path).ok()?)
                     .take(4096)
                     .read_to_end(&mut head)
                     .ok()?;
-                (!ours.is_empty() && first_line(&head) == ours.as_slice()).then_some(key)
+                (!ours.is_empty() && first_line(&head) == ours.as_slice()).then_some(f.key)
             })
         })
         .await
@@ -327,8 +327,9 @@ impl LogReader {
                     source: io::Error::other(e),
                 })?
                 .unwrap_or_default();
-            for (k, p, gz) in files.into_iter().filter(|(k, _, _)| *k > key) {
-                if gz {
+            for f in files.into_iter().filter(|f| f.key > key) {
+                let (k, p) = (f.key, f.path);
+                if f.compressed {
                     let read = p.clone();
                     let data = tokio::task::spawn_blocking(move || gunzip(&read)).await;
                     match data {

@@ -143,22 +143,32 @@ fn list_rotated(log: &Path) -> io::Result<(Vec<Rotated>, Vec<PathBuf>)> {
     Ok((rotated, tmp))
 }
 
-/// One rotated file: its place in the order (timestamp, sequence number), its path, and
-/// whether it is gzipped.
-pub type RotatedFile = ((String, u32), PathBuf, bool);
+/// A rotated file of a log, as a reader following the log sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RotatedFile {
+    /// Its place in the rotation order: the timestamp of its name and its sequence number.
+    pub key: (String, u32),
+    pub path: PathBuf,
+    /// Gzipped.
+    pub compressed: bool,
+}
 
 /// The rotated files of `log`, oldest first, one per rotation (the plain file while a
 /// compression of it is under way). For readers following the log across rotations.
 pub fn rotated_files(log: &Path) -> io::Result<Vec<RotatedFile>> {
     let (rotated, _) = list_rotated(log)?;
-    let mut out: Vec<((String, u32), PathBuf, bool)> = Vec::with_capacity(rotated.len());
+    let mut out: Vec<RotatedFile> = Vec::with_capacity(rotated.len());
     // Sorted: a plain file comes just before its compressed copy.
     for r in rotated {
         let key = (r.timestamp, r.seq);
-        if out.last().is_some_and(|(k, _, _)| *k == key) {
+        if out.last().is_some_and(|f| f.key == key) {
             continue;
         }
-        out.push((key, r.path, r.compressed));
+        out.push(RotatedFile {
+            key,
+            path: r.path,
+            compressed: r.compressed,
+        });
     }
     Ok(out)
 }
