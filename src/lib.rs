@@ -39,6 +39,7 @@ pub mod nodeshutdown;
 pub mod nodestatus;
 pub mod objects;
 pub mod oomwatcher;
+pub mod percent;
 pub mod pleg;
 pub mod podconfig;
 pub mod prober;

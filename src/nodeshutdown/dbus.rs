@@ -726,7 +726,9 @@ fn parse_address(address: &str) -> Result<Vec<std::os::unix::net::SocketAddr>, D
             let Some((k, v)) = kv.split_once('=') else {
                 return Err(bad("a parameter without '='"));
             };
-            let v = unescape(v).ok_or_else(|| bad("a bad %-escape"))?;
+            let v = crate::percent::decode(v)
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| bad("a bad %-escape"))?;
             let a = match k {
                 "path" => std::os::unix::net::SocketAddr::from_pathname(&v),
                 "abstract" => std::os::unix::net::SocketAddr::from_abstract_name(v.as_bytes()),
@@ -739,23 +741,6 @@ fn parse_address(address: &str) -> Result<Vec<std::os::unix::net::SocketAddr>, D
         return Err(bad("no unix:path= or unix:abstract= address in it"));
     }
     Ok(out)
-}
-
-fn unescape(v: &str) -> Option<String> {
-    let b = v.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 type Pending = Arc<Mutex<HashMap<u32, oneshot::Sender<Message>>>>;

@@ -151,6 +151,15 @@ fn spec_app(pod: &Pod) -> &[Container] {
         .unwrap_or(&[])
 }
 
+/// The runtime's name for container IDs (`containerd://…`), containerd until it is known.
+fn runtime_name<'a>(inp: &StatusInputs<'a>) -> &'a str {
+    if inp.runtime_name.is_empty() {
+        "containerd"
+    } else {
+        inp.runtime_name
+    }
+}
+
 /// Container statuses for `containers` (all init or all app containers), in spec order.
 fn container_statuses(
     pod: &Pod,
@@ -159,11 +168,7 @@ fn container_statuses(
     rt: &PodRuntimeStatus,
     inp: &StatusInputs<'_>,
 ) -> Vec<ContainerStatus> {
-    let runtime = if inp.runtime_name.is_empty() {
-        "containerd"
-    } else {
-        inp.runtime_name
-    };
+    let runtime = runtime_name(inp);
     let old: HashMap<&str, &ContainerStatus> = inp
         .previous
         .map(|p| {
@@ -416,7 +421,6 @@ fn names(list: &[String]) -> String {
     format!("[{}]", list.join(" "))
 }
 
-/// The whole API status of a pod.
 /// `ephemeralContainerStatuses`: each debug container's state from the runtime (waiting with
 /// its start failure, `ContainerCreating` before it exists), never ready, never restarted.
 fn ephemeral_statuses(
@@ -424,11 +428,7 @@ fn ephemeral_statuses(
     rt: &PodRuntimeStatus,
     inp: &StatusInputs<'_>,
 ) -> Vec<ContainerStatus> {
-    let runtime = if inp.runtime_name.is_empty() {
-        "containerd"
-    } else {
-        inp.runtime_name
-    };
+    let runtime = runtime_name(inp);
     let old: HashMap<&str, &ContainerStatus> = inp
         .previous
         .and_then(|p| p.ephemeral_container_statuses.as_ref())
@@ -472,6 +472,7 @@ fn ephemeral_statuses(
         .collect()
 }
 
+/// The whole API status of a pod.
 pub fn generate_pod_status(pod: &Pod, rt: &PodRuntimeStatus, inp: &StatusInputs<'_>) -> PodStatus {
     let now = Time(inp.now.unwrap_or_else(Timestamp::now));
     let init = container_statuses(pod, spec_init(pod), true, rt, inp);

@@ -42,7 +42,7 @@ fn text(code: StatusCode, msg: &str) -> Response {
 /// Where a request path points below `root`: `Err` for a `..` segment or an undecodable path.
 pub fn relative(path: &str) -> Result<PathBuf, &'static str> {
     let rest = path.strip_prefix("/logs").unwrap_or(path);
-    let decoded: Vec<u8> = percent_decode(rest).ok_or("invalid URL escape")?;
+    let decoded: Vec<u8> = crate::percent::decode(rest).ok_or("invalid URL escape")?;
     let decoded = String::from_utf8(decoded).map_err(|_| "invalid URL path")?;
     if decoded.contains('\0') {
         return Err("invalid URL path");
@@ -56,23 +56,6 @@ pub fn relative(path: &str) -> Result<PathBuf, &'static str> {
         }
     }
     Ok(out)
-}
-
-fn percent_decode(s: &str) -> Option<Vec<u8>> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    Some(out)
 }
 
 /// The real path of `rel` under `root`, if it stays there after symlinks are resolved.
